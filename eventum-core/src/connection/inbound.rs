@@ -1,0 +1,323 @@
+//! The receive side: one buffer shared by the request head and the frames after it, and
+//! the frame/message decoder that turns its bytes into steps.
+//!
+//! Frames are decoded lazily, one step per call, so that each reported message borrows
+//! from the buffer and the state changes only as the application takes events (h11's
+//! "no spooky time travel"). A complete unfragmented message is unmasked and validated in
+//! place and never copied; fragments are appended to one message buffer (one copy).
+
+use std::ops::Range;
+
+use crate::close::{parse_close_payload, CloseCode};
+use crate::error::ProtocolError;
+use crate::frame::{apply_mask, decode_header, DecodeRules, FrameHeader, OpCode};
+use crate::handshake::Request;
+use crate::utf8::Utf8Validator;
+
+/// Client frames must be masked; no extension owns RSV1 (yet).
+const RULES: DecodeRules = DecodeRules {
+    require_mask: true,
+    allow_rsv1: false,
+};
+
+/// Receive buffers larger than this are released when they empty, so idle connections
+/// stay small.
+const KEEP_CAPACITY: usize = 8 * 1024;
+
+/// Where a reported message's bytes live.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Source {
+    /// In the receive buffer (an unfragmented message, unmasked in place).
+    Rx,
+    /// In the message buffer (a reassembled fragmented message).
+    Message,
+}
+
+/// The outcome of one decoding step.
+#[derive(Debug, PartialEq, Eq)]
+pub(crate) enum Step {
+    /// No complete step is possible with the bytes received.
+    NeedMore,
+    /// Progress was made (a header decoded, a fragment buffered); step again.
+    Continue,
+    Text(Range<usize>, Source),
+    Binary(Range<usize>, Source),
+    Ping(Range<usize>),
+    Pong(Range<usize>),
+    /// A valid close frame: its code and the range of its reason in the receive buffer.
+    Close(Option<(CloseCode, Range<usize>)>),
+    Error(ProtocolError),
+}
+
+#[derive(Debug, Clone, Copy)]
+struct FrameProgress {
+    header: FrameHeader,
+    /// Payload bytes already unmasked (and validated, for text).
+    done: u64,
+    /// Whether the payload stays in the receive buffer until the frame is complete
+    /// (control frames and unfragmented messages) instead of streaming out of it.
+    in_place: bool,
+}
+
+#[derive(Debug, Default)]
+pub(crate) struct Inbound {
+    rx: Vec<u8>,
+    /// Bytes of `rx` before this offset are consumed.
+    pos: usize,
+    frame: Option<FrameProgress>,
+    /// The opcode of the fragmented message in progress.
+    message: Option<OpCode>,
+    message_buf: Vec<u8>,
+    /// `message_buf` holds a message already reported; clear it before the next step.
+    message_reported: bool,
+    utf8: Utf8Validator,
+    pub(crate) eof: bool,
+    pub(crate) request: Option<Request>,
+}
+
+impl Inbound {
+    /// Appends received bytes, first compacting what was consumed.
+    pub(crate) fn push(&mut self, data: &[u8]) {
+        self.compact();
+        self.rx.extend_from_slice(data);
+    }
+
+    /// All bytes received and not consumed, from the start of the request head while
+    /// the handshake is read.
+    pub(crate) fn unconsumed(&self) -> &[u8] {
+        &self.rx[self.pos..]
+    }
+
+    pub(crate) fn consume(&mut self, n: usize) {
+        self.pos = (self.pos + n).min(self.rx.len());
+    }
+
+    /// Drops every byte received and any message in progress.
+    pub(crate) fn discard_all(&mut self) {
+        self.rx = Vec::new();
+        self.pos = 0;
+        self.frame = None;
+        self.message = None;
+        self.message_buf = Vec::new();
+        self.utf8.reset();
+    }
+
+    /// Forgets a fragmented message in progress (we sent a close; data is discarded now).
+    pub(crate) fn abandon_message(&mut self) {
+        self.message = None;
+        self.message_buf = Vec::new();
+        self.utf8.reset();
+    }
+
+    /// Moves unconsumed bytes to the front and releases a large empty buffer.
+    pub(crate) fn compact(&mut self) {
+        if self.pos == self.rx.len() {
+            self.pos = 0;
+            if self.rx.capacity() > KEEP_CAPACITY {
+                self.rx = Vec::new();
+            } else {
+                self.rx.clear();
+            }
+        } else if self.pos > 0 && self.pos >= self.rx.len() / 2 {
+            self.rx.drain(..self.pos);
+            self.pos = 0;
+        }
+    }
+
+    /// Bytes buffered but not yet turned into events.
+    pub(crate) fn pending_len(&self) -> usize {
+        self.rx.len() - self.pos
+    }
+
+    pub(crate) fn rx_slice(&self, range: Range<usize>) -> &[u8] {
+        &self.rx[range]
+    }
+
+    pub(crate) fn message_slice(&self, range: Range<usize>) -> &[u8] {
+        &self.message_buf[range]
+    }
+
+    /// Decodes one step. `discarding` is set while we wait for the peer's close reply:
+    /// data frames are skipped without buffering and only control frames are reported.
+    pub(crate) fn step(&mut self, max_frame: usize, max_message: usize, discarding: bool) -> Step {
+        if self.message_reported {
+            self.message_reported = false;
+            self.message_buf.clear();
+            if self.message_buf.capacity() > KEEP_CAPACITY {
+                self.message_buf = Vec::new();
+            }
+        }
+        if discarding && self.message.is_some() {
+            self.abandon_message();
+        }
+        match self.frame {
+            None => self.start_frame(max_frame, max_message, discarding),
+            Some(progress) if discarding && !progress.header.opcode.is_control() => self.skip_payload(progress),
+            Some(progress) if progress.in_place => self.advance_in_place(progress),
+            Some(progress) => self.advance_fragment(progress),
+        }
+    }
+
+    fn start_frame(&mut self, max_frame: usize, max_message: usize, discarding: bool) -> Step {
+        let (header, header_len) = match decode_header(&self.rx[self.pos..], RULES) {
+            Ok(Some(decoded)) => decoded,
+            Ok(None) => return Step::NeedMore,
+            Err(e) => return Step::Error(e),
+        };
+        let control = header.opcode.is_control();
+        if !control && !discarding {
+            if let Err(e) = self.check_data_frame(&header, max_frame, max_message) {
+                return Step::Error(e);
+            }
+        }
+        self.pos += header_len;
+        let unfragmented = header.fin && header.opcode != OpCode::Continuation;
+        let in_place = control || (unfragmented && !discarding);
+        if !control && !in_place && !discarding && header.opcode != OpCode::Continuation {
+            self.message = Some(header.opcode);
+        }
+        self.frame = Some(FrameProgress {
+            header,
+            done: 0,
+            in_place,
+        });
+        Step::Continue
+    }
+
+    /// RFC 6455 §5.4 fragmentation rules and the size limits, decided from the header
+    /// alone so an oversized message is refused before any of it is buffered.
+    fn check_data_frame(
+        &self,
+        header: &FrameHeader,
+        max_frame: usize,
+        max_message: usize,
+    ) -> Result<(), ProtocolError> {
+        match (header.opcode, self.message) {
+            (OpCode::Continuation, None) => return Err(ProtocolError::UnexpectedContinuation),
+            (OpCode::Text | OpCode::Binary, Some(_)) => return Err(ProtocolError::ExpectedContinuation),
+            _ => {}
+        }
+        if header.payload_len > max_frame as u64 {
+            return Err(ProtocolError::FrameTooLarge { limit: max_frame });
+        }
+        let so_far = if self.message.is_some() {
+            self.message_buf.len() as u64
+        } else {
+            0
+        };
+        if so_far + header.payload_len > max_message as u64 {
+            return Err(ProtocolError::MessageTooLarge { limit: max_message });
+        }
+        Ok(())
+    }
+
+    /// Unmasks (and validates) newly arrived payload bytes where they lie; reports the
+    /// frame once all of it is there.
+    fn advance_in_place(&mut self, mut progress: FrameProgress) -> Step {
+        let header = progress.header;
+        let available = (self.rx.len() - self.pos) as u64;
+        let ready = available.min(header.payload_len);
+        if ready > progress.done {
+            let start = self.pos + progress.done as usize;
+            let end = self.pos + ready as usize;
+            let piece = &mut self.rx[start..end];
+            if let Some(key) = header.mask {
+                apply_mask(piece, key, progress.done);
+            }
+            if header.opcode == OpCode::Text {
+                if let Err(e) = self.utf8.feed(piece) {
+                    return Step::Error(e);
+                }
+            }
+            progress.done = ready;
+        }
+        if progress.done < header.payload_len {
+            self.frame = Some(progress);
+            return Step::NeedMore;
+        }
+        self.frame = None;
+        let range = self.pos..self.pos + header.payload_len as usize;
+        self.pos = range.end;
+        match header.opcode {
+            OpCode::Text => match self.utf8.finish() {
+                Ok(()) => Step::Text(range, Source::Rx),
+                Err(e) => Step::Error(e),
+            },
+            OpCode::Binary => Step::Binary(range, Source::Rx),
+            OpCode::Ping => Step::Ping(range),
+            OpCode::Pong => Step::Pong(range),
+            OpCode::Close => match parse_close_payload(&self.rx[range.clone()]) {
+                Ok(None) => Step::Close(None),
+                Ok(Some((code, _))) => Step::Close(Some((code, range.start + 2..range.end))),
+                Err(e) => Step::Error(e),
+            },
+            // Continuation frames are never kept in place.
+            OpCode::Continuation => Step::Continue,
+        }
+    }
+
+    /// Moves the arrived part of a fragment into the message buffer.
+    fn advance_fragment(&mut self, mut progress: FrameProgress) -> Step {
+        let header = progress.header;
+        let take = self.take_len(&progress);
+        if take == 0 && progress.done < header.payload_len {
+            return Step::NeedMore;
+        }
+        let piece = &mut self.rx[self.pos..self.pos + take];
+        if let Some(key) = header.mask {
+            apply_mask(piece, key, progress.done);
+        }
+        let opcode = self.message.unwrap_or(OpCode::Binary);
+        if opcode == OpCode::Text {
+            if let Err(e) = self.utf8.feed(piece) {
+                return Step::Error(e);
+            }
+        }
+        self.message_buf.extend_from_slice(piece);
+        self.pos += take;
+        progress.done += take as u64;
+        if progress.done < header.payload_len {
+            self.frame = Some(progress);
+            return Step::NeedMore;
+        }
+        self.frame = None;
+        if !header.fin {
+            return Step::Continue;
+        }
+        self.message = None;
+        self.message_reported = true;
+        let range = 0..self.message_buf.len();
+        match opcode {
+            OpCode::Text => match self.utf8.finish() {
+                Ok(()) => Step::Text(range, Source::Message),
+                Err(e) => Step::Error(e),
+            },
+            _ => Step::Binary(range, Source::Message),
+        }
+    }
+
+    /// Skips a data frame's payload while discarding.
+    fn skip_payload(&mut self, mut progress: FrameProgress) -> Step {
+        if progress.in_place {
+            // Bytes unmasked in place so far still sit in the buffer: drop them first.
+            self.pos += progress.done as usize;
+            progress.in_place = false;
+        }
+        let take = self.take_len(&progress);
+        self.pos += take;
+        progress.done += take as u64;
+        if progress.done < progress.header.payload_len {
+            self.frame = Some(progress);
+            return Step::NeedMore;
+        }
+        self.frame = None;
+        Step::Continue
+    }
+
+    /// How many payload bytes of the current frame are buffered and unprocessed.
+    fn take_len(&self, progress: &FrameProgress) -> usize {
+        let remaining = progress.header.payload_len - progress.done;
+        // `min` with the buffered length keeps the value within usize.
+        remaining.min((self.rx.len() - self.pos) as u64) as usize
+    }
+}

@@ -1,0 +1,251 @@
+//! The outgoing byte queue of one connection: whole frames in order, drained by the driver.
+
+use std::collections::VecDeque;
+use std::io::IoSlice;
+use std::sync::Arc;
+
+use crate::frame::{encode_header, header_bytes, OpCode};
+
+/// Frames smaller than this are appended to the last queued chunk so the driver writes
+/// few large chunks instead of many small ones.
+const COALESCE_LIMIT: usize = 64 * 1024;
+
+/// A complete server frame encoded once and shared by every connection it is pushed to
+/// (a broadcast), so N recipients cost one allocation, not N.
+///
+/// ```
+/// use eventum_core::SharedFrame;
+/// let frame = SharedFrame::text("hello everyone");
+/// assert_eq!(&frame.as_bytes()[..2], &[0x81, 14]);
+/// let copy = frame.clone(); // a reference count, not a copy of the bytes
+/// assert_eq!(copy.len(), 16);
+/// ```
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SharedFrame(Arc<[u8]>);
+
+impl SharedFrame {
+    /// Encodes a text message as one unfragmented frame.
+    pub fn text(text: &str) -> Self {
+        Self::encode(OpCode::Text, text.as_bytes())
+    }
+
+    /// Encodes a binary message as one unfragmented frame.
+    pub fn binary(data: &[u8]) -> Self {
+        Self::encode(OpCode::Binary, data)
+    }
+
+    fn encode(opcode: OpCode, payload: &[u8]) -> Self {
+        let mut bytes = Vec::with_capacity(payload.len() + crate::frame::MAX_HEADER_LEN);
+        encode_header(&mut bytes, true, false, opcode, payload.len() as u64);
+        bytes.extend_from_slice(payload);
+        SharedFrame(bytes.into())
+    }
+
+    /// The encoded frame, header included.
+    pub fn as_bytes(&self) -> &[u8] {
+        &self.0
+    }
+
+    /// Length of the encoded frame in bytes.
+    pub fn len(&self) -> usize {
+        self.0.len()
+    }
+
+    /// Always false: a frame has at least its 2-byte header.
+    pub fn is_empty(&self) -> bool {
+        self.0.is_empty()
+    }
+}
+
+#[derive(Debug)]
+enum Chunk {
+    Owned(Vec<u8>),
+    Shared(SharedFrame),
+}
+
+impl Chunk {
+    fn bytes(&self) -> &[u8] {
+        match self {
+            Chunk::Owned(v) => v,
+            Chunk::Shared(f) => f.as_bytes(),
+        }
+    }
+}
+
+/// Bytes waiting for the wire, as a queue of chunks; `front_offset` bytes of the first
+/// chunk are already written.
+#[derive(Debug, Default)]
+pub(crate) struct Outbound {
+    chunks: VecDeque<Chunk>,
+    front_offset: usize,
+    len: usize,
+}
+
+impl Outbound {
+    /// Bytes queued and not yet consumed.
+    pub(crate) fn len(&self) -> usize {
+        self.len
+    }
+
+    pub(crate) fn is_empty(&self) -> bool {
+        self.len == 0
+    }
+
+    /// Queues one unmasked frame: the header is written in front of the payload in the
+    /// same buffer, so the payload is copied once, from the caller into the queue.
+    pub(crate) fn push_frame(&mut self, opcode: OpCode, payload: &[u8]) {
+        let (header, header_len) = header_bytes(true, false, opcode, payload.len() as u64);
+        let total = header_len + payload.len();
+        let buf = self.tail_with_room(total);
+        buf.extend_from_slice(&header[..header_len]);
+        buf.extend_from_slice(payload);
+        self.len += total;
+    }
+
+    /// Queues bytes that already form whole frames.
+    pub(crate) fn push_raw(&mut self, bytes: &[u8]) {
+        self.tail_with_room(bytes.len()).extend_from_slice(bytes);
+        self.len += bytes.len();
+    }
+
+    /// Queues an already encoded shared frame without copying it.
+    pub(crate) fn push_shared(&mut self, frame: &SharedFrame) {
+        if frame.len() < 512 {
+            // Tiny frames are cheaper to copy than to keep as separate chunks.
+            self.push_raw(frame.as_bytes());
+            return;
+        }
+        self.len += frame.len();
+        self.chunks.push_back(Chunk::Shared(frame.clone()));
+    }
+
+    /// The first contiguous run of pending bytes (empty when nothing is pending).
+    pub(crate) fn front(&self) -> &[u8] {
+        match self.chunks.front() {
+            Some(chunk) => &chunk.bytes()[self.front_offset..],
+            None => &[],
+        }
+    }
+
+    /// Fills `slices` with the pending chunks in order, for a vectored write; returns how
+    /// many were filled.
+    pub(crate) fn fill_io_slices<'a>(&'a self, slices: &mut [IoSlice<'a>]) -> usize {
+        let mut filled = 0;
+        for (i, (chunk, slot)) in self.chunks.iter().zip(slices.iter_mut()).enumerate() {
+            let bytes = if i == 0 {
+                &chunk.bytes()[self.front_offset..]
+            } else {
+                chunk.bytes()
+            };
+            *slot = IoSlice::new(bytes);
+            filled += 1;
+        }
+        filled
+    }
+
+    /// Marks `n` bytes as written. `n` larger than what is pending consumes everything.
+    pub(crate) fn consume(&mut self, mut n: usize) {
+        n = n.min(self.len);
+        self.len -= n;
+        while n > 0 {
+            let Some(front) = self.chunks.front() else { break };
+            let left = front.bytes().len() - self.front_offset;
+            if n < left {
+                self.front_offset += n;
+                return;
+            }
+            n -= left;
+            self.front_offset = 0;
+            self.chunks.pop_front();
+        }
+        if self.len == 0 {
+            self.front_offset = 0;
+            self.chunks.clear();
+        }
+    }
+
+    /// Drops everything pending (the transport is being abandoned).
+    pub(crate) fn clear(&mut self) {
+        self.chunks.clear();
+        self.front_offset = 0;
+        self.len = 0;
+    }
+
+    fn tail_with_room(&mut self, extra: usize) -> &mut Vec<u8> {
+        let reuse = matches!(
+            self.chunks.back(),
+            Some(Chunk::Owned(v)) if v.len() + extra <= COALESCE_LIMIT || v.is_empty()
+        );
+        if !reuse {
+            let capacity = extra.max(if extra < COALESCE_LIMIT { 4096 } else { 0 });
+            self.chunks.push_back(Chunk::Owned(Vec::with_capacity(capacity)));
+        }
+        match self.chunks.back_mut() {
+            Some(Chunk::Owned(v)) => v,
+            // The branch above guarantees the back chunk is owned.
+            _ => unreachable!("tail chunk is owned"),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn drain(out: &mut Outbound) -> Vec<u8> {
+        let mut all = Vec::new();
+        while !out.is_empty() {
+            let front = out.front().to_vec();
+            // Consume in uneven pieces to exercise partial writes.
+            let n = (front.len() / 2).max(1);
+            all.extend_from_slice(&front[..n]);
+            out.consume(n);
+        }
+        all
+    }
+
+    #[test]
+    fn frames_come_out_in_order_with_headers() {
+        let mut out = Outbound::default();
+        out.push_frame(OpCode::Text, b"Hello");
+        out.push_frame(OpCode::Ping, b"");
+        let big = vec![7u8; 100_000];
+        out.push_frame(OpCode::Binary, &big);
+        let shared = SharedFrame::binary(&[1u8; 1000]);
+        out.push_shared(&shared);
+        assert_eq!(out.len(), 7 + 2 + 10 + 100_000 + shared.len());
+        let bytes = drain(&mut out);
+        assert_eq!(&bytes[..7], b"\x81\x05Hello");
+        assert_eq!(&bytes[7..9], b"\x89\x00");
+        assert_eq!(&bytes[9..19], &[0x82, 127, 0, 0, 0, 0, 0, 1, 0x86, 0xa0]);
+        assert_eq!(&bytes[19 + 100_000..], shared.as_bytes());
+        assert_eq!(out.len(), 0);
+    }
+
+    #[test]
+    fn small_frames_coalesce_into_one_chunk() {
+        let mut out = Outbound::default();
+        for _ in 0..100 {
+            out.push_frame(OpCode::Text, b"abc");
+        }
+        assert_eq!(out.front().len(), 500);
+        let mut slices = [IoSlice::new(&[]); 4];
+        assert_eq!(out.fill_io_slices(&mut slices), 1);
+    }
+
+    #[test]
+    fn vectored_slices_cover_everything_pending() {
+        let mut out = Outbound::default();
+        out.push_frame(OpCode::Text, b"a");
+        out.push_shared(&SharedFrame::binary(&[9u8; 600]));
+        out.push_frame(OpCode::Text, b"b");
+        out.consume(1);
+        let mut slices = [IoSlice::new(&[]); 8];
+        let n = out.fill_io_slices(&mut slices);
+        let total: usize = slices[..n].iter().map(|s| s.len()).sum();
+        assert_eq!(total, out.len());
+        out.consume(usize::MAX);
+        assert!(out.is_empty());
+        assert!(out.front().is_empty());
+    }
+}
