@@ -1,4 +1,104 @@
-//! eventum-core (crate docs are written at the end of the core issue).
+//! The sans-io protocol core of eventum: the server side of WebSocket (RFC 6455) as a
+//! pure state machine. No sockets, no threads, no clock, no async runtime: bytes and
+//! the current time go in, events, bytes for the wire and the next deadline come out.
+//!
+//! ```text
+//!            bytes read          ┌────────────────────┐   events (request, text, binary,
+//!  transport ───────────────────▶│                    │──▶ ping, pong, closed)
+//!  (TCP, TLS,  handle_input(now) │     Connection     │
+//!   pipe, ...) ◀─────────────────│                    │◀── commands (accept, respond,
+//!            output/consume      └────────────────────┘    send_*, push, ping, close)
+//!                                  ▲ handle_timeout(now)  │ poll_timeout() -> deadline
+//! ```
+//!
+//! # The driver loop
+//!
+//! Every adapter (`eventum-smol`, `eventum-std`, your own epoll or io_uring loop) runs
+//! the same few steps for each connection:
+//!
+//! 1. read what the transport has (only while [`Connection::wants_read`]) and pass it to
+//!    [`Connection::handle_input`]; on end of stream call [`Connection::handle_eof`];
+//! 2. drain [`Connection::poll_event`] and act on each event (answer the
+//!    [`Event::UpgradeRequest`], handle messages, ...);
+//! 3. write [`Connection::output`] and mark it written with [`Connection::consume_output`];
+//! 4. close the transport once [`Connection::should_close_transport`]; otherwise sleep
+//!    until the transport is ready or [`Connection::poll_timeout`] passes, and call
+//!    [`Connection::handle_timeout`] when it does.
+//!
+//! Here that loop serves an echo over an in-memory byte pipe, with a scripted client:
+//!
+//! ```
+//! use eventum_core::{frame, handshake::Accept, CloseCode, Config, Connection, Event};
+//! use std::{collections::VecDeque, sync::Arc, time::Instant};
+//!
+//! // The client's bytes, as they would arrive from a socket.
+//! let mut from_client: VecDeque<u8> = VecDeque::new();
+//! from_client.extend(b"GET /echo HTTP/1.1\r\nHost: localhost\r\nUpgrade: websocket\r\n\
+//!     Connection: Upgrade\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n\
+//!     Sec-WebSocket-Version: 13\r\n\r\n");
+//! let mut frames = Vec::new();
+//! frame::encode_client_frame(&mut frames, true, frame::OpCode::Text, b"hello", [1, 2, 3, 4]);
+//! frame::encode_client_frame(&mut frames, true, frame::OpCode::Close, &1000u16.to_be_bytes(), [5, 6, 7, 8]);
+//! from_client.extend(frames);
+//! let mut to_client = Vec::new();
+//!
+//! let mut conn = Connection::new(Arc::new(Config::default()), Instant::now());
+//! let mut closed = None;
+//! while !conn.should_close_transport() {
+//!     // 1. read (here: at most 7 bytes at a time, to show that chunking does not matter)
+//!     let n = from_client.len().min(7);
+//!     let chunk: Vec<u8> = from_client.drain(..n).collect();
+//!     if chunk.is_empty() {
+//!         conn.handle_eof(Instant::now());
+//!     } else {
+//!         conn.handle_input(Instant::now(), &chunk);
+//!     }
+//!     // 2. events
+//!     while let Some((event, mut sender)) = conn.poll_event_with_sender() {
+//!         match event {
+//!             Event::UpgradeRequest(_) => {
+//!                 drop(sender);
+//!                 conn.accept(Accept::new()).unwrap();
+//!             }
+//!             Event::Text(text) => sender.send_text(text).unwrap(),
+//!             Event::Closed(how) => closed = Some(how),
+//!             _ => {}
+//!         }
+//!     }
+//!     // 3. write
+//!     let out = conn.output().to_vec();
+//!     to_client.extend_from_slice(&out);
+//!     conn.consume_output(out.len());
+//! }
+//! assert!(to_client.starts_with(b"HTTP/1.1 101 Switching Protocols\r\n"));
+//! assert!(to_client.ends_with(b"\x81\x05hello\x88\x02\x03\xe8")); // echo, then the close reply
+//! assert_eq!(closed.unwrap().code, CloseCode::NORMAL);
+//! ```
+//!
+//! # Limits and defaults
+//!
+//! Every resource a peer can make the server spend is bounded by a [`Config`] setting:
+//!
+//! | limit | default | when crossed |
+//! |---|---|---|
+//! | request head bytes | 16 KiB | `431` |
+//! | request header count | 100 | `431` |
+//! | handshake time | 10 s | `408` |
+//! | frame payload | 1 MiB | close 1009, before buffering it |
+//! | message size | 1 MiB | close 1009, before buffering it |
+//! | output high/low water | 1 MiB / 256 KiB | [`Connection::wants_read`] pauses reading |
+//! | output hard limit | 8 MiB | own sends fail [`SendError::Full`]; pushed frames: [`SlowConsumerPolicy`] |
+//! | close handshake time | 5 s | the transport is dropped |
+//! | keepalive | ping after 30 s of silence, 30 s to answer | close 1011 "keepalive timeout" |
+//!
+//! # Errors and panics
+//!
+//! Nothing the peer sends makes the core panic or return an error from an input method:
+//! a bad request is answered with the HTTP status RFC 6455 prescribes (400, 426, 431) and
+//! a protocol violation with a close frame carrying the RFC's code (1002, 1007, 1009);
+//! both are reported as [`Event::Closed`] with a [`CloseCause`] holding the typed
+//! [`HandshakeError`] or [`ProtocolError`]. Commands from the application return typed
+//! errors ([`SendError`], [`CloseError`], [`ApiMisuse`]) that say what to change.
 #![forbid(unsafe_code)]
 #![deny(unused_must_use)]
 #![warn(missing_docs, unreachable_pub)]
@@ -9,6 +109,8 @@ mod connection;
 mod error;
 mod event;
 pub mod frame;
+#[doc(hidden)]
+pub mod fuzzing;
 pub mod handshake;
 mod outbound;
 mod utf8;
