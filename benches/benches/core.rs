@@ -34,7 +34,7 @@ fn open_connection(config: &Arc<Config>) -> Connection {
     let mut conn = Connection::new(Arc::clone(config), now);
     conn.handle_input(now, REQUEST);
     while conn.poll_event().is_some() {}
-    conn.accept(Accept::new()).expect("upgrade accepted");
+    conn.accept(now, Accept::new()).expect("upgrade accepted");
     let mut sink = Vec::new();
     conn.poll_transmit(&mut sink);
     conn

@@ -35,12 +35,11 @@ Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Protocol: chat\r\nS
             match event {
                 Event::UpgradeRequest(request) => {
                     let subprotocol = request.subprotocols().first().cloned();
-                    drop(sender);
                     let mut accept = Accept::new();
                     if let Some(protocol) = subprotocol {
                         accept = accept.subprotocol(protocol);
                     }
-                    conn.accept(accept).expect("valid accept");
+                    conn.accept(Instant::now(), accept).expect("valid accept");
                 }
                 Event::Text(text) => sender.send_text(text).expect("echo text"),
                 Event::Binary(data) => sender.send_binary(data).expect("echo binary"),

@@ -147,6 +147,14 @@ impl Config {
     }
 }
 
+impl Config {
+    /// The same settings with plain HTTP requests reported (an app with a fallback).
+    pub(crate) fn with_http_fallback(mut self, enabled: bool) -> Self {
+        self.http_fallback = enabled;
+        self
+    }
+}
+
 /// Builds a validated [`Config`].
 #[derive(Debug, Clone)]
 pub struct ConfigBuilder {
@@ -224,6 +232,9 @@ impl ConfigBuilder {
         ];
         if let Some((_, name)) = positive.iter().find(|(value, _)| *value == 0) {
             return Err(ConfigError::Zero(name));
+        }
+        if c.max_headers > 10_000 {
+            return Err(ConfigError::Inconsistent("max_headers must be at most 10000"));
         }
         if c.low_water > c.high_water {
             return Err(ConfigError::Inconsistent("low_water must not exceed high_water"));

@@ -57,8 +57,7 @@
 //!     while let Some((event, mut sender)) = conn.poll_event_with_sender() {
 //!         match event {
 //!             Event::UpgradeRequest(_) => {
-//!                 drop(sender);
-//!                 conn.accept(Accept::new()).unwrap();
+//!                 conn.accept(Instant::now(), Accept::new()).unwrap();
 //!             }
 //!             Event::Text(text) => sender.send_text(text).unwrap(),
 //!             Event::Closed(how) => closed = Some(how),
@@ -103,6 +102,7 @@
 #![deny(unused_must_use)]
 #![warn(missing_docs, unreachable_pub)]
 
+pub mod app;
 mod close;
 mod config;
 mod connection;
@@ -113,6 +113,7 @@ pub mod frame;
 pub mod fuzzing;
 pub mod handshake;
 mod outbound;
+pub mod testing;
 mod utf8;
 
 pub use close::{CloseCode, MAX_CLOSE_REASON};

@@ -11,7 +11,6 @@ use std::ops::Range;
 use crate::close::{parse_close_payload, CloseCode};
 use crate::error::ProtocolError;
 use crate::frame::{apply_mask, decode_header, DecodeRules, FrameHeader, OpCode};
-use crate::handshake::Request;
 use crate::utf8::Utf8Validator;
 
 /// Client frames must be masked; no extension owns RSV1 (yet).
@@ -61,7 +60,7 @@ struct FrameProgress {
 
 #[derive(Debug, Default)]
 pub(crate) struct Inbound {
-    rx: Vec<u8>,
+    pub(super) rx: Vec<u8>,
     /// Bytes of `rx` before this offset are consumed.
     pos: usize,
     frame: Option<FrameProgress>,
@@ -72,7 +71,6 @@ pub(crate) struct Inbound {
     message_reported: bool,
     utf8: Utf8Validator,
     pub(crate) eof: bool,
-    pub(crate) request: Option<Request>,
 }
 
 impl Inbound {
@@ -121,6 +119,10 @@ impl Inbound {
         } else if self.pos > 0 && self.pos >= self.rx.len() / 2 {
             self.rx.drain(..self.pos);
             self.pos = 0;
+            // Give back the room a large frame needed once it is gone.
+            if self.rx.capacity() > KEEP_CAPACITY && self.rx.capacity() > 4 * self.rx.len() {
+                self.rx.shrink_to(self.rx.len().max(KEEP_CAPACITY));
+            }
         }
     }
 

@@ -46,7 +46,7 @@ pub(crate) struct Link {
 impl Link {
     pub(crate) fn new(config: Arc<Config>, now: Instant) -> Self {
         Link {
-            handshake_deadline: config.handshake_timeout().map(|t| now + t),
+            handshake_deadline: config.handshake_timeout().and_then(|t| now.checked_add(t)),
             config,
             state: State::Handshake,
             out: Outbound::default(),
@@ -65,10 +65,10 @@ impl Link {
 
     // --- transitions -------------------------------------------------------------------
 
-    /// Handshake → AwaitingDecision: a complete, valid request head.
+    /// Handshake → AwaitingDecision: a complete, valid request head. The handshake
+    /// deadline keeps running until the application decides.
     pub(crate) fn await_decision(&mut self) {
         self.state = State::AwaitingDecision;
-        self.handshake_deadline = None;
         self.request_pending = true;
     }
 
@@ -77,6 +77,7 @@ impl Link {
         self.out_push_raw(response);
         self.state = State::Open;
         self.request_pending = false;
+        self.handshake_deadline = None;
         self.last_heard = self.now;
     }
 
@@ -129,6 +130,13 @@ impl Link {
         }
     }
 
+    /// Any state → Closed: the transport broke; nothing more can be written.
+    pub(crate) fn abort(&mut self) {
+        self.out.clear();
+        self.sent_close = None;
+        self.finish(CloseCode::ABNORMAL, String::new(), CloseCause::TransportEnded);
+    }
+
     /// Any state → Closed. The close timeout now bounds how long unsent output may wait.
     pub(crate) fn finish(&mut self, code: CloseCode, reason: String, cause: CloseCause) {
         if self.state == State::Closed {
@@ -138,7 +146,7 @@ impl Link {
         self.request_pending = false;
         self.handshake_deadline = None;
         self.ping_sent = None;
-        self.close_deadline = Some(self.now + self.config.close_timeout());
+        self.close_deadline = self.now.checked_add(self.config.close_timeout());
         self.closed = Some(Closed { code, reason, cause });
     }
 
@@ -200,11 +208,23 @@ impl Link {
         self.sent_close = Some((code, reason.to_owned()));
         self.state = State::Closing;
         self.ping_sent = None;
-        self.close_deadline = Some(self.now + self.config.close_timeout());
+        self.close_deadline = self.now.checked_add(self.config.close_timeout());
         Ok(())
     }
 
+    /// Answers a ping. A peer that floods pings without reading the pongs (possible only
+    /// if the driver keeps reading past `wants_read`) is closed as a slow consumer once
+    /// the output passes the hard limit.
     pub(crate) fn queue_pong(&mut self, payload: &[u8]) {
+        if self.out.len() + payload.len() + MAX_HEADER_LEN > self.config.max_backlog() {
+            self.queue_close(CloseCode::POLICY, SLOW_CONSUMER_REASON);
+            self.finish(
+                CloseCode::POLICY,
+                SLOW_CONSUMER_REASON.to_owned(),
+                CloseCause::SlowConsumer,
+            );
+            return;
+        }
         self.push_control(OpCode::Pong, payload);
     }
 
@@ -229,15 +249,8 @@ impl Link {
 
     pub(crate) fn poll_timeout(&self) -> Option<Instant> {
         match self.state {
-            State::Handshake => self.handshake_deadline,
-            State::AwaitingDecision => None,
-            State::Open => {
-                let keepalive = self.config.keepalive()?;
-                Some(match self.ping_sent {
-                    Some(sent) => sent + keepalive.timeout,
-                    None => self.last_heard + keepalive.interval,
-                })
-            }
+            State::Handshake | State::AwaitingDecision => self.handshake_deadline,
+            State::Open => self.keepalive_deadline(),
             State::Closing => self.close_deadline,
             State::Closed if !self.out.is_empty() => self.close_deadline,
             State::Closed => None,
@@ -248,27 +261,20 @@ impl Link {
     pub(crate) fn handle_timeout(&mut self, now: Instant) -> bool {
         let due = |deadline: Option<Instant>| deadline.is_some_and(|d| d <= now);
         match self.state {
-            State::Handshake if due(self.handshake_deadline) => {
+            State::Handshake | State::AwaitingDecision if due(self.handshake_deadline) => {
                 self.fail_handshake(HandshakeError::Timeout);
                 true
             }
-            State::Open => {
-                let Some(keepalive) = self.config.keepalive() else {
-                    return false;
-                };
-                match self.ping_sent {
-                    Some(sent) if sent + keepalive.timeout <= now => {
-                        self.queue_close(CloseCode::INTERNAL_ERROR, KEEPALIVE_TIMEOUT_REASON);
-                        let reason = KEEPALIVE_TIMEOUT_REASON.to_owned();
-                        self.finish(CloseCode::INTERNAL_ERROR, reason, CloseCause::KeepaliveTimeout);
-                        true
-                    }
-                    None if self.last_heard + keepalive.interval <= now => {
-                        self.push_control(OpCode::Ping, b"");
-                        self.ping_sent = Some(now);
-                        false
-                    }
-                    _ => false,
+            State::Open if due(self.keepalive_deadline()) => {
+                if self.ping_sent.is_some() {
+                    self.queue_close(CloseCode::INTERNAL_ERROR, KEEPALIVE_TIMEOUT_REASON);
+                    let reason = KEEPALIVE_TIMEOUT_REASON.to_owned();
+                    self.finish(CloseCode::INTERNAL_ERROR, reason, CloseCause::KeepaliveTimeout);
+                    true
+                } else {
+                    self.push_control(OpCode::Ping, b"");
+                    self.ping_sent = Some(now);
+                    false
                 }
             }
             State::Closing if due(self.close_deadline) => {
@@ -282,6 +288,16 @@ impl Link {
                 false
             }
             _ => false,
+        }
+    }
+
+    /// When to ping (nothing heard for the interval) or, with a ping unanswered, when to
+    /// give up. `None` when keepalive is off or the instant is beyond representation.
+    fn keepalive_deadline(&self) -> Option<Instant> {
+        let keepalive = self.config.keepalive()?;
+        match self.ping_sent {
+            Some(sent) => sent.checked_add(keepalive.timeout),
+            None => self.last_heard.checked_add(keepalive.interval),
         }
     }
 

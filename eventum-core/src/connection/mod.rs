@@ -52,7 +52,7 @@ use link::Link;
 ///     Some(Event::UpgradeRequest(request)) => assert_eq!(request.path(), "/chat"),
 ///     other => panic!("unexpected {other:?}"),
 /// }
-/// conn.accept(Accept::new()).unwrap();
+/// conn.accept(now, Accept::new()).unwrap();
 /// let mut wire = Vec::new();
 /// conn.poll_transmit(&mut wire);
 /// assert!(wire.starts_with(b"HTTP/1.1 101 Switching Protocols\r\n"));
@@ -69,6 +69,9 @@ use link::Link;
 pub struct Connection {
     inbound: Inbound,
     link: Link,
+    /// The request, once its head is read; kept apart so events and the sender can both
+    /// borrow it.
+    request: Option<Request>,
 }
 
 /// The sending half of a [`Connection`], usable while an [`Event`] borrows the receive
@@ -76,6 +79,7 @@ pub struct Connection {
 #[derive(Debug)]
 pub struct Sender<'a> {
     link: &'a mut Link,
+    request: Option<&'a Request>,
 }
 
 impl Connection {
@@ -85,6 +89,7 @@ impl Connection {
         Connection {
             inbound: Inbound::default(),
             link: Link::new(config, now),
+            request: None,
         }
     }
 
@@ -98,10 +103,11 @@ impl Connection {
                 self.read_head();
             }
             State::AwaitingDecision => self.inbound.push(data),
-            State::Open | State::Closing => {
+            State::Open | State::Closing if !data.is_empty() => {
                 self.link.heard_from_peer(now);
                 self.inbound.push(data);
             }
+            State::Open | State::Closing => {}
             State::Closed => {}
         }
     }
@@ -117,6 +123,15 @@ impl Connection {
         }
     }
 
+    /// The transport failed (a write error, a reset): nothing more can be sent. Pending
+    /// output is dropped and the connection closes at once (reported as
+    /// [`CloseCause::TransportEnded`]), so the driver can release the transport.
+    pub fn abort(&mut self, now: Instant) {
+        self.link.now = now;
+        self.inbound.discard_all();
+        self.link.abort();
+    }
+
     /// Tells the connection the time; acts on every deadline that has passed. Calling it
     /// early or often is harmless.
     pub fn handle_timeout(&mut self, now: Instant) {
@@ -126,8 +141,9 @@ impl Connection {
         }
     }
 
-    /// Accepts the pending upgrade request with a `101 Switching Protocols` response.
-    pub fn accept(&mut self, accept: Accept) -> Result<(), ApiMisuse> {
+    /// Accepts the pending upgrade request with a `101 Switching Protocols` response;
+    /// `now` starts the keepalive timer.
+    pub fn accept(&mut self, now: Instant, accept: Accept) -> Result<(), ApiMisuse> {
         let request = self.pending_request()?;
         if !request.is_websocket_upgrade() {
             return Err(ApiMisuse::NotAnUpgrade);
@@ -135,15 +151,18 @@ impl Connection {
         let mut response = Vec::new();
         handshake::write_accept(request, &accept, None, &mut response)?;
         self.link.subprotocol = accept.chosen_subprotocol().map(str::to_owned);
+        self.link.now = now;
         self.link.open(&response);
         self.inbound.compact();
         Ok(())
     }
 
     /// Answers the pending request with an HTTP response instead of a 101 (a refused
-    /// upgrade, or a page for a plain HTTP request); the connection closes after it.
-    pub fn respond(&mut self, response: HttpResponse) -> Result<(), ApiMisuse> {
+    /// upgrade, or a page for a plain HTTP request); the connection closes after it, and
+    /// `now` starts the time allowed for writing it.
+    pub fn respond(&mut self, now: Instant, response: HttpResponse) -> Result<(), ApiMisuse> {
         self.pending_request()?;
+        self.link.now = now;
         let mut bytes = Vec::new();
         handshake::write_response(&response, &mut bytes)?;
         self.link.out_push_raw(&bytes);
@@ -164,8 +183,10 @@ impl Connection {
         self.sender().send_binary(data)
     }
 
-    /// Queues a frame pushed by someone else. See [`Sender::push`].
-    pub fn push(&mut self, frame: &SharedFrame) -> Result<(), SendError> {
+    /// Queues a frame pushed by someone else. See [`Sender::push`]; `now` times the
+    /// close of a slow consumer.
+    pub fn push(&mut self, now: Instant, frame: &SharedFrame) -> Result<(), SendError> {
+        self.link.now = now;
         self.sender().push(frame)
     }
 
@@ -174,14 +195,18 @@ impl Connection {
         self.sender().ping(payload)
     }
 
-    /// Starts the close handshake. See [`Sender::close`].
-    pub fn close(&mut self, code: CloseCode, reason: &str) -> Result<(), CloseError> {
+    /// Starts the close handshake at `now`. See [`Sender::close`].
+    pub fn close(&mut self, now: Instant, code: CloseCode, reason: &str) -> Result<(), CloseError> {
+        self.link.now = now;
         self.sender().close(code, reason)
     }
 
     /// The sending half, for use beside a borrowed event.
     pub fn sender(&mut self) -> Sender<'_> {
-        Sender { link: &mut self.link }
+        Sender {
+            link: &mut self.link,
+            request: self.request.as_ref(),
+        }
     }
 
     /// The next event, or `None` when nothing more can happen until more input arrives.
@@ -198,7 +223,7 @@ impl Connection {
         let inbound = &self.inbound;
         let event = match ready {
             Ready::Request => {
-                let request = inbound.request.as_ref()?;
+                let request = self.request.as_ref()?;
                 if request.is_websocket_upgrade() {
                     Event::UpgradeRequest(request)
                 } else {
@@ -220,7 +245,11 @@ impl Connection {
             Ready::Closed => Event::Closed(self.link.closed.take()?),
             Ready::Step(_) => return None,
         };
-        Some((event, Sender { link: &mut self.link }))
+        let sender = Sender {
+            link: &mut self.link,
+            request: self.request.as_ref(),
+        };
+        Some((event, sender))
     }
 
     /// The first contiguous run of bytes waiting for the wire (empty when none).
@@ -265,10 +294,17 @@ impl Connection {
         self.link.state
     }
 
+    /// The latest instant the driver passed in.
+    pub(crate) fn now(&self) -> Instant {
+        self.link.now
+    }
+
     /// Whether the driver should read more from the transport now. False while the
     /// output is above the high-water mark (until it drains to the low-water mark),
-    /// while a request waits for a decision, while a whole frame already waits to be
-    /// polled, and once the connection is closed.
+    /// while a request waits for a decision, while the unprocessed input already holds
+    /// the largest possible frame (so polling events will make progress), after end of
+    /// input, and once the connection is closed. A driver that keeps reading regardless
+    /// makes the receive buffer grow with what it feeds.
     pub fn wants_read(&self) -> bool {
         match self.link.state {
             State::Handshake => !self.inbound.eof,
@@ -276,7 +312,7 @@ impl Connection {
             State::Open | State::Closing => {
                 !self.inbound.eof
                     && !self.link.throttled
-                    && self.inbound.pending_len() < self.link.config.max_frame_size() + MAX_HEADER_LEN
+                    && self.inbound.pending_len() < self.link.config.max_frame_size().saturating_add(MAX_HEADER_LEN)
             }
         }
     }
@@ -295,7 +331,7 @@ impl Connection {
 
     /// The request, once its head has been read.
     pub fn request(&self) -> Option<&Request> {
-        self.inbound.request.as_ref()
+        self.request.as_ref()
     }
 
     /// The subprotocol chosen in [`accept`](Self::accept).
@@ -304,7 +340,7 @@ impl Connection {
     }
 
     fn pending_request(&self) -> Result<&Request, ApiMisuse> {
-        match (&self.link.state, &self.inbound.request) {
+        match (&self.link.state, &self.request) {
             (State::AwaitingDecision, Some(request)) => Ok(request),
             _ => Err(ApiMisuse::NoPendingRequest),
         }
@@ -329,7 +365,7 @@ impl Connection {
         } else {
             Err(HandshakeError::NotWebSocket)
         };
-        self.inbound.request = Some(request);
+        self.request = Some(request);
         if let Err(e) = verdict {
             return self.fail_handshake(e);
         }
@@ -378,13 +414,18 @@ impl Connection {
                     self.inbound.discard_all();
                     self.link.close_received(code_and_reason);
                 }
-                Step::Ping(range) if !discarding => {
+                Step::Ping(range) => {
+                    // RFC 6455 §5.5.2: answer every ping until the peer's close arrives,
+                    // also while our own close waits for its answer.
                     let payload = self.inbound.rx_slice(range.clone());
                     self.link.queue_pong(payload);
+                    if discarding || self.link.state == State::Closed {
+                        continue;
+                    }
                     return Some(Ready::Step(Step::Ping(range)));
                 }
                 // While closing, only the peer's close matters.
-                Step::Ping(_) | Step::Pong(_) | Step::Text(..) | Step::Binary(..) if discarding => continue,
+                Step::Pong(_) | Step::Text(..) | Step::Binary(..) if discarding => continue,
                 other => return Some(Ready::Step(other)),
             }
         }
@@ -398,7 +439,7 @@ enum Ready {
     Closed,
 }
 
-impl Sender<'_> {
+impl<'a> Sender<'a> {
     /// Queues a text message as one frame (the text is copied once, into the queue).
     ///
     /// Fails when the WebSocket is not open, or when the outgoing buffer would pass
@@ -440,5 +481,20 @@ impl Sender<'_> {
     /// Bytes queued for the wire.
     pub fn buffered_amount(&self) -> usize {
         self.link.out.len()
+    }
+
+    /// The latest instant the driver passed in.
+    pub(crate) fn now(&self) -> Instant {
+        self.link.now
+    }
+
+    /// The request this connection was opened with, once its head has been read.
+    pub fn request(&self) -> Option<&'a Request> {
+        self.request
+    }
+
+    /// The subprotocol chosen when the upgrade was accepted.
+    pub fn subprotocol(&self) -> Option<&str> {
+        self.link.subprotocol.as_deref()
     }
 }

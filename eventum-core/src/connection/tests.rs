@@ -126,7 +126,7 @@ impl Harness {
             let upgrade = matches!(ev, Ev::Upgrade(_));
             self.events.push(ev);
             if upgrade && self.accept {
-                self.conn.accept(Accept::new()).unwrap();
+                self.conn.accept(self.now, Accept::new()).unwrap();
             }
         }
         let _ = self.conn.poll_transmit(&mut self.wire);
@@ -226,7 +226,10 @@ fn frames_wait_while_the_application_decides() {
     assert!(!h.conn.wants_read());
     assert_eq!(h.events, [Ev::Upgrade("/chat".into())]);
     h.conn
-        .accept(Accept::new().subprotocol("superchat").header("X-Server", "eventum"))
+        .accept(
+            h.now,
+            Accept::new().subprotocol("superchat").header("X-Server", "eventum"),
+        )
         .unwrap();
     h.drain();
     assert_eq!(h.events[1..], [Ev::Text("hi".into())]);
@@ -243,12 +246,14 @@ fn accept_refuses_a_subprotocol_that_was_not_offered() {
     let mut h = Harness::new(Config::default());
     h.accept = false;
     h.feed(REQUEST);
-    let err = h.conn.accept(Accept::new().subprotocol("other")).unwrap_err();
+    let err = h.conn.accept(h.now, Accept::new().subprotocol("other")).unwrap_err();
     assert_eq!(err, ApiMisuse::SubprotocolNotOffered("other".into()));
     assert_eq!(h.conn.state(), State::AwaitingDecision);
     assert_eq!(h.conn.buffered_amount(), 0);
     assert_eq!(
-        h.conn.accept(Accept::new().header("Bad\r\nName", "x")).unwrap_err(),
+        h.conn
+            .accept(h.now, Accept::new().header("Bad\r\nName", "x"))
+            .unwrap_err(),
         ApiMisuse::InvalidHeader("Bad\r\nName".into())
     );
 }
@@ -259,7 +264,7 @@ fn application_can_refuse_the_upgrade_with_any_response() {
     h.accept = false;
     h.feed(REQUEST);
     h.conn
-        .respond(HttpResponse::text(403, "go away").header("X-Why", "policy"))
+        .respond(h.now, HttpResponse::text(403, "go away").header("X-Why", "policy"))
         .unwrap();
     h.drain();
     assert_eq!(
@@ -269,7 +274,7 @@ Content-Length: 7\r\nConnection: close\r\n\r\ngo away"
     );
     assert_eq!(h.events[1], closed(1006, "", CloseCause::Responded { status: 403 }));
     assert!(h.conn.should_close_transport());
-    assert_eq!(h.conn.accept(Accept::new()), Err(ApiMisuse::NoPendingRequest));
+    assert_eq!(h.conn.accept(h.now, Accept::new()), Err(ApiMisuse::NoPendingRequest));
 }
 
 fn refused(input: &[u8], config: &Config) -> (u16, String) {
@@ -318,8 +323,8 @@ fn plain_http_gets_400_by_default_and_reaches_the_app_with_fallback() {
     let mut h = Harness::new(Config::builder().http_fallback(true).build().unwrap());
     h.feed(plain);
     assert_eq!(h.events, [Ev::Http("/".into())]);
-    assert_eq!(h.conn.accept(Accept::new()), Err(ApiMisuse::NotAnUpgrade));
-    h.conn.respond(HttpResponse::html(200, "<p>hi</p>")).unwrap();
+    assert_eq!(h.conn.accept(h.now, Accept::new()), Err(ApiMisuse::NotAnUpgrade));
+    h.conn.respond(h.now, HttpResponse::html(200, "<p>hi</p>")).unwrap();
     h.drain();
     assert!(h.wire.starts_with(b"HTTP/1.1 200 OK\r\n"));
     assert!(h.wire.ends_with(b"\r\n\r\n<p>hi</p>"));
@@ -620,7 +625,7 @@ fn invalid_close_frames() {
 fn server_close_discards_data_until_the_peer_answers() {
     for code in [1000u16, 3000, 4999] {
         let mut h = Harness::open(Config::default());
-        h.conn.close(CloseCode(code), "done").unwrap();
+        h.conn.close(h.now, CloseCode(code), "done").unwrap();
         h.drain();
         let mut expected = vec![0x88, 6];
         expected.extend(code.to_be_bytes());
@@ -636,7 +641,9 @@ fn server_close_discards_data_until_the_peer_answers() {
             h.feed(byte);
         }
         assert_eq!(h.events, [closed(code, "done", CloseCause::Local { answered: true })]);
-        assert_eq!(h.wire.len(), expected.len(), "no pong, no second close");
+        // Pings are still answered until the peer's close (RFC 6455 §5.5.2); no second close.
+        expected.extend([0x8a, 0x00]);
+        assert_eq!(h.wire, expected);
         assert!(h.conn.should_close_transport());
     }
 }
@@ -644,23 +651,35 @@ fn server_close_discards_data_until_the_peer_answers() {
 #[test]
 fn server_close_arguments_are_checked_not_truncated() {
     let mut h = Harness::open(Config::default());
-    assert_eq!(h.conn.close(CloseCode(1005), ""), Err(CloseError::InvalidCode(1005)));
-    assert_eq!(h.conn.close(CloseCode(1010), ""), Err(CloseError::InvalidCode(1010)));
-    assert_eq!(h.conn.close(CloseCode(2000), ""), Err(CloseError::InvalidCode(2000)));
+    assert_eq!(
+        h.conn.close(h.now, CloseCode(1005), ""),
+        Err(CloseError::InvalidCode(1005))
+    );
+    assert_eq!(
+        h.conn.close(h.now, CloseCode(1010), ""),
+        Err(CloseError::InvalidCode(1010))
+    );
+    assert_eq!(
+        h.conn.close(h.now, CloseCode(2000), ""),
+        Err(CloseError::InvalidCode(2000))
+    );
     let long = "é".repeat(62);
     assert_eq!(
-        h.conn.close(CloseCode::NORMAL, &long),
+        h.conn.close(h.now, CloseCode::NORMAL, &long),
         Err(CloseError::ReasonTooLong { len: 124 })
     );
     assert_eq!(h.conn.state(), State::Open);
-    h.conn.close(CloseCode::NORMAL, &long[..122]).unwrap();
-    assert_eq!(h.conn.close(CloseCode::NORMAL, ""), Err(CloseError::AlreadyClosing));
+    h.conn.close(h.now, CloseCode::NORMAL, &long[..122]).unwrap();
+    assert_eq!(
+        h.conn.close(h.now, CloseCode::NORMAL, ""),
+        Err(CloseError::AlreadyClosing)
+    );
 }
 
 #[test]
 fn unanswered_server_close_times_out() {
     let mut h = Harness::open(Config::default());
-    h.conn.close(CloseCode::GOING_AWAY, "").unwrap();
+    h.conn.close(h.now, CloseCode::GOING_AWAY, "").unwrap();
     h.drain();
     assert_eq!(h.conn.poll_timeout(), Some(h.now + Duration::from_secs(5)));
     h.advance(Duration::from_secs(4));
@@ -790,9 +809,9 @@ fn slow_consumer_policy_drop_or_close() {
         .build()
         .unwrap();
     let mut h = Harness::open(drop);
-    h.conn.push(&shared).unwrap();
-    h.conn.push(&shared).unwrap();
-    assert_eq!(h.conn.push(&shared), Err(SendError::Full));
+    h.conn.push(h.now, &shared).unwrap();
+    h.conn.push(h.now, &shared).unwrap();
+    assert_eq!(h.conn.push(h.now, &shared), Err(SendError::Full));
     assert_eq!(h.conn.state(), State::Open);
     assert_eq!(h.conn.buffered_amount(), 2 * shared.len());
 
@@ -802,9 +821,9 @@ fn slow_consumer_policy_drop_or_close() {
         .build()
         .unwrap();
     let mut h = Harness::open(close);
-    h.conn.push(&shared).unwrap();
-    h.conn.push(&shared).unwrap();
-    assert_eq!(h.conn.push(&shared), Err(SendError::Full));
+    h.conn.push(h.now, &shared).unwrap();
+    h.conn.push(h.now, &shared).unwrap();
+    assert_eq!(h.conn.push(h.now, &shared), Err(SendError::Full));
     h.drain();
     assert_eq!(h.events, [closed(1008, "slow consumer", CloseCause::SlowConsumer)]);
     assert!(h.wire.ends_with(b"\x88\x0f\x03\xf0slow consumer"));
@@ -824,10 +843,101 @@ fn unsent_output_is_abandoned_after_the_close_timeout() {
 }
 
 #[test]
+fn the_handshake_deadline_also_bounds_the_applications_decision() {
+    let mut h = Harness::new(Config::default());
+    h.accept = false;
+    h.feed(REQUEST);
+    assert_eq!(h.conn.state(), State::AwaitingDecision);
+    assert_eq!(h.conn.poll_timeout(), Some(h.now + Duration::from_secs(10)));
+    h.advance(Duration::from_secs(10));
+    assert!(
+        h.wire.starts_with(b"HTTP/1.1 408 "),
+        "{:?}",
+        String::from_utf8_lossy(&h.wire)
+    );
+    assert_eq!(h.conn.state(), State::Closed);
+}
+
+#[test]
+fn commands_arm_timers_from_the_instant_they_are_given() {
+    let mut h = Harness::open(Config::builder().keepalive(None).build().unwrap());
+    let later = h.now + Duration::from_secs(60);
+    h.conn.close(later, CloseCode::NORMAL, "").unwrap();
+    assert_eq!(h.conn.poll_timeout(), Some(later + Duration::from_secs(5)));
+}
+
+#[test]
+fn huge_timeouts_mean_never_and_do_not_overflow() {
+    let forever = Keepalive {
+        interval: Duration::MAX,
+        timeout: Duration::MAX,
+    };
+    let config = Config::builder()
+        .handshake_timeout(Some(Duration::MAX))
+        .close_timeout(Duration::MAX)
+        .keepalive(Some(forever))
+        .max_frame_size(usize::MAX)
+        .build()
+        .unwrap();
+    let mut h = Harness::open(config);
+    assert_eq!(h.conn.poll_timeout(), None);
+    assert!(h.conn.wants_read());
+    h.feed(&frame(true, OpCode::Text, b"still fine"));
+    h.conn.close(h.now, CloseCode::NORMAL, "").unwrap();
+    h.advance(Duration::from_secs(3600));
+    assert_eq!(h.conn.state(), State::Closing);
+}
+
+#[test]
+fn abort_drops_output_and_closes_at_once() {
+    let mut h = Harness::open(Config::default());
+    h.conn.send_text("unsendable").unwrap();
+    h.conn.abort(h.now);
+    h.drain();
+    assert_eq!(h.events, [closed(1006, "", CloseCause::TransportEnded)]);
+    assert!(h.wire.is_empty());
+    assert!(h.conn.should_close_transport());
+}
+
+#[test]
+fn a_driver_ignoring_wants_read_still_cannot_grow_output_without_bound() {
+    let config = Config::builder()
+        .water_marks(1000, 100)
+        .max_backlog(4000)
+        .build()
+        .unwrap();
+    let mut h = Harness::open(config);
+    let ping = frame(true, OpCode::Ping, &[7u8; 125]);
+    for _ in 0..100 {
+        h.conn.handle_input(h.now, &ping);
+        while h.conn.poll_event().is_some() {}
+    }
+    assert!(h.conn.buffered_amount() <= 4000 + 127);
+    assert_eq!(h.conn.state(), State::Closed);
+}
+
+#[test]
+fn receive_buffer_gives_back_the_room_of_a_large_frame() {
+    let mut h = Harness::open(Config::default());
+    let big = frame(true, OpCode::Binary, &vec![1u8; 1 << 20]);
+    let small = frame(true, OpCode::Binary, b"tiny");
+    let mut input = big.clone();
+    input.extend(&small[..3]);
+    h.feed(&input);
+    h.feed(&small[3..]);
+    h.feed(&small[..3]);
+    assert!(
+        h.conn.inbound.rx.capacity() <= 64 * 1024,
+        "capacity {}",
+        h.conn.inbound.rx.capacity()
+    );
+}
+
+#[test]
 fn sending_requires_an_open_websocket() {
     let mut h = Harness::new(Config::default());
     assert_eq!(h.conn.send_text("x"), Err(SendError::NotOpen));
-    assert_eq!(h.conn.close(CloseCode::NORMAL, ""), Err(CloseError::NotOpen));
+    assert_eq!(h.conn.close(h.now, CloseCode::NORMAL, ""), Err(CloseError::NotOpen));
     h.feed(REQUEST);
     h.feed(&close_frame(1000, b""));
     assert_eq!(h.conn.send_text("x"), Err(SendError::Closed));

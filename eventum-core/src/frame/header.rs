@@ -312,7 +312,7 @@ mod tests {
     fn rfc_256_byte_binary() {
         let head = [0x82, 0x7E, 0x01, 0x00];
         let mut frame = head.to_vec();
-        frame.extend(std::iter::repeat(0xAB).take(256));
+        frame.extend(std::iter::repeat_n(0xAB, 256));
         assert_eq!(
             decode_all_prefixes(&frame, LAX),
             Ok(Some((header(true, OpCode::Binary, None, 256), 4)))

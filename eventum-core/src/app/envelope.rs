@@ -1,0 +1,174 @@
+//! The JSON event envelope, both ways.
+//!
+//! * Client → server: a text message holding a JSON object with a string `event` field,
+//!   routed by that name; the handler gets the whole object. An `id` field (any JSON
+//!   value) asks for a reply: [`Context::reply`](super::Context::reply) answers
+//!   `{"event": name, "id": id, "data": ...}`.
+//! * Server → client: [`Context::send_event`](super::Context::send_event) sends
+//!   `{"event": name, "data": ...}`. [`Context::request_ack`](super::Context::request_ack)
+//!   adds `"ack": n` (a number unique on the connection); the client acknowledges with
+//!   `{"ack": n, "data": ...}` (no `event` field), which goes to the callback given with
+//!   the request instead of to an event handler.
+//! * Validation failures are answered with
+//!   `{"event": "validation_error", "message": "Invalid data received"}`, plus, when
+//!   enabled, `"details": {"event": name, "path": "field.path", "reason": "..."}`.
+
+use std::borrow::Cow;
+
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+
+use crate::outbound::SharedFrame;
+
+/// The fields the dispatcher needs, read without copying the rest of the message.
+#[derive(Debug, Deserialize)]
+pub(crate) struct Envelope<'a> {
+    #[serde(borrow, default)]
+    pub(crate) event: Option<Cow<'a, str>>,
+    #[serde(default)]
+    pub(crate) id: Option<Value>,
+    #[serde(default)]
+    pub(crate) ack: Option<Value>,
+}
+
+/// How a text message reads as an event.
+#[derive(Debug)]
+pub(crate) enum Parsed<'a> {
+    /// `{"event": "name", ...}`.
+    Event { name: Cow<'a, str>, id: Option<Value> },
+    /// `{"ack": n, "data": ...}`: the client's answer to a server request.
+    Ack(u64),
+    /// Valid JSON, but not an object with a string `event` field.
+    NoEvent,
+    /// Not JSON at all.
+    NotJson,
+}
+
+pub(crate) fn parse(text: &str) -> Parsed<'_> {
+    // Only an object can be an event (serde would also read a struct from an array).
+    if !text.trim_start().starts_with('{') {
+        return match serde_json::from_str::<serde::de::IgnoredAny>(text) {
+            Ok(_) => Parsed::NoEvent,
+            Err(_) => Parsed::NotJson,
+        };
+    }
+    match serde_json::from_str::<Envelope<'_>>(text) {
+        Ok(Envelope {
+            event: Some(name), id, ..
+        }) => Parsed::Event { name, id },
+        Ok(Envelope { ack: Some(ack), .. }) => match ack.as_u64() {
+            Some(n) => Parsed::Ack(n),
+            None => Parsed::NoEvent,
+        },
+        Ok(_) => Parsed::NoEvent,
+        Err(e) if e.is_syntax() || e.is_eof() => Parsed::NotJson,
+        // Valid JSON of the wrong shape: an array, a number, `event` not a string, ...
+        Err(_) => Parsed::NoEvent,
+    }
+}
+
+#[derive(Serialize)]
+struct Outgoing<'a, T: ?Sized> {
+    event: &'a str,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    id: Option<&'a Value>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    ack: Option<u64>,
+    data: &'a T,
+}
+
+/// Serializes `{"event": name, ["id": id,] ["ack": n,] "data": data}`.
+pub(crate) fn encode_event<T: Serialize + ?Sized>(
+    name: &str,
+    id: Option<&Value>,
+    ack: Option<u64>,
+    data: &T,
+) -> Result<String, serde_json::Error> {
+    serde_json::to_string(&Outgoing {
+        event: name,
+        id,
+        ack,
+        data,
+    })
+}
+
+/// The text of a validation-error reply.
+pub(crate) fn validation_error(message: &str, details: Option<(&str, &str, &str)>) -> String {
+    let mut reply = serde_json::json!({ "event": "validation_error", "message": message });
+    if let Some((event, path, reason)) = details {
+        reply["details"] = serde_json::json!({ "event": event, "path": path, "reason": reason });
+    }
+    reply.to_string()
+}
+
+impl SharedFrame {
+    /// Encodes any serializable value as one JSON text frame, for broadcasts.
+    ///
+    /// ```
+    /// use eventum_core::SharedFrame;
+    /// let frame = SharedFrame::json(&serde_json::json!({"event": "joined", "room": "a"})).unwrap();
+    /// assert_eq!(&frame.as_bytes()[2..], br#"{"event":"joined","room":"a"}"#);
+    /// ```
+    pub fn json<T: Serialize + ?Sized>(value: &T) -> Result<SharedFrame, serde_json::Error> {
+        Ok(SharedFrame::text(&serde_json::to_string(value)?))
+    }
+
+    /// Encodes the event `{"event": name, "data": data}` as one text frame, for broadcasts.
+    pub fn event<T: Serialize + ?Sized>(name: &str, data: &T) -> Result<SharedFrame, serde_json::Error> {
+        Ok(SharedFrame::text(&encode_event(name, None, None, data)?))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn classifies_text_messages() {
+        assert!(matches!(parse(r#"{"event":"join","room":"a"}"#), Parsed::Event { name, id: None } if name == "join"));
+        assert!(
+            matches!(parse(r#"{"id":7,"event":"get"}"#), Parsed::Event { name, id: Some(id) } if name == "get" && id == json!(7))
+        );
+        assert!(matches!(parse(r#"{"event":"a\"b"}"#), Parsed::Event { name, .. } if name == "a\"b"));
+        assert!(matches!(parse(r#"{"ack":3,"data":{}}"#), Parsed::Ack(3)));
+        assert!(matches!(parse(r#"{"ack":"x"}"#), Parsed::NoEvent));
+        assert!(matches!(parse(r#"{"room":"a"}"#), Parsed::NoEvent));
+        assert!(matches!(parse(r#"{"event":5}"#), Parsed::NoEvent));
+        assert!(matches!(parse(r#"["event","x"]"#), Parsed::NoEvent));
+        assert!(matches!(parse("42"), Parsed::NoEvent));
+        assert!(matches!(parse("hello"), Parsed::NotJson));
+        assert!(matches!(parse(r#"{"event":"x""#), Parsed::NotJson));
+        assert!(matches!(parse(""), Parsed::NotJson));
+    }
+
+    #[test]
+    fn encodes_events_replies_and_ack_requests() {
+        assert_eq!(
+            encode_event("hi", None, None, &json!({"a": 1})).unwrap(),
+            r#"{"event":"hi","data":{"a":1}}"#
+        );
+        assert_eq!(
+            encode_event("get", Some(&json!("r1")), None, &5).unwrap(),
+            r#"{"event":"get","id":"r1","data":5}"#
+        );
+        assert_eq!(
+            encode_event("ask", None, Some(2), &()).unwrap(),
+            r#"{"event":"ask","ack":2,"data":null}"#
+        );
+    }
+
+    #[test]
+    fn validation_error_text() {
+        assert_eq!(
+            validation_error("Invalid data received", None),
+            r#"{"event":"validation_error","message":"Invalid data received"}"#
+        );
+        let detailed: Value =
+            serde_json::from_str(&validation_error("bad", Some(("join", "room", "missing")))).unwrap();
+        assert_eq!(
+            detailed["details"],
+            json!({"event": "join", "path": "room", "reason": "missing"})
+        );
+    }
+}

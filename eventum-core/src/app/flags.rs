@@ -1,0 +1,183 @@
+//! Per-connection key–value flags (JSON values) and typed per-connection state.
+
+use std::any::{Any, TypeId};
+use std::collections::HashMap;
+
+use serde_json::Value;
+
+/// A connection's flags: a key–value store of JSON values, e.g. the user id stored by an
+/// auth middleware. The operations mirror eventum-asgi's `add_flag`, `add_flags`,
+/// `get_flag`, `get_all_flags`, `remove_flag`, `remove_flags` and `clear_flags`.
+///
+/// ```
+/// use eventum_core::app::Flags;
+/// use serde_json::json;
+///
+/// let mut flags = Flags::default();
+/// flags.add("user", "ada");
+/// flags.add_many([("role", json!("admin")), ("visits", json!(3))]);
+/// assert_eq!(flags.get("user"), Some(&json!("ada")));
+/// let copy = flags.all(); // a copy: changing it leaves the flags alone
+/// flags.remove("visits");
+/// assert!(copy.contains_key("visits"));
+/// assert_eq!(flags.len(), 2);
+/// flags.remove_many(["user", "role"]);
+/// assert!(flags.is_empty());
+/// ```
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Flags {
+    values: HashMap<String, Value>,
+}
+
+impl Flags {
+    /// Sets one flag, replacing an earlier value.
+    pub fn add(&mut self, key: impl Into<String>, value: impl Into<Value>) {
+        self.values.insert(key.into(), value.into());
+    }
+
+    /// Sets several flags.
+    pub fn add_many<K: Into<String>, V: Into<Value>>(&mut self, pairs: impl IntoIterator<Item = (K, V)>) {
+        for (key, value) in pairs {
+            self.add(key, value);
+        }
+    }
+
+    /// One flag's value.
+    pub fn get(&self, key: &str) -> Option<&Value> {
+        self.values.get(key)
+    }
+
+    /// One flag as a string, if it is one.
+    pub fn get_str(&self, key: &str) -> Option<&str> {
+        self.get(key).and_then(Value::as_str)
+    }
+
+    /// A copy of every flag; later changes to either side do not show in the other.
+    pub fn all(&self) -> HashMap<String, Value> {
+        self.values.clone()
+    }
+
+    /// Iterates over the flags without copying them.
+    pub fn iter(&self) -> impl Iterator<Item = (&str, &Value)> {
+        self.values.iter().map(|(k, v)| (k.as_str(), v))
+    }
+
+    /// Removes one flag, returning its value.
+    pub fn remove(&mut self, key: &str) -> Option<Value> {
+        self.values.remove(key)
+    }
+
+    /// Removes several flags.
+    pub fn remove_many<'k>(&mut self, keys: impl IntoIterator<Item = &'k str>) {
+        for key in keys {
+            self.values.remove(key);
+        }
+    }
+
+    /// Removes every flag.
+    pub fn clear(&mut self) {
+        self.values.clear();
+    }
+
+    /// Number of flags.
+    pub fn len(&self) -> usize {
+        self.values.len()
+    }
+
+    /// Whether there are no flags.
+    pub fn is_empty(&self) -> bool {
+        self.values.is_empty()
+    }
+}
+
+/// Typed per-connection state for Rust users: at most one value of each type.
+///
+/// ```
+/// use eventum_core::app::State;
+///
+/// struct Score(u32);
+/// let mut state = State::default();
+/// state.insert(Score(1));
+/// state.get_mut::<Score>().unwrap().0 += 1;
+/// assert_eq!(state.get::<Score>().map(|s| s.0), Some(2));
+/// assert!(state.remove::<Score>().is_some());
+/// assert!(state.get::<Score>().is_none());
+/// ```
+#[derive(Default)]
+pub struct State {
+    values: HashMap<TypeId, Box<dyn Any + Send + Sync>>,
+}
+
+impl State {
+    /// Stores a value, returning the previous value of that type.
+    pub fn insert<T: Any + Send + Sync>(&mut self, value: T) -> Option<T> {
+        let old = self.values.insert(TypeId::of::<T>(), Box::new(value))?;
+        old.downcast::<T>().ok().map(|b| *b)
+    }
+
+    /// The value of type `T`.
+    pub fn get<T: Any + Send + Sync>(&self) -> Option<&T> {
+        self.values.get(&TypeId::of::<T>())?.downcast_ref()
+    }
+
+    /// The value of type `T`, mutably.
+    pub fn get_mut<T: Any + Send + Sync>(&mut self) -> Option<&mut T> {
+        self.values.get_mut(&TypeId::of::<T>())?.downcast_mut()
+    }
+
+    /// Removes and returns the value of type `T`.
+    pub fn remove<T: Any + Send + Sync>(&mut self) -> Option<T> {
+        let old = self.values.remove(&TypeId::of::<T>())?;
+        old.downcast::<T>().ok().map(|b| *b)
+    }
+}
+
+impl std::fmt::Debug for State {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "State({} values)", self.values.len())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn all_returns_a_copy_that_does_not_alias() {
+        let mut flags = Flags::default();
+        flags.add("a", 1);
+        let mut copy = flags.all();
+        copy.insert("b".into(), json!(2));
+        flags.add("a", 10);
+        assert_eq!(copy.get("a"), Some(&json!(1)));
+        assert_eq!(flags.get("b"), None);
+    }
+
+    #[test]
+    fn flag_operations() {
+        let mut flags = Flags::default();
+        flags.add("session", "s-1");
+        flags.add("session", "s-2");
+        assert_eq!(flags.get_str("session"), Some("s-2"));
+        flags.add_many([("x", 1), ("y", 2)]);
+        assert_eq!(flags.len(), 3);
+        assert_eq!(flags.remove("x"), Some(json!(1)));
+        assert_eq!(flags.remove("x"), None);
+        flags.remove_many(["y", "missing"]);
+        assert_eq!(flags.iter().count(), 1);
+        flags.clear();
+        assert!(flags.is_empty());
+    }
+
+    #[test]
+    fn typed_state_replaces_by_type() {
+        let mut state = State::default();
+        assert_eq!(state.insert(5u32), None);
+        assert_eq!(state.insert(6u32), Some(5));
+        state.insert(String::from("x"));
+        assert_eq!(state.get::<u32>(), Some(&6));
+        assert_eq!(state.get::<String>().map(String::as_str), Some("x"));
+        assert_eq!(state.get::<u64>(), None);
+    }
+}

@@ -1,0 +1,454 @@
+//! The framework layer: an [`App`] of handshake routes, middleware, event handlers and
+//! hooks, run per connection by a [`Session`] that adapters drive exactly like a
+//! [`Connection`](crate::Connection).
+//!
+//! This is the Rust form of eventum-asgi's feature table:
+//!
+//! | eventum-asgi | eventum |
+//! |---|---|
+//! | `@app.handshake_route('/p', required_headers=[...])` | [`AppBuilder::route`] with [`Route::require_header`] |
+//! | `connection.accept(extra_headers, subprotocols_factory)` | [`Upgrade::add_header`], [`Upgrade::choose_subprotocol`] |
+//! | `connection.send_http_response(...)` | return `Err(HttpResponse)` from a route or middleware |
+//! | `@app.event('name')` | [`AppBuilder::on`] |
+//! | `@app.event('name', validator=Model)` | [`AppBuilder::on_typed`] (any `serde::Deserialize`) |
+//! | `send_text` / `send_bytes` / `send_text(Event(...))` | [`Context::send_text`], [`Context::send_binary`], [`Context::send_event`] |
+//! | `close(code, reason)` | [`Context::close`] |
+//! | flags | [`Context::flags_mut`] ([`Flags`]) |
+//! | handshake middleware | [`AppBuilder::middleware`] |
+//! | lifespan `startup` / `shutdown` | [`AppBuilder::on_startup`], [`AppBuilder::on_shutdown`] |
+//!
+//! The JSON envelope (events, replies, acknowledgements) is described in [`envelope`].
+
+mod context;
+pub mod envelope;
+mod flags;
+mod route;
+mod session;
+mod upgrade;
+
+use std::collections::HashMap;
+use std::fmt;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+
+use serde::de::DeserializeOwned;
+
+use crate::config::Config;
+use crate::event::Closed;
+use crate::handshake::{HttpResponse, Request};
+
+pub use context::{AckCallback, AckError, Action, Context, ReplyError};
+pub use flags::{Flags, State};
+pub use route::{Route, UpgradeResult};
+pub use session::Session;
+pub use upgrade::{Next, SubprotocolChooser, Upgrade};
+
+/// A connection's unique id (unique within the process).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct ConnectionId(pub u64);
+
+impl ConnectionId {
+    pub(crate) fn next() -> ConnectionId {
+        static NEXT: AtomicU64 = AtomicU64::new(1);
+        ConnectionId(NEXT.fetch_add(1, Ordering::Relaxed))
+    }
+}
+
+impl fmt::Display for ConnectionId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}", self.0)
+    }
+}
+
+/// An incoming event, as event middleware and untyped handlers see it: the event name
+/// and the whole JSON object.
+#[derive(Debug, Clone, PartialEq)]
+pub struct EventMessage {
+    name: String,
+    value: serde_json::Value,
+}
+
+impl EventMessage {
+    /// The `event` field.
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+
+    /// The whole JSON object.
+    pub fn value(&self) -> &serde_json::Value {
+        &self.value
+    }
+
+    /// One field of the object.
+    pub fn get(&self, field: &str) -> Option<&serde_json::Value> {
+        self.value.get(field)
+    }
+
+    /// The `data` field, if any (the eventum-asgi envelope).
+    pub fn data(&self) -> Option<&serde_json::Value> {
+        self.get("data")
+    }
+
+    /// The `id` field, if any (the client asks for a reply).
+    pub fn id(&self) -> Option<&serde_json::Value> {
+        self.get("id")
+    }
+
+    /// Deserializes the whole object into `T`.
+    pub fn parse<T: DeserializeOwned>(&self) -> Result<T, serde_json::Error> {
+        T::deserialize(&self.value)
+    }
+}
+
+/// What event middleware decides about an event.
+#[non_exhaustive]
+#[derive(Debug, Clone, PartialEq)]
+pub enum Flow {
+    /// Pass the event on to the next middleware and its handler.
+    Continue,
+    /// Drop the event silently.
+    Drop,
+    /// Drop the event and send this JSON value (e.g. an error event) to the client.
+    Reject(serde_json::Value),
+    /// Close the connection with this code and reason.
+    Close(crate::CloseCode, String),
+}
+
+type RunEvent = Arc<dyn Fn(&mut Context<'_>, EventBody<'_>) + Send + Sync>;
+
+/// A registered event handler; `wants_value` asks for the message parsed as a JSON value.
+#[derive(Clone)]
+pub(crate) struct EventHandler {
+    run: RunEvent,
+    wants_value: bool,
+}
+type EventMiddleware = Arc<dyn Fn(&mut Context<'_>, &EventMessage) -> Flow + Send + Sync>;
+type TextHandler = Arc<dyn Fn(&mut Context<'_>, &str) + Send + Sync>;
+type BinaryHandler = Arc<dyn Fn(&mut Context<'_>, &[u8]) + Send + Sync>;
+type MessageHandler = Arc<dyn Fn(&mut Context<'_>, EventMessage) + Send + Sync>;
+type ConnectHandler = Arc<dyn Fn(&mut Context<'_>) + Send + Sync>;
+type DisconnectHandler = Arc<dyn Fn(&mut Context<'_>, &Closed) + Send + Sync>;
+type HttpHandler = Arc<dyn Fn(&Request) -> HttpResponse + Send + Sync>;
+type Hook = Arc<dyn Fn() + Send + Sync>;
+
+/// An event's text and, when something needed it, its parsed JSON value (parsed at most
+/// once per event).
+pub(crate) struct EventBody<'t> {
+    text: &'t str,
+    value: Option<serde_json::Value>,
+}
+
+/// An application: routes, middleware, handlers and hooks, built once and shared by
+/// every connection (cloning is a reference count).
+///
+/// ```
+/// use eventum_core::app::{App, Route};
+/// use serde::Deserialize;
+///
+/// #[derive(Deserialize)]
+/// struct Add { a: i64, b: i64 }
+///
+/// let app = App::builder()
+///     .route(Route::new("/calc"))
+///     .on_typed("add", |ctx, add: Add| {
+///         let _ = ctx.reply(&(add.a + add.b)); // {"event":"add","id":...,"data":3}
+///     })
+///     .on("ping", |ctx, _event| {
+///         let _ = ctx.send_event("pong", &serde_json::json!({}));
+///     })
+///     .build();
+/// assert_eq!(app.config().max_message_size(), 1 << 20);
+/// ```
+#[derive(Clone)]
+pub struct App {
+    inner: Arc<AppInner>,
+}
+
+pub(crate) struct AppInner {
+    config: Arc<Config>,
+    routes: Vec<Route>,
+    middleware: Vec<upgrade::Middleware>,
+    http_fallback: Option<HttpHandler>,
+    events: HashMap<String, EventHandler>,
+    event_middleware: Vec<EventMiddleware>,
+    on_text: Option<TextHandler>,
+    on_binary: Option<BinaryHandler>,
+    on_unknown_event: Option<MessageHandler>,
+    on_no_event: Option<TextHandler>,
+    on_non_json: Option<TextHandler>,
+    on_connect: Option<ConnectHandler>,
+    on_disconnect: Option<DisconnectHandler>,
+    startup: Vec<Hook>,
+    shutdown: Vec<Hook>,
+    validation_message: String,
+    validation_details: bool,
+}
+
+impl App {
+    /// A builder for an app with the default [`Config`].
+    pub fn builder() -> AppBuilder {
+        AppBuilder {
+            inner: AppInner {
+                config: Arc::new(Config::default()),
+                routes: Vec::new(),
+                middleware: Vec::new(),
+                http_fallback: None,
+                events: HashMap::new(),
+                event_middleware: Vec::new(),
+                on_text: None,
+                on_binary: None,
+                on_unknown_event: None,
+                on_no_event: None,
+                on_non_json: None,
+                on_connect: None,
+                on_disconnect: None,
+                startup: Vec::new(),
+                shutdown: Vec::new(),
+                validation_message: "Invalid data received".to_owned(),
+                validation_details: false,
+            },
+        }
+    }
+
+    /// The protocol settings every connection of this app uses.
+    pub fn config(&self) -> &Arc<Config> {
+        &self.inner.config
+    }
+
+    /// Runs the startup hooks, in the order they were added (adapters call this when a
+    /// server starts). A panicking hook is logged and the others still run.
+    pub fn startup(&self) {
+        run_hooks(&self.inner.startup, "startup");
+    }
+
+    /// Runs the shutdown hooks (adapters call this when a server stops).
+    pub fn shutdown(&self) {
+        run_hooks(&self.inner.shutdown, "shutdown");
+    }
+
+    /// A new connection of this app, whose first input will be the HTTP request.
+    pub fn session(&self, now: std::time::Instant, peer: Option<std::net::SocketAddr>) -> Session {
+        Session::new(self.clone(), now, peer)
+    }
+}
+
+impl fmt::Debug for App {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("App")
+            .field("routes", &self.inner.routes)
+            .field("events", &self.inner.events.keys().collect::<Vec<_>>())
+            .finish_non_exhaustive()
+    }
+}
+
+fn run_hooks(hooks: &[Hook], what: &str) {
+    for hook in hooks {
+        if std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| hook())).is_err() {
+            log::error!("a {what} hook panicked");
+        }
+    }
+}
+
+impl AppInner {
+    /// The validation-error reply text for `event`.
+    pub(crate) fn validation_reply(&self, event: &str, path: &str, reason: &str) -> String {
+        let details = self.validation_details.then_some((event, path, reason));
+        envelope::validation_error(&self.validation_message, details)
+    }
+}
+
+/// Builds an [`App`].
+pub struct AppBuilder {
+    inner: AppInner,
+}
+
+impl AppBuilder {
+    /// Sets the protocol settings (limits, timeouts); see [`Config`].
+    pub fn config(mut self, config: Config) -> Self {
+        self.inner.config = Arc::new(config);
+        self
+    }
+
+    /// Adds a handshake route. Routes are tried in the order added; a request matching
+    /// none is refused with `404`.
+    pub fn route(mut self, route: Route) -> Self {
+        self.inner.routes.push(route);
+        self
+    }
+
+    /// Adds handshake middleware around routing; the first added runs first.
+    pub fn middleware(
+        mut self,
+        middleware: impl Fn(&mut Upgrade<'_>, Next<'_>) -> UpgradeResult + Send + Sync + 'static,
+    ) -> Self {
+        self.inner.middleware.push(Arc::new(middleware));
+        self
+    }
+
+    /// Answers plain HTTP requests (not upgrades) with `handler`'s response, e.g. a page;
+    /// without it they get `400`.
+    pub fn http_fallback(mut self, handler: impl Fn(&Request) -> HttpResponse + Send + Sync + 'static) -> Self {
+        self.inner.http_fallback = Some(Arc::new(handler));
+        self
+    }
+
+    /// Handles the event `name` with the whole JSON object.
+    pub fn on(mut self, name: &str, handler: impl Fn(&mut Context<'_>, EventMessage) + Send + Sync + 'static) -> Self {
+        let name_owned = name.to_owned();
+        let run = Arc::new(move |ctx: &mut Context<'_>, body: EventBody<'_>| {
+            let value = body.value.unwrap_or(serde_json::Value::Null);
+            handler(
+                ctx,
+                EventMessage {
+                    name: name_owned.clone(),
+                    value,
+                },
+            )
+        });
+        self.inner
+            .events
+            .insert(name.to_owned(), EventHandler { run, wants_value: true });
+        self
+    }
+
+    /// Handles the event `name` with the JSON object deserialized into `T` (the whole
+    /// object, so flat fields and a `data` field both work). When it does not fit, the
+    /// client gets the validation-error reply and the connection stays open.
+    pub fn on_typed<T: DeserializeOwned + 'static>(
+        mut self,
+        name: &str,
+        handler: impl Fn(&mut Context<'_>, T) + Send + Sync + 'static,
+    ) -> Self {
+        let run = Arc::new(move |ctx: &mut Context<'_>, body: EventBody<'_>| {
+            let parsed = match &body.value {
+                Some(value) => serde_path_to_error::deserialize::<_, T>(value),
+                None => serde_path_to_error::deserialize::<_, T>(&mut serde_json::Deserializer::from_str(body.text)),
+            };
+            match parsed {
+                Ok(value) => handler(ctx, value),
+                Err(e) => {
+                    let path = e.path().to_string();
+                    log::debug!(
+                        "event {:?} failed validation at {path}: {}",
+                        ctx.event_name(),
+                        e.inner()
+                    );
+                    let _ = ctx.send_validation_error(&path, &e.inner().to_string());
+                }
+            }
+        });
+        self.inner.events.insert(
+            name.to_owned(),
+            EventHandler {
+                run,
+                wants_value: false,
+            },
+        );
+        self
+    }
+
+    /// Adds event middleware, run before every event handler in the order added.
+    pub fn event_middleware(
+        mut self,
+        middleware: impl Fn(&mut Context<'_>, &EventMessage) -> Flow + Send + Sync + 'static,
+    ) -> Self {
+        self.inner.event_middleware.push(Arc::new(middleware));
+        self
+    }
+
+    /// Takes every text message raw, instead of routing JSON events (an echo server).
+    pub fn on_text(mut self, handler: impl Fn(&mut Context<'_>, &str) + Send + Sync + 'static) -> Self {
+        self.inner.on_text = Some(Arc::new(handler));
+        self
+    }
+
+    /// Takes every binary message (default: ignored with a debug log).
+    pub fn on_binary(mut self, handler: impl Fn(&mut Context<'_>, &[u8]) + Send + Sync + 'static) -> Self {
+        self.inner.on_binary = Some(Arc::new(handler));
+        self
+    }
+
+    /// Handles events whose name has no handler (default: ignored with a debug log).
+    pub fn on_unknown_event(
+        mut self,
+        handler: impl Fn(&mut Context<'_>, EventMessage) + Send + Sync + 'static,
+    ) -> Self {
+        self.inner.on_unknown_event = Some(Arc::new(handler));
+        self
+    }
+
+    /// Handles JSON text that is not an object with a string `event` field (default:
+    /// ignored with a debug log).
+    pub fn on_no_event(mut self, handler: impl Fn(&mut Context<'_>, &str) + Send + Sync + 'static) -> Self {
+        self.inner.on_no_event = Some(Arc::new(handler));
+        self
+    }
+
+    /// Handles text that is not JSON (default: ignored with a debug log).
+    pub fn on_non_json(mut self, handler: impl Fn(&mut Context<'_>, &str) + Send + Sync + 'static) -> Self {
+        self.inner.on_non_json = Some(Arc::new(handler));
+        self
+    }
+
+    /// Runs when a connection opens (after the 101 is queued).
+    pub fn on_connect(mut self, handler: impl Fn(&mut Context<'_>) + Send + Sync + 'static) -> Self {
+        self.inner.on_connect = Some(Arc::new(handler));
+        self
+    }
+
+    /// Runs exactly once when an opened connection ends, whatever the cause, with how it
+    /// ended (close code and reason when there was a close).
+    pub fn on_disconnect(mut self, handler: impl Fn(&mut Context<'_>, &Closed) + Send + Sync + 'static) -> Self {
+        self.inner.on_disconnect = Some(Arc::new(handler));
+        self
+    }
+
+    /// Adds a hook run when a server starts.
+    pub fn on_startup(mut self, hook: impl Fn() + Send + Sync + 'static) -> Self {
+        self.inner.startup.push(Arc::new(hook));
+        self
+    }
+
+    /// Adds a hook run when a server stops.
+    pub fn on_shutdown(mut self, hook: impl Fn() + Send + Sync + 'static) -> Self {
+        self.inner.shutdown.push(Arc::new(hook));
+        self
+    }
+
+    /// Sets the `message` of the validation-error reply (default `Invalid data received`).
+    pub fn validation_message(mut self, message: impl Into<String>) -> Self {
+        self.inner.validation_message = message.into();
+        self
+    }
+
+    /// Adds `details` (event, field path, reason) to validation-error replies.
+    pub fn validation_details(mut self, enabled: bool) -> Self {
+        self.inner.validation_details = enabled;
+        self
+    }
+
+    /// Finishes the app. Malformed route patterns are logged (they match nothing).
+    pub fn build(mut self) -> App {
+        for route in &self.inner.routes {
+            if !route.pattern.is_valid() {
+                log::error!(
+                    "route pattern {:?} is malformed and will match nothing",
+                    route.pattern.source
+                );
+            }
+        }
+        if self.inner.http_fallback.is_some() && !self.inner.config.http_fallback() {
+            let config = (*self.inner.config).clone().with_http_fallback(true);
+            self.inner.config = Arc::new(config);
+        }
+        App {
+            inner: Arc::new(self.inner),
+        }
+    }
+}
+
+impl fmt::Debug for AppBuilder {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("AppBuilder").finish_non_exhaustive()
+    }
+}

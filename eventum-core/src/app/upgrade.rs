@@ -1,0 +1,182 @@
+//! What handshake middleware and route handlers see: the request, and the decisions they
+//! can make about the 101 response and the connection's first flags.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use crate::handshake::Request;
+
+use super::flags::{Flags, State};
+use super::route::UpgradeResult;
+use super::ConnectionId;
+
+/// Chooses the subprotocol from the client's offer (in the client's order); `None`
+/// sends no `Sec-WebSocket-Protocol`.
+pub type SubprotocolChooser = Arc<dyn Fn(&[String]) -> Option<String> + Send + Sync>;
+
+pub(crate) type Middleware = Arc<dyn Fn(&mut Upgrade<'_>, Next<'_>) -> UpgradeResult + Send + Sync>;
+
+/// An upgrade request on its way through middleware to its route.
+///
+/// ```
+/// use eventum_core::app::{App, Route};
+/// use eventum_core::handshake::HttpResponse;
+///
+/// let app = App::builder()
+///     // Auth middleware: refuse without a token, remember the user in the flags.
+///     .middleware(|upgrade, next| {
+///         let Some(user) = upgrade.query_param("token").map(str::to_owned) else {
+///             return Err(HttpResponse::text(401, "Unauthorized"));
+///         };
+///         upgrade.flags_mut().add("user", user);
+///         next.run(upgrade)
+///     })
+///     .route(Route::new("/chat").on_upgrade(|upgrade| {
+///         upgrade.add_header("X-Served-By", "eventum");
+///         upgrade.choose_subprotocol(|offered| offered.iter().find(|p| *p == "chat.v2").cloned());
+///         Ok(())
+///     }))
+///     .build();
+/// # let _ = app;
+/// ```
+pub struct Upgrade<'a> {
+    pub(crate) request: &'a Request,
+    pub(crate) id: ConnectionId,
+    pub(crate) peer: Option<SocketAddr>,
+    pub(crate) params: Vec<(String, String)>,
+    pub(crate) flags: Flags,
+    pub(crate) state: State,
+    pub(crate) headers: Vec<(String, String)>,
+    pub(crate) chooser: Option<SubprotocolChooser>,
+}
+
+impl<'a> Upgrade<'a> {
+    pub(crate) fn new(request: &'a Request, id: ConnectionId, peer: Option<SocketAddr>) -> Self {
+        Upgrade {
+            request,
+            id,
+            peer,
+            params: Vec::new(),
+            flags: Flags::default(),
+            state: State::default(),
+            headers: Vec::new(),
+            chooser: None,
+        }
+    }
+
+    /// The whole request: method, path, query, headers, offered subprotocols and extensions.
+    pub fn request(&self) -> &Request {
+        self.request
+    }
+
+    /// The request path (without the query).
+    pub fn path(&self) -> &str {
+        self.request.path()
+    }
+
+    /// A header's first value; names are case-insensitive.
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.request.header(name)
+    }
+
+    /// The first value of a query parameter, decoded.
+    pub fn query_param(&self, name: &str) -> Option<&str> {
+        self.request.query_param(name)
+    }
+
+    /// The route's path parameters (empty inside middleware, which runs before routing).
+    pub fn params(&self) -> &[(String, String)] {
+        &self.params
+    }
+
+    /// One path parameter.
+    pub fn param(&self, name: &str) -> Option<&str> {
+        self.params.iter().find(|(k, _)| k == name).map(|(_, v)| v.as_str())
+    }
+
+    /// The id the connection will have.
+    pub fn id(&self) -> ConnectionId {
+        self.id
+    }
+
+    /// The peer's address, when the adapter knows it.
+    pub fn peer_addr(&self) -> Option<SocketAddr> {
+        self.peer
+    }
+
+    /// The connection's flags, to fill before it opens (e.g. the authenticated user).
+    pub fn flags_mut(&mut self) -> &mut Flags {
+        &mut self.flags
+    }
+
+    /// The connection's flags.
+    pub fn flags(&self) -> &Flags {
+        &self.flags
+    }
+
+    /// The connection's typed state, to fill before it opens.
+    pub fn state_mut(&mut self) -> &mut State {
+        &mut self.state
+    }
+
+    /// Adds a header to the 101 response. Names and values are checked when the response
+    /// is written; an invalid one refuses the upgrade with `500` (and is logged).
+    pub fn add_header(&mut self, name: impl Into<String>, value: impl Into<String>) {
+        self.headers.push((name.into(), value.into()));
+    }
+
+    /// Sets how the subprotocol is chosen from the client's offer; by default the first
+    /// offered one is taken. Choosing one that was not offered refuses the upgrade with
+    /// `500` (logged) rather than sending it.
+    pub fn choose_subprotocol(&mut self, chooser: impl Fn(&[String]) -> Option<String> + Send + Sync + 'static) {
+        self.chooser = Some(Arc::new(chooser));
+    }
+
+    /// The subprotocol that will be sent, given the chooser set so far.
+    pub(crate) fn chosen_subprotocol(&self) -> Option<String> {
+        let offered = self.request.subprotocols();
+        match &self.chooser {
+            Some(chooser) => chooser(offered),
+            None => offered.first().cloned(),
+        }
+    }
+}
+
+impl std::fmt::Debug for Upgrade<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Upgrade")
+            .field("path", &self.request.path())
+            .field("id", &self.id)
+            .field("params", &self.params)
+            .finish_non_exhaustive()
+    }
+}
+
+/// The rest of the middleware chain, ending in routing. Call [`Next::run`] to pass the
+/// upgrade on, or return without calling it to answer yourself.
+pub struct Next<'a> {
+    pub(crate) chain: &'a [Middleware],
+    pub(crate) endpoint: &'a (dyn Fn(&mut Upgrade<'_>) -> UpgradeResult + Send + Sync),
+}
+
+impl Next<'_> {
+    /// Runs the rest of the chain and the route.
+    pub fn run(self, upgrade: &mut Upgrade<'_>) -> UpgradeResult {
+        match self.chain.split_first() {
+            Some((first, rest)) => first(
+                upgrade,
+                Next {
+                    chain: rest,
+                    endpoint: self.endpoint,
+                },
+            ),
+            None => (self.endpoint)(upgrade),
+        }
+    }
+}
+
+impl std::fmt::Debug for Next<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "Next({} middleware left)", self.chain.len())
+    }
+}

@@ -1,0 +1,360 @@
+//! Replays the checked-in fuzz corpora (`fuzz/corpus/<target>/`) through the fuzz entry
+//! points, so every seed and every past crash stays a regression test on stable Rust.
+//!
+//! `cargo test -p eventum-core --test fuzz_corpus -- --ignored regenerate_seed_corpus`
+//! rewrites the seeds from the generator below (files it does not name are left alone).
+
+use std::panic::{catch_unwind, AssertUnwindSafe};
+use std::path::{Path, PathBuf};
+
+use eventum_core::frame::{encode_client_frame, OpCode};
+use eventum_core::fuzzing;
+
+type Target = fn(&[u8]);
+
+const TARGETS: [(&str, Target); 4] = [
+    ("handshake", fuzzing::handshake),
+    ("frame_header", fuzzing::frame_header),
+    ("unmask", fuzzing::unmask),
+    ("connection", fuzzing::connection),
+];
+
+fn corpus_dir(target: &str) -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../fuzz/corpus")
+        .join(target)
+}
+
+/// Runs every file of `dir` through `target`; fails if there is none or any panics.
+fn replay(dir: &Path, target: Target) {
+    let mut files: Vec<PathBuf> = std::fs::read_dir(dir)
+        .unwrap_or_else(|e| panic!("corpus {} is missing: {e}", dir.display()))
+        .map(|entry| entry.expect("readable corpus entry").path())
+        .filter(|path| path.is_file())
+        .collect();
+    files.sort();
+    assert!(!files.is_empty(), "corpus {} is empty", dir.display());
+    let failed: Vec<String> = files
+        .iter()
+        .filter(|path| {
+            let data = std::fs::read(path).expect("readable corpus file");
+            catch_unwind(AssertUnwindSafe(|| target(&data))).is_err()
+        })
+        .map(|path| path.display().to_string())
+        .collect();
+    assert!(
+        failed.is_empty(),
+        "{} of {} inputs failed: {failed:#?}",
+        failed.len(),
+        files.len()
+    );
+}
+
+#[test]
+fn handshake_corpus() {
+    replay(&corpus_dir("handshake"), fuzzing::handshake);
+}
+
+#[test]
+fn frame_header_corpus() {
+    replay(&corpus_dir("frame_header"), fuzzing::frame_header);
+}
+
+#[test]
+fn unmask_corpus() {
+    replay(&corpus_dir("unmask"), fuzzing::unmask);
+}
+
+#[test]
+fn connection_corpus() {
+    replay(&corpus_dir("connection"), fuzzing::connection);
+}
+
+#[test]
+fn empty_and_tiny_inputs() {
+    for (_, target) in TARGETS {
+        for data in [&[][..], &[0], &[0xFF], &[0x81, 0x80]] {
+            target(data);
+        }
+    }
+}
+
+// --- the seed generator -----------------------------------------------------------------
+
+const KEY: [u8; 4] = [0x37, 0xfa, 0x21, 0x3d];
+
+const RFC_REQUEST: &str = "GET /chat HTTP/1.1\r\nHost: server.example.com\r\nUpgrade: websocket\r\n\
+Connection: Upgrade\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nOrigin: http://example.com\r\n\
+Sec-WebSocket-Protocol: chat, superchat\r\nSec-WebSocket-Version: 13\r\n\r\n";
+
+/// What Chromium sends for `new WebSocket("ws://localhost:8080/chat")`.
+const CHROMIUM_REQUEST: &str = "GET /chat HTTP/1.1\r\nHost: localhost:8080\r\nConnection: Upgrade\r\n\
+Pragma: no-cache\r\nCache-Control: no-cache\r\nUser-Agent: Mozilla/5.0 (X11; Linux x86_64) \
+AppleWebKit/537.36 (KHTML, like Gecko) Chrome/124.0.0.0 Safari/537.36\r\nUpgrade: websocket\r\n\
+Origin: http://localhost:8080\r\nSec-WebSocket-Version: 13\r\nAccept-Encoding: gzip, deflate, br, zstd\r\n\
+Accept-Language: en-US,en;q=0.9\r\nSec-WebSocket-Key: x3JJHMbDL1EzLkh9GBhXDw==\r\n\
+Sec-WebSocket-Extensions: permessage-deflate; client_max_window_bits\r\n\r\n";
+
+/// What Firefox sends for `new WebSocket("ws://localhost:8080/chat?room=1", ["chat", "superchat"])`.
+const FIREFOX_REQUEST: &str = "GET /chat?room=1 HTTP/1.1\r\nHost: localhost:8080\r\n\
+User-Agent: Mozilla/5.0 (X11; Linux x86_64; rv:125.0) Gecko/20100101 Firefox/125.0\r\nAccept: */*\r\n\
+Accept-Language: en-US,en;q=0.5\r\nAccept-Encoding: gzip, deflate, br\r\nSec-WebSocket-Version: 13\r\n\
+Origin: http://localhost:8080\r\nSec-WebSocket-Protocol: chat, superchat\r\n\
+Sec-WebSocket-Extensions: permessage-deflate\r\nSec-WebSocket-Key: E4WSEcseoWr4csPLS2QJHA==\r\n\
+Connection: keep-alive, Upgrade\r\nSec-Fetch-Dest: empty\r\nSec-Fetch-Mode: websocket\r\n\
+Sec-Fetch-Site: same-origin\r\nPragma: no-cache\r\nCache-Control: no-cache\r\nUpgrade: websocket\r\n\r\n";
+
+fn masked(fin: bool, opcode: OpCode, payload: &[u8]) -> Vec<u8> {
+    let mut out = Vec::new();
+    encode_client_frame(&mut out, fin, opcode, payload, KEY);
+    out
+}
+
+fn close(code: u16, reason: &[u8]) -> Vec<u8> {
+    masked(true, OpCode::Close, &[&code.to_be_bytes()[..], reason].concat())
+}
+
+/// `bytes` as `connection` reads of at most `size` (1..=128) bytes each.
+fn reads(bytes: &[u8], size: usize) -> Vec<u8> {
+    let mut out = Vec::new();
+    for chunk in bytes.chunks(size) {
+        out.push(u8::try_from(chunk.len() - 1).expect("read of at most 128 bytes"));
+        out.extend_from_slice(chunk);
+    }
+    out
+}
+
+/// A request with `line` replacing the line that starts like it (or added before the end).
+fn rfc_with(name: &str, line: &str) -> Vec<u8> {
+    let mut lines: Vec<&str> = RFC_REQUEST.trim_end().split("\r\n").collect();
+    match lines.iter().position(|l| l.starts_with(name)) {
+        Some(i) if line.is_empty() => {
+            lines.remove(i);
+        }
+        Some(i) => lines[i] = line,
+        None => lines.push(line),
+    }
+    format!("{}\r\n\r\n", lines.join("\r\n")).into_bytes()
+}
+
+fn handshake_seeds() -> Vec<(&'static str, Vec<u8>)> {
+    let hello = masked(true, OpCode::Text, b"Hello");
+    let huge = format!("GET / HTTP/1.1\r\nHost: a\r\nX-Big: {}\r\n\r\n", "a".repeat(3000));
+    let many: String = (0..40).map(|i| format!("X-H{i}: v\r\n")).collect();
+    let with = |control: u8, head: &[u8]| [&[control][..], head].concat();
+    vec![
+        ("rfc6455_sample", with(0, RFC_REQUEST.as_bytes())),
+        ("rfc6455_sample_bytewise", with(1, RFC_REQUEST.as_bytes())),
+        ("chromium", with(7, CHROMIUM_REQUEST.as_bytes())),
+        ("firefox", with(13, FIREFOX_REQUEST.as_bytes())),
+        (
+            "pipelined_frames",
+            with(0, &[RFC_REQUEST.as_bytes(), &hello, &close(1000, b"")].concat()),
+        ),
+        (
+            "version_8",
+            with(0, &rfc_with("Sec-WebSocket-Version", "Sec-WebSocket-Version: 8")),
+        ),
+        ("no_key", with(0, &rfc_with("Sec-WebSocket-Key", ""))),
+        (
+            "short_key",
+            with(0, &rfc_with("Sec-WebSocket-Key", "Sec-WebSocket-Key: c2hvcnQ=")),
+        ),
+        (
+            "two_keys",
+            with(0, &rfc_with("X", "Sec-WebSocket-Key: x3JJHMbDL1EzLkh9GBhXDw==")),
+        ),
+        ("no_host", with(0, &rfc_with("Host", ""))),
+        (
+            "connection_keep_alive",
+            with(0, &rfc_with("Connection", "Connection: keep-alive")),
+        ),
+        ("post", with(0, RFC_REQUEST.replacen("GET", "POST", 1).as_bytes())),
+        (
+            "http10",
+            with(0, RFC_REQUEST.replacen("HTTP/1.1", "HTTP/1.0", 1).as_bytes()),
+        ),
+        (
+            "absolute_target",
+            with(0, RFC_REQUEST.replacen("/chat", "http://a/chat", 1).as_bytes()),
+        ),
+        ("huge_header", with(0, huge.as_bytes())),
+        (
+            "too_many_headers",
+            with(5, format!("GET / HTTP/1.1\r\nHost: a\r\n{many}\r\n").as_bytes()),
+        ),
+        ("plain_http", with(0, b"GET /index.html HTTP/1.1\r\nHost: a\r\n\r\n")),
+        (
+            "plain_http_fallback",
+            with(0x80, b"GET /index.html?x=1 HTTP/1.1\r\nHost: a\r\n\r\n"),
+        ),
+        ("incomplete_then_timeout", with(3, &RFC_REQUEST.as_bytes()[..60])),
+        ("incomplete_then_eof", with(0x40, &RFC_REQUEST.as_bytes()[..60])),
+        ("bare_lf", with(0, RFC_REQUEST.replace("\r\n", "\n").as_bytes())),
+        (
+            "tls_client_hello",
+            with(0, b"\x16\x03\x01\x02\x00\x01\x00\x01\xfc\x03\x03\r\n\r\n"),
+        ),
+    ]
+}
+
+fn frame_header_seeds() -> Vec<(&'static str, Vec<u8>)> {
+    let mut bin256 = vec![0x82, 0x7E, 0x01, 0x00];
+    bin256.extend_from_slice(&[0xAB; 256]);
+    vec![
+        ("rfc_unmasked_hello", b"\x81\x05Hello".to_vec()),
+        ("rfc_masked_hello", masked(true, OpCode::Text, b"Hello")),
+        ("rfc_fragment_1", b"\x01\x03Hel".to_vec()),
+        ("rfc_fragment_2", b"\x80\x02lo".to_vec()),
+        ("rfc_unmasked_ping", b"\x89\x05Hello".to_vec()),
+        ("rfc_masked_pong", masked(true, OpCode::Pong, b"Hello")),
+        ("rfc_binary_256", bin256),
+        ("rfc_binary_64k_header", vec![0x82, 0x7F, 0, 0, 0, 0, 0, 1, 0, 0]),
+        (
+            "masked_64bit_len",
+            vec![0x82, 0xFF, 0, 0, 0, 0, 0, 0, 0, 5, 1, 2, 3, 4, 5, 6, 7, 8, 9],
+        ),
+        ("length_top_bit", vec![0x82, 0xFF, 0x80, 0, 0, 0, 0, 0, 0, 1]),
+        (
+            "non_minimal_16bit",
+            vec![0x81, 0xFE, 0, 5, 1, 2, 3, 4, b'a', b'b', b'c', b'd', b'e'],
+        ),
+        ("rsv1", vec![0xC1, 0x80, 0, 0, 0, 0]),
+        ("rsv2_rsv3", vec![0xB1, 0x80, 0, 0, 0, 0]),
+        ("reserved_opcode_3", vec![0x83, 0x80, 0, 0, 0, 0]),
+        ("reserved_opcode_b", vec![0x8B, 0x80, 0, 0, 0, 0]),
+        ("fragmented_ping", vec![0x09, 0x80, 0, 0, 0, 0]),
+        ("control_too_long", vec![0x89, 0xFE, 0, 126]),
+        ("close_1byte", masked(true, OpCode::Close, &[3])),
+    ]
+}
+
+fn unmask_seeds() -> Vec<(&'static str, Vec<u8>)> {
+    let seed = |offset: u64, split: u8, len: usize| {
+        let payload: Vec<u8> = (0..len).map(|i| (i * 7 + 3) as u8).collect();
+        [&KEY[..], &offset.to_le_bytes(), &[split], &payload].concat()
+    };
+    vec![
+        (
+            "rfc_hello",
+            [&KEY[..], &[0; 8], &[0], &[0x7f, 0x9f, 0x4d, 0x51, 0x58]].concat(),
+        ),
+        ("empty", seed(0, 0, 0)),
+        ("len7_offset1", seed(1, 128, 7)),
+        ("len9_offset2", seed(2, 40, 9)),
+        ("len100_offset3", seed(3, 200, 100)),
+        ("len1000_offset_max", seed(u64::MAX, 99, 1000)),
+        ("len4096_split_end", seed(6, 255, 4096)),
+    ]
+}
+
+fn connection_seeds() -> Vec<(&'static str, Vec<u8>)> {
+    let text = |s: &[u8]| masked(true, OpCode::Text, s);
+    let ping = |s: &[u8]| masked(true, OpCode::Ping, s);
+    let fragmented = [
+        masked(false, OpCode::Text, b"Hel"),
+        ping(b"p1"),
+        masked(false, OpCode::Continuation, b"lo, "),
+        masked(true, OpCode::Pong, b"unsolicited"),
+        ping(b""),
+        masked(true, OpCode::Continuation, "wörld".as_bytes()),
+    ]
+    .concat();
+    let big: Vec<u8> = (0..20_000).map(|i| i as u8).collect();
+    let long_len = [&[0x82, 0xFF, 0, 0, 0, 0, 0, 0, 0, 3][..], &KEY, b"abc"].concat();
+    let too_big = [&[0x82, 0xFF, 0, 0, 0, 0, 0, 1, 0, 1][..], &KEY].concat();
+    let bye = close(1000, b"bye");
+    let stall_pushes = [vec![0xA2], vec![0xA3; 5], reads(&text(b"late"), 128)].concat();
+    vec![
+        ("rfc_hello", reads(&text(b"Hello"), 128)),
+        ("rfc_hello_bytewise", reads(&text(b"Hello"), 1)),
+        (
+            "rfc_fragmented_hello",
+            reads(
+                &[
+                    masked(false, OpCode::Text, b"Hel"),
+                    masked(true, OpCode::Continuation, b"lo"),
+                ]
+                .concat(),
+                128,
+            ),
+        ),
+        ("fragmented_with_pings", reads(&fragmented, 7)),
+        ("binary_256", reads(&masked(true, OpCode::Binary, &[0xAB; 256]), 100)),
+        (
+            "binary_20000_too_large_to_echo",
+            reads(&masked(true, OpCode::Binary, &big), 128),
+        ),
+        ("binary_64bit_length", reads(&long_len, 128)),
+        ("frame_over_limit", reads(&too_big, 128)),
+        ("close_normal", reads(&[text(b"hi"), bye.clone()].concat(), 128)),
+        ("close_empty", reads(&masked(true, OpCode::Close, b""), 128)),
+        ("close_1byte", reads(&masked(true, OpCode::Close, &[3]), 128)),
+        ("close_code_1005", reads(&close(1005, b""), 128)),
+        ("close_code_999", reads(&close(999, b""), 128)),
+        ("close_code_5000", reads(&close(5000, b"x"), 128)),
+        ("close_code_4999", reads(&close(4999, "résumé".as_bytes()), 128)),
+        ("close_reason_invalid_utf8", reads(&close(1000, b"\xff\xfe"), 128)),
+        (
+            "text_invalid_utf8",
+            reads(
+                &text(b"\xce\xba\xe1\xbd\xb9\xcf\x83\xce\xbc\xce\xb5\xed\xa0\x80edited"),
+                128,
+            ),
+        ),
+        (
+            "text_invalid_utf8_across_fragments",
+            reads(
+                &[
+                    masked(false, OpCode::Text, b"\xce"),
+                    masked(true, OpCode::Continuation, b"\x41"),
+                ]
+                .concat(),
+                3,
+            ),
+        ),
+        ("unmasked_frame", reads(b"\x81\x05Hello", 128)),
+        ("reserved_opcode", reads(&[0x83, 0x80, 0, 0, 0, 0], 128)),
+        (
+            "continuation_without_message",
+            reads(&masked(true, OpCode::Continuation, b"x"), 128),
+        ),
+        (
+            "server_close_answered",
+            [vec![0xA0], reads(&[text(b"dropped"), bye].concat(), 128)].concat(),
+        ),
+        ("server_close_unanswered", vec![0xA0, 0x85]),
+        ("keepalive_ping_then_1011", vec![0x9F, 0x9F]),
+        (
+            "keepalive_answered",
+            [vec![0x9F], reads(&masked(true, OpCode::Pong, b""), 128), vec![0x9F]].concat(),
+        ),
+        (
+            "app_ping_and_partial_writes",
+            [vec![0xA2, 0xA1, 0xA4, 0xA1, 0xFF], reads(&ping(b"x"), 2)].concat(),
+        ),
+        ("slow_consumer_push", stall_pushes),
+        (
+            "ping_flood_stalled",
+            [vec![0xA2], reads(&ping(&[7; 125]).repeat(150), 128)].concat(),
+        ),
+    ]
+}
+
+#[test]
+#[ignore = "writes the seed corpus; run by hand after changing the generator"]
+fn regenerate_seed_corpus() {
+    let sets = [
+        ("handshake", handshake_seeds()),
+        ("frame_header", frame_header_seeds()),
+        ("unmask", unmask_seeds()),
+        ("connection", connection_seeds()),
+    ];
+    for (target, seeds) in sets {
+        let dir = corpus_dir(target);
+        std::fs::create_dir_all(&dir).expect("corpus directory");
+        for (name, data) in seeds {
+            std::fs::write(dir.join(name), data).expect("seed written");
+        }
+    }
+}
