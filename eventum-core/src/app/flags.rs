@@ -125,6 +125,11 @@ impl State {
         self.values.get_mut(&TypeId::of::<T>())?.downcast_mut()
     }
 
+    /// Moves every value of `other` in, replacing values of the same type.
+    pub fn extend(&mut self, other: State) {
+        self.values.extend(other.values);
+    }
+
     /// Removes and returns the value of type `T`.
     pub fn remove<T: Any + Send + Sync>(&mut self) -> Option<T> {
         let old = self.values.remove(&TypeId::of::<T>())?;

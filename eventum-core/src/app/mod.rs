@@ -22,6 +22,7 @@
 mod context;
 pub mod envelope;
 mod flags;
+mod hub;
 mod route;
 mod session;
 mod upgrade;
@@ -39,6 +40,7 @@ use crate::handshake::{HttpResponse, Request};
 
 pub use context::{AckCallback, AckError, Action, Context, ReplyError};
 pub use flags::{Flags, State};
+pub use hub::{Hub, Mailbox};
 pub use route::{Route, UpgradeResult};
 pub use session::Session;
 pub use upgrade::{Next, SubprotocolChooser, Upgrade};

@@ -213,6 +213,12 @@ impl Session {
         &self.data.flags
     }
 
+    /// The connection's typed state. An adapter puts its connection handle here before
+    /// the first input, so handlers can take it for work that finishes later.
+    pub fn state_mut(&mut self) -> &mut super::State {
+        &mut self.data.state
+    }
+
     /// Takes every event the connection has and runs its handlers.
     fn process(&mut self) {
         // Commands below act at the time of the input that triggered them.
@@ -290,7 +296,7 @@ impl Session {
         self.opened = true;
         self.data.params = accepted.params;
         self.data.flags = accepted.flags;
-        self.data.state = accepted.state;
+        self.data.state.extend(accepted.state);
         if let Some(hook) = &self.app.inner.on_connect {
             let mut ctx = Context {
                 sender: self.conn.sender(),

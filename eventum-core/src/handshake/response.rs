@@ -97,6 +97,21 @@ pub struct HttpResponse {
 }
 
 impl HttpResponse {
+    /// The response as bytes for the wire, for adapters that answer without a connection
+    /// (e.g. `503` when the server is full). Fails on an invalid status, reason or header.
+    ///
+    /// ```
+    /// use eventum_core::handshake::HttpResponse;
+    /// let bytes = HttpResponse::text(503, "busy").to_bytes().unwrap();
+    /// assert!(bytes.starts_with(b"HTTP/1.1 503 Service Unavailable\r\n"));
+    /// assert!(bytes.ends_with(b"\r\n\r\nbusy"));
+    /// ```
+    pub fn to_bytes(&self) -> Result<Vec<u8>, ApiMisuse> {
+        let mut out = Vec::new();
+        write_response(self, &mut out)?;
+        Ok(out)
+    }
+
     /// An empty response with the standard reason phrase for `status` (`"Unknown"` for
     /// codes without one). The status is checked when the response is sent: it must be
     /// in 100–999 and not 101.

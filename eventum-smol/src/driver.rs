@@ -1,0 +1,153 @@
+//! The per-connection driver task: the core's loop over an async byte stream.
+
+use std::io;
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::Instant;
+
+use eventum_core::app::Session;
+use eventum_core::{CloseCode, SlowConsumerPolicy};
+use smol::future::{self, FutureExt};
+use smol::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
+use smol::Timer;
+
+use crate::handle::{Command, ConnectionHandle, Inbox, MAILBOX_CAPACITY};
+use crate::server::Shared;
+
+/// Bytes read from the transport per call.
+const READ_CHUNK: usize = 16 * 1024;
+
+/// What woke the driver.
+enum Wake {
+    Wrote(io::Result<usize>),
+    Read(io::Result<usize>),
+    Command(Command),
+    Timer,
+}
+
+/// Serves one connection until it is over. All protocol state lives in the session, so
+/// a future dropped at any await point loses nothing but the bytes not yet read.
+pub(crate) async fn drive<S>(shared: Arc<Shared>, stream: S, peer: Option<SocketAddr>) -> io::Result<()>
+where
+    S: AsyncRead + AsyncWrite + Unpin,
+{
+    let (tx, rx) = async_channel::bounded(MAILBOX_CAPACITY);
+    let overflowed = Arc::new(AtomicBool::new(false));
+    let inbox = Inbox {
+        tx,
+        overflowed: Arc::clone(&overflowed),
+    };
+    let mut session = shared.app.session(Instant::now(), peer);
+    let id = session.id();
+    session.state_mut().insert(ConnectionHandle {
+        id,
+        inbox: inbox.clone(),
+    });
+    shared.hub.register(id, inbox);
+    let _registration = Registration {
+        shared: &shared,
+        session_id: id,
+    };
+    let slow_policy = shared.app.config().slow_consumer();
+
+    let (mut reader, mut writer) = smol::io::split(stream);
+    let mut buf = Vec::new();
+    loop {
+        while let Some(action) = session.poll_action() {
+            shared.hub.apply(id, action);
+        }
+        if session.should_close_transport() {
+            // The server closes the TCP connection first (RFC 6455 §7.1.1).
+            let _ = writer.close().await;
+            return Ok(());
+        }
+        let deadline = session.poll_timeout();
+        let wants_read = session.wants_read();
+        if wants_read && buf.is_empty() {
+            buf.resize(READ_CHUNK, 0);
+        }
+        let output = session.output();
+        let wake = {
+            let write = async {
+                if output.is_empty() {
+                    future::pending().await
+                } else {
+                    Wake::Wrote(writer.write(output).await)
+                }
+            };
+            let read = async {
+                if wants_read {
+                    Wake::Read(reader.read(&mut buf).await)
+                } else {
+                    future::pending().await
+                }
+            };
+            let command = async {
+                match rx.recv().await {
+                    Ok(command) => Wake::Command(command),
+                    // Unreachable while the session holds a handle; wait for other wakes.
+                    Err(_) => future::pending().await,
+                }
+            };
+            let timer = async {
+                match deadline {
+                    Some(at) => {
+                        Timer::at(at).await;
+                        Wake::Timer
+                    }
+                    None => future::pending().await,
+                }
+            };
+            write.or(read).or(command).or(timer).await
+        };
+        let now = Instant::now();
+        match wake {
+            Wake::Wrote(Ok(0)) | Wake::Wrote(Err(_)) => session.abort(now),
+            Wake::Wrote(Ok(n)) => session.consume_output(n),
+            Wake::Read(Ok(0)) => session.handle_eof(now),
+            Wake::Read(Ok(n)) => {
+                session.handle_input(now, &buf[..n]);
+                if !session.wants_read() {
+                    // Idle or paused connections keep no read buffer.
+                    buf = Vec::new();
+                }
+            }
+            Wake::Read(Err(_)) => session.abort(now),
+            Wake::Command(command) => run_command(&mut session, now, command),
+            Wake::Timer => session.handle_timeout(now),
+        }
+        if overflowed.swap(false, Ordering::Relaxed) && slow_policy == SlowConsumerPolicy::Close {
+            log::debug!("connection {id}: mailbox overflowed; closing as a slow consumer");
+            let _ = session.close(now, CloseCode::POLICY, "slow consumer");
+        }
+    }
+}
+
+fn run_command(session: &mut Session, now: Instant, command: Command) {
+    let result = match command {
+        Command::Frame(frame) => session.deliver(now, &frame).map_err(|e| e.to_string()),
+        Command::Text(text) => session.send_text(&text).map_err(|e| e.to_string()),
+        Command::Binary(data) => session.send_binary(&data).map_err(|e| e.to_string()),
+        Command::Close(code, reason) => session.close(now, code, &reason).map_err(|e| e.to_string()),
+        Command::Shutdown => session
+            .close(now, CloseCode::GOING_AWAY, "server shutting down")
+            .map_err(|e| e.to_string()),
+    };
+    if let Err(e) = result {
+        log::debug!("connection {}: command not carried out: {e}", session.id());
+    }
+}
+
+/// Removes the connection from the hub and the count when its driver ends, however it ends.
+struct Registration<'a> {
+    shared: &'a Shared,
+    session_id: eventum_core::app::ConnectionId,
+}
+
+impl Drop for Registration<'_> {
+    fn drop(&mut self) {
+        self.shared.hub.unregister(self.session_id);
+        self.shared.active.fetch_sub(1, Ordering::AcqRel);
+    }
+}
