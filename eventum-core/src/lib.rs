@@ -74,6 +74,18 @@
 //! assert_eq!(closed.unwrap().code, CloseCode::NORMAL);
 //! ```
 //!
+//! The same loop over a real socket, in a hand-written mio (epoll) loop, is
+//! `eventum-std/examples/custom_loop.rs`: the pattern for embedding eventum in any event
+//! loop (a game tick, io_uring, an embedded device), in under 150 lines.
+//!
+//! # Two layers
+//!
+//! [`Connection`] is the protocol alone: it never calls user code. The framework layer,
+//! [`app`], runs an [`App`](app::App) of routes, middleware and event handlers on top
+//! of it; its [`Session`](app::Session) is driven with exactly the same loop, and the
+//! adapters deliver what sessions ask of each other (rooms, broadcasts, sends by id)
+//! through a [`Hub`](app::Hub). [`testing`] runs apps in memory for tests.
+//!
 //! # Limits and defaults
 //!
 //! Every resource a peer can make the server spend is bounded by a [`Config`] setting:
