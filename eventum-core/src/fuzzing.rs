@@ -321,6 +321,7 @@ pub fn connection(data: &[u8]) {
         now,
         backlog: config.max_backlog(),
         stalled: false,
+        app_closed: false,
         dropped: false,
         wire: Vec::new(),
         sent: Vec::new(),
@@ -357,6 +358,7 @@ pub fn connection(data: &[u8]) {
             0xA0 => {
                 let result = peer.conn.close(peer.now, CloseCode::NORMAL, "bye");
                 assert_eq!(result.is_ok(), state == State::Open, "close in {state:?}: {result:?}");
+                peer.app_closed |= result.is_ok();
             }
             0xA1 => assert_eq!(peer.conn.ping(b"fz").is_ok(), state == State::Open, "ping in {state:?}"),
             0xA2 => peer.stalled = !peer.stalled,
@@ -389,6 +391,8 @@ struct Peer {
     now: Instant,
     backlog: usize,
     stalled: bool,
+    /// The application started the close handshake.
+    app_closed: bool,
     /// The core abandoned unsent output (close timeout): the wire holds a prefix.
     dropped: bool,
     /// Everything written after the 101.
@@ -422,14 +426,19 @@ impl Peer {
                 OpCode::Ping => self.pings.push(payload),
                 _ => self.record(state, before, result, opcode, &payload),
             }
-            // Owed pongs and closes may pass the backlog; reading pauses above the high-water
-            // mark, so the excess is one read's pongs plus one pong and one close.
-            let amount = self.conn.buffered_amount();
-            assert!(amount <= self.backlog + 256 + MAX_READ, "{amount} bytes buffered");
+            self.check_backlog();
         }
+        self.check_backlog();
         if !self.stalled {
             self.write(usize::MAX);
         }
+    }
+
+    /// Owed pongs and closes may pass the backlog; reading pauses above the high-water mark,
+    /// so the excess is at most one read's pongs plus one pong and one close.
+    fn check_backlog(&self) {
+        let amount = self.conn.buffered_amount();
+        assert!(amount <= self.backlog + 256 + MAX_READ, "{amount} bytes buffered");
     }
 
     /// Notes a data frame the application queued; a failure must be explained by the state.
@@ -467,7 +476,6 @@ impl Peer {
         let (mut data, mut pongs, mut close) = (Vec::new(), Vec::new(), None);
         let mut rest = &self.wire[..];
         while !rest.is_empty() {
-            assert!(close.is_none(), "a frame after the close frame");
             let decoded = frame::decode_header(rest, rules).unwrap_or_else(|e| panic!("bad server frame: {e}"));
             let Some((h, n)) = decoded.filter(|(h, n)| h.payload_len <= (rest.len() - n) as u64) else {
                 assert!(self.dropped, "truncated frame at the end of the output");
@@ -476,6 +484,16 @@ impl Peer {
             assert!(h.fin && h.mask.is_none(), "server frames are final and unmasked: {h:?}");
             let (payload, tail) = rest[n..].split_at(h.payload_len as usize);
             rest = tail;
+            if close.is_some() {
+                // No data after a close (RFC 6455 §5.5.1), but pings are answered until the
+                // peer's close arrives (§5.5.2): only pongs may follow a close we started.
+                assert!(
+                    h.opcode == OpCode::Pong && self.app_closed,
+                    "{:?} after the close",
+                    h.opcode
+                );
+                continue;
+            }
             match h.opcode {
                 OpCode::Text | OpCode::Binary => data.push((h.opcode, payload.to_vec())),
                 OpCode::Pong => pongs.push(payload.to_vec()),

@@ -79,6 +79,45 @@ fn empty_and_tiny_inputs() {
     }
 }
 
+/// Runs one input file under the test harness (a plain backtrace, no sanitizer):
+/// `FUZZ_INPUT=connection:/path/to/crash cargo test --test fuzz_corpus replay_input -- --ignored`.
+#[test]
+#[ignore = "needs FUZZ_INPUT=<target>:<file>"]
+fn replay_input() {
+    let spec = std::env::var("FUZZ_INPUT").expect("FUZZ_INPUT=<target>:<file>");
+    let (name, file) = spec.split_once(':').expect("FUZZ_INPUT=<target>:<file>");
+    let (_, target) = TARGETS.iter().find(|(n, _)| *n == name).expect("a known target");
+    target(&std::fs::read(file).expect("readable input"));
+}
+
+// --- regressions: crash inputs found by the fuzzers --------------------------------------
+
+/// Replays one crash input from `fuzz/regressions/<target>/<name>`.
+fn regression(target: Target, path: &str) {
+    let file = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../fuzz/regressions")
+        .join(path);
+    let data = std::fs::read(&file).unwrap_or_else(|e| panic!("{}: {e}", file.display()));
+    target(&data);
+}
+
+/// A peer's close with code 1010 (which only a client may send) is echoed by the server.
+/// Input: one 10-byte read, a masked close frame with payload `03 f2 ",7"`.
+#[test]
+#[ignore = "open finding: the core echoes close code 1010; un-ignore once the core is fixed"]
+fn close_code_1010_is_not_echoed() {
+    regression(fuzzing::connection, "connection/close_code_1010_echoed");
+}
+
+/// Application pings bypass `max_backlog`: on a stalled transport, 4 pushes of 4004 bytes then
+/// 200 `ping(b"fz")` buffer 16772 bytes against a 16384-byte backlog, and nothing stops more.
+/// Input: `a2`, `a3` x4, `a1` x200.
+#[test]
+#[ignore = "open finding: ping() does not check max_backlog; un-ignore once the core is fixed"]
+fn application_pings_respect_the_backlog() {
+    regression(fuzzing::connection, "connection/app_ping_ignores_backlog");
+}
+
 // --- the seed generator -----------------------------------------------------------------
 
 const KEY: [u8; 4] = [0x37, 0xfa, 0x21, 0x3d];

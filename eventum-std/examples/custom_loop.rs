@@ -133,7 +133,7 @@ fn drive(conn: &mut Conn, buf: &mut [u8], now: Instant) {
             }
         }
         // Writing may have let the core want input again (below its low-water mark).
-        if !progress || !(conn.readable && conn.session.wants_read()) {
+        if !(progress && conn.readable && conn.session.wants_read()) {
             return;
         }
     }
