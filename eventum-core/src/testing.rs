@@ -194,6 +194,7 @@ impl TestServer {
         let now = hub.now;
         let mut session = hub.app.session(now, None);
         session.handle_input(now, bytes);
+        session.handle_eof(now);
         let mut out = Vec::new();
         session.poll_transmit(&mut out);
         out

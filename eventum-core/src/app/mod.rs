@@ -140,6 +140,26 @@ pub(crate) struct EventBody<'t> {
     value: Option<serde_json::Value>,
 }
 
+/// The field path and reason of a failed typed parse, the same whether it was parsed from
+/// the text or from a JSON value: a missing field is named in the path, and the reason
+/// carries no line/column position.
+fn describe_validation_error(e: &serde_path_to_error::Error<serde_json::Error>) -> (String, String) {
+    let inner = e.inner();
+    let mut reason = inner.to_string();
+    if inner.line() > 0 {
+        let position = format!(" at line {} column {}", inner.line(), inner.column());
+        if let Some(stripped) = reason.strip_suffix(&position) {
+            reason = stripped.to_owned();
+        }
+    }
+    let mut path = e.path().to_string();
+    let missing = reason.strip_prefix("missing field `").and_then(|rest| rest.split_once('`')).map(|(field, _)| field);
+    if let Some(field) = missing {
+        path = if path == "." { field.to_owned() } else { format!("{path}.{field}") };
+    }
+    (path, reason)
+}
+
 /// An application: routes, middleware, handlers and hooks, built once and shared by
 /// every connection (cloning is a reference count).
 ///
@@ -329,13 +349,9 @@ impl AppBuilder {
             match parsed {
                 Ok(value) => handler(ctx, value),
                 Err(e) => {
-                    let path = e.path().to_string();
-                    log::debug!(
-                        "event {:?} failed validation at {path}: {}",
-                        ctx.event_name(),
-                        e.inner()
-                    );
-                    let _ = ctx.send_validation_error(&path, &e.inner().to_string());
+                    let (path, reason) = describe_validation_error(&e);
+                    log::debug!("event {:?} failed validation at {path}: {reason}", ctx.event_name());
+                    let _ = ctx.send_validation_error(&path, &reason);
                 }
             }
         });
@@ -359,6 +375,8 @@ impl AppBuilder {
     }
 
     /// Takes every text message raw, instead of routing JSON events (an echo server).
+    /// It also receives acknowledgements (`{"ack": n}`), so an app with a raw text
+    /// handler cannot use [`Context::request_ack`].
     pub fn on_text(mut self, handler: impl Fn(&mut Context<'_>, &str) + Send + Sync + 'static) -> Self {
         self.inner.on_text = Some(Arc::new(handler));
         self

@@ -375,12 +375,16 @@ fn decide_upgrade(app: &AppInner, request: &Request, data: &ConnData) -> FollowU
         chain: &app.middleware,
         endpoint: &endpoint,
     };
-    let decision =
-        guard("handshake middleware or route", || next.run(&mut upgrade)).unwrap_or_else(|r| Err(server_error(r)));
+    let decision = guard("handshake middleware or route", || {
+        next.run(&mut upgrade)?;
+        // The chooser is user code too: run it under the same guard.
+        Ok(upgrade.chosen_subprotocol())
+    })
+    .unwrap_or_else(|r| Err(server_error(r)));
     match decision {
-        Ok(()) => {
+        Ok(subprotocol) => {
             let mut accept = Accept::new();
-            if let Some(protocol) = upgrade.chosen_subprotocol() {
+            if let Some(protocol) = subprotocol {
                 accept = accept.subprotocol(protocol);
             }
             for (name, value) in std::mem::take(&mut upgrade.headers) {
@@ -450,7 +454,11 @@ fn dispatch_text(ctx: &mut Context<'_>, text: &str) -> FollowUp {
         id,
     });
     let handler = app.events.get(name.as_ref());
-    let wants_value = handler.is_none_or(|h| h.wants_value) || !app.event_middleware.is_empty();
+    // Parse the whole value only for someone who will look at it.
+    let wants_value = match handler {
+        Some(handler) => handler.wants_value,
+        None => app.on_unknown_event.is_some(),
+    } || !app.event_middleware.is_empty();
     let value = if wants_value {
         serde_json::from_str(text).ok()
     } else {
