@@ -153,9 +153,16 @@ fn describe_validation_error(e: &serde_path_to_error::Error<serde_json::Error>) 
         }
     }
     let mut path = e.path().to_string();
-    let missing = reason.strip_prefix("missing field `").and_then(|rest| rest.split_once('`')).map(|(field, _)| field);
+    let missing = reason
+        .strip_prefix("missing field `")
+        .and_then(|rest| rest.split_once('`'))
+        .map(|(field, _)| field);
     if let Some(field) = missing {
-        path = if path == "." { field.to_owned() } else { format!("{path}.{field}") };
+        path = if path == "." {
+            field.to_owned()
+        } else {
+            format!("{path}.{field}")
+        };
     }
     (path, reason)
 }
