@@ -296,11 +296,13 @@ pub fn unmask(data: &[u8]) {
 /// bytes; `0x80..=0x9F` `(c & 0x1F) + 1` seconds pass; `0xA0` the application closes with
 /// 1000; `0xA1` it pings; `0xA2` toggles a stalled transport (output written only when reading
 /// needs it); `0xA3` it pushes a 4000-byte frame; `0xA4` 100 bytes of output are written;
-/// anything else writes all output. Then the peer's EOF.
+/// `0xA5` toggles a greedy driver that reads even when `wants_read` is false; anything else
+/// writes all output. Then the peer's EOF.
 ///
 /// Checked: the output is unmasked final server frames; echoes and pongs match the events in
-/// order; a close frame is last and carries a code a server may send; exactly one `Closed`
-/// event, nothing after it; the backlog stays bounded; reading resumes once output is written.
+/// order; one close frame, with a code a server may send, followed by nothing (or only pongs,
+/// after a close we started); exactly one `Closed` event, nothing after it; the backlog stays
+/// bounded; reading resumes once output is written; deadlines lie in the future.
 pub fn connection(data: &[u8]) {
     let config = Config::builder().max_frame_size(64 << 10).max_message_size(64 << 10);
     let config = Arc::new(
@@ -321,6 +323,7 @@ pub fn connection(data: &[u8]) {
         now,
         backlog: config.max_backlog(),
         stalled: false,
+        greedy: false,
         app_closed: false,
         dropped: false,
         wire: Vec::new(),
@@ -336,13 +339,11 @@ pub fn connection(data: &[u8]) {
             0x00..=0x7F => {
                 let (chunk, rest) = input.split_at(input.len().min(usize::from(c) + 1));
                 input = rest;
-                if !peer.conn.wants_read() {
+                if !peer.greedy && !peer.conn.wants_read() {
                     peer.write(usize::MAX); // the peer reads, so the transport becomes writable
+                    let paused = state != State::Closed && !peer.conn.wants_read();
+                    assert!(!paused, "reading paused, nothing to write");
                 }
-                assert!(
-                    state == State::Closed || peer.conn.wants_read(),
-                    "reading paused, nothing to write"
-                );
                 peer.conn.handle_input(peer.now, chunk);
             }
             0x80..=0x9F => {
@@ -368,6 +369,7 @@ pub fn connection(data: &[u8]) {
                 peer.record(state, before, result, OpCode::Binary, &payload);
             }
             0xA4 => peer.write(100),
+            0xA5 => peer.greedy = !peer.greedy,
             _ => peer.write(usize::MAX),
         }
         peer.pump();
@@ -391,6 +393,8 @@ struct Peer {
     now: Instant,
     backlog: usize,
     stalled: bool,
+    /// Reads without asking `wants_read` (the core must stay bounded anyway).
+    greedy: bool,
     /// The application started the close handshake.
     app_closed: bool,
     /// The core abandoned unsent output (close timeout): the wire holds a prefix.
@@ -434,8 +438,8 @@ impl Peer {
         }
     }
 
-    /// Owed pongs and closes may pass the backlog; reading pauses above the high-water mark,
-    /// so the excess is at most one read's pongs plus one pong and one close.
+    /// Control frames the core owes (pongs, a close, keepalive pings) may pass the backlog a
+    /// little: by one read's pongs (reading pauses above the high-water mark) and one close.
     fn check_backlog(&self) {
         let amount = self.conn.buffered_amount();
         assert!(amount <= self.backlog + 256 + MAX_READ, "{amount} bytes buffered");

@@ -6,13 +6,13 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Instant;
 
-use eventum_core::app::Session;
+use eventum_core::app::{Command, Session};
 use eventum_core::{CloseCode, SlowConsumerPolicy};
 use smol::future::{self, FutureExt};
 use smol::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use smol::Timer;
 
-use crate::handle::{Command, ConnectionHandle, Inbox, MAILBOX_CAPACITY};
+use crate::handle::{ConnectionHandle, Inbox, MAILBOX_CAPACITY};
 use crate::server::Shared;
 
 /// Bytes read from the transport per call.
@@ -125,17 +125,8 @@ where
 }
 
 fn run_command(session: &mut Session, now: Instant, command: Command) {
-    let result = match command {
-        Command::Frame(frame) => session.deliver(now, &frame).map_err(|e| e.to_string()),
-        Command::Text(text) => session.send_text(&text).map_err(|e| e.to_string()),
-        Command::Binary(data) => session.send_binary(&data).map_err(|e| e.to_string()),
-        Command::Close(code, reason) => session.close(now, code, &reason).map_err(|e| e.to_string()),
-        Command::Shutdown => session
-            .close(now, CloseCode::GOING_AWAY, "server shutting down")
-            .map_err(|e| e.to_string()),
-    };
-    if let Err(e) = result {
-        log::debug!("connection {}: command not carried out: {e}", session.id());
+    if let Err(e) = session.apply_command(now, command) {
+        log::debug!("connection {}: {e}", session.id());
     }
 }
 

@@ -5,18 +5,8 @@ use std::fmt;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 
-use eventum_core::app::{ConnectionId, Mailbox};
+use eventum_core::app::{Command, ConnectionId, Mailbox};
 use eventum_core::{CloseCode, SharedFrame};
-
-/// Commands a connection's driver task accepts from other tasks.
-#[derive(Debug)]
-pub(crate) enum Command {
-    Frame(SharedFrame),
-    Text(String),
-    Binary(Vec<u8>),
-    Close(CloseCode, String),
-    Shutdown,
-}
 
 /// How many commands may wait for one connection before it counts as overwhelmed.
 pub(crate) const MAILBOX_CAPACITY: usize = 1024;

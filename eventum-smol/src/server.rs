@@ -8,7 +8,7 @@ use std::sync::Arc;
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
-use eventum_core::app::{App, ConnectionId, Hub};
+use eventum_core::app::{App, Command, ConnectionId, Hub};
 use eventum_core::handshake::HttpResponse;
 use smol::future::FutureExt;
 use smol::io::{AsyncRead, AsyncWrite, AsyncWriteExt};
@@ -16,7 +16,7 @@ use smol::net::TcpListener;
 use smol::Executor;
 
 use crate::driver::drive;
-use crate::handle::{Command, ConnectionHandle, Inbox};
+use crate::handle::{ConnectionHandle, Inbox};
 
 /// How a server runs.
 #[derive(Debug, Clone)]

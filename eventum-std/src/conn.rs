@@ -7,7 +7,7 @@ use std::sync::mpsc::{SyncSender, TrySendError};
 use std::sync::{Arc, Mutex, MutexGuard, OnceLock};
 use std::thread::Thread;
 
-use eventum_core::app::{ConnectionId, Mailbox, Session};
+use eventum_core::app::{Command, ConnectionId, Mailbox, Session};
 use eventum_core::{CloseCode, SharedFrame};
 
 /// How many commands may wait for one connection before it counts as overwhelmed.
@@ -15,21 +15,18 @@ pub(crate) const COMMAND_CAPACITY: usize = 1024;
 
 /// Work for a connection's writer thread, which owns the timers and the output.
 #[derive(Debug)]
-pub(crate) enum Command {
+pub(crate) enum Job {
     /// The reader changed the session (input handled): look at its output and deadline.
     Wake,
-    Frame(SharedFrame),
-    Text(String),
-    Binary(Vec<u8>),
-    Close(CloseCode, String),
-    Shutdown,
+    /// A command from a handle, the hub or the server.
+    Run(Command),
 }
 
 /// A session shared by its reader thread, its writer thread and every handle.
 pub(crate) struct Shared {
     pub(crate) id: ConnectionId,
     session: Mutex<Session>,
-    pub(crate) commands: SyncSender<Command>,
+    pub(crate) jobs: SyncSender<Job>,
     /// Set when a command was dropped because the queue was full.
     pub(crate) overflowed: AtomicBool,
     pub(crate) closed: AtomicBool,
@@ -38,11 +35,11 @@ pub(crate) struct Shared {
 }
 
 impl Shared {
-    pub(crate) fn new(session: Session, commands: SyncSender<Command>) -> Arc<Self> {
+    pub(crate) fn new(session: Session, jobs: SyncSender<Job>) -> Arc<Self> {
         Arc::new(Shared {
             id: session.id(),
             session: Mutex::new(session),
-            commands,
+            jobs,
             overflowed: AtomicBool::new(false),
             closed: AtomicBool::new(false),
             reader: OnceLock::new(),
@@ -57,7 +54,7 @@ impl Shared {
 
     /// Queues a command without waiting; a full queue marks the connection overwhelmed.
     pub(crate) fn send(&self, command: Command) -> Result<(), HandleError> {
-        match self.commands.try_send(command) {
+        match self.jobs.try_send(Job::Run(command)) {
             Ok(()) => Ok(()),
             Err(TrySendError::Full(_)) => {
                 self.overflowed.store(true, Ordering::Relaxed);

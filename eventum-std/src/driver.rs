@@ -11,7 +11,7 @@ use std::time::{Duration, Instant};
 use eventum_core::app::{Action, Session};
 use eventum_core::{CloseCode, SlowConsumerPolicy};
 
-use crate::conn::{Command, ConnectionHandle, Shared, COMMAND_CAPACITY};
+use crate::conn::{ConnectionHandle, Job, Shared, COMMAND_CAPACITY};
 use crate::server::ServerShared;
 use crate::transport::Transport;
 
@@ -80,13 +80,13 @@ fn read_loop<T: Transport>(server: &ServerShared, shared: &Shared, mut stream: T
             take_actions(&mut session)
         };
         apply(server, shared, actions);
-        let _ = shared.commands.try_send(Command::Wake);
+        let _ = shared.jobs.try_send(Job::Wake);
     }
 }
 
-fn write_loop<T: Transport>(server: &ServerShared, shared: &Shared, mut stream: T, inbox: &Receiver<Command>) {
+fn write_loop<T: Transport>(server: &ServerShared, shared: &Shared, mut stream: T, inbox: &Receiver<Job>) {
     let slow_policy = server.app.config().slow_consumer();
-    let mut received: Option<Command> = None;
+    let mut received: Option<Job> = None;
     loop {
         // Under the session lock: commands, timers, then one write. Holding the lock while
         // writing makes input processing for this one connection wait on a client that
@@ -94,12 +94,16 @@ fn write_loop<T: Transport>(server: &ServerShared, shared: &Shared, mut stream: 
         let (idle_wait, actions) = {
             let mut session = shared.lock();
             let now = Instant::now();
-            for command in received
+            for job in received
                 .take()
                 .into_iter()
                 .chain(std::iter::from_fn(|| inbox.try_recv().ok()))
             {
-                run_command(&mut session, now, command);
+                if let Job::Run(command) = job {
+                    if let Err(e) = session.apply_command(now, command) {
+                        log::debug!("connection {}: {e}", shared.id);
+                    }
+                }
             }
             if shared.overflowed.swap(false, Ordering::Relaxed) && slow_policy == SlowConsumerPolicy::Close {
                 log::debug!(
@@ -146,27 +150,11 @@ fn write_loop<T: Transport>(server: &ServerShared, shared: &Shared, mut stream: 
         shared.wake_reader();
         if let Some(wait) = idle_wait {
             match inbox.recv_timeout(wait) {
-                Ok(command) => received = Some(command),
+                Ok(job) => received = Some(job),
                 Err(RecvTimeoutError::Timeout) => {}
                 Err(RecvTimeoutError::Disconnected) => return,
             }
         }
-    }
-}
-
-fn run_command(session: &mut Session, now: Instant, command: Command) {
-    let result = match command {
-        Command::Wake => Ok(()),
-        Command::Frame(frame) => session.deliver(now, &frame).map_err(|e| e.to_string()),
-        Command::Text(text) => session.send_text(&text).map_err(|e| e.to_string()),
-        Command::Binary(data) => session.send_binary(&data).map_err(|e| e.to_string()),
-        Command::Close(code, reason) => session.close(now, code, &reason).map_err(|e| e.to_string()),
-        Command::Shutdown => session
-            .close(now, CloseCode::GOING_AWAY, "server shutting down")
-            .map_err(|e| e.to_string()),
-    };
-    if let Err(e) = result {
-        log::debug!("connection {}: command not carried out: {e}", session.id());
     }
 }
 

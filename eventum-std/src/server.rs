@@ -8,10 +8,10 @@ use std::sync::Arc;
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
-use eventum_core::app::{App, ConnectionId, Hub};
+use eventum_core::app::{App, Command, ConnectionId, Hub};
 use eventum_core::handshake::HttpResponse;
 
-use crate::conn::{Command, ConnectionHandle};
+use crate::conn::ConnectionHandle;
 use crate::driver::drive;
 use crate::transport::Transport;
 

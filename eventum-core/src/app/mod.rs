@@ -42,7 +42,7 @@ pub use context::{AckCallback, AckError, Action, Context, ReplyError};
 pub use flags::{Flags, State};
 pub use hub::{Hub, Mailbox};
 pub use route::{Route, UpgradeResult};
-pub use session::Session;
+pub use session::{Command, CommandError, Session};
 pub use upgrade::{Next, SubprotocolChooser, Upgrade};
 
 /// A connection's unique id (unique within the process).

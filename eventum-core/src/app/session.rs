@@ -18,6 +18,45 @@ use super::envelope::{self, Parsed};
 use super::upgrade::{Next, Upgrade};
 use super::{App, AppInner, ConnectionId, EventBody, EventMessage, Flow, UpgradeResult};
 
+/// Work for a connection that arrives from elsewhere (a handle, the hub, the server),
+/// carried by the adapter to the connection's driver and run with
+/// [`Session::apply_command`].
+#[non_exhaustive]
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Command {
+    /// Deliver an encoded frame (a broadcast, a send by id).
+    Frame(SharedFrame),
+    /// Send a text message.
+    Text(String),
+    /// Send a binary message.
+    Binary(Vec<u8>),
+    /// Start the close handshake.
+    Close(CloseCode, String),
+    /// The server is stopping: close with 1001 (or drop a connection not open yet).
+    Shutdown,
+}
+
+/// Why a [`Command`] was not carried out.
+#[non_exhaustive]
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum CommandError {
+    /// The message was not queued (dropped under the slow-consumer policy, or closed).
+    Send(SendError),
+    /// The close was not started.
+    Close(CloseError),
+}
+
+impl std::fmt::Display for CommandError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            CommandError::Send(e) => write!(f, "message not sent: {e}"),
+            CommandError::Close(e) => write!(f, "close not started: {e}"),
+        }
+    }
+}
+
+impl std::error::Error for CommandError {}
+
 /// The reason sent with 1011 when a handler panics.
 const PANIC_REASON: &str = "internal error";
 
@@ -106,6 +145,30 @@ impl Session {
     /// slow-consumer policy of [`Connection::push`].
     pub fn deliver(&mut self, now: Instant, frame: &SharedFrame) -> Result<(), SendError> {
         let result = self.conn.push(now, frame);
+        self.process();
+        result
+    }
+
+    /// Carries out a [`Command`] that a handle or the hub queued for this connection.
+    /// Messages are pushed like broadcasts, under the slow-consumer policy, so a client
+    /// that does not read cannot make them pile up; `Shutdown` closes with 1001, or drops
+    /// a connection that is not open yet. Returns what could not be done, for logging.
+    pub fn apply_command(&mut self, now: Instant, command: Command) -> Result<(), CommandError> {
+        let result = match command {
+            Command::Frame(frame) => self.deliver(now, &frame).map_err(CommandError::Send),
+            Command::Text(text) => self.deliver(now, &SharedFrame::text(&text)).map_err(CommandError::Send),
+            Command::Binary(data) => self
+                .deliver(now, &SharedFrame::binary(&data))
+                .map_err(CommandError::Send),
+            Command::Close(code, reason) => self.close(now, code, &reason).map_err(CommandError::Close),
+            Command::Shutdown => match self.close(now, CloseCode::GOING_AWAY, "server shutting down") {
+                Err(CloseError::NotOpen) => {
+                    self.abort(now);
+                    Ok(())
+                }
+                other => other.map_err(CommandError::Close),
+            },
+        };
         self.process();
         result
     }

@@ -1,0 +1,160 @@
+//! The chat page in a real browser: headless Chromium opens it from each adapter, two tabs
+//! join a room, one sends a message, the other shows it.
+//!
+//! Without Chromium the tests print a loud skip message and pass, unless
+//! `EVENTUM_BROWSER_TEST=required` (as CI sets it), where they fail.
+
+use std::io::Write;
+use std::time::Duration;
+
+use eventum_e2e::browser::{self, Chromium, Page};
+use eventum_e2e::{wait_until, Adapter, TestServer};
+
+/// Waits for the page's socket and the DOM.
+const PAGE_WAIT: Duration = Duration::from_secs(10);
+
+/// The browser to use, or `None` (after saying so loudly) when the test is to be skipped.
+fn chromium_or_skip(test: &str) -> Option<Chromium> {
+    let Some(binary) = browser::find() else {
+        if browser::required() {
+            panic!(
+                "{test}: Chromium not found ({}=required): install Debian's `chromium` package or set {}",
+                browser::REQUIRED_ENV,
+                browser::PATH_ENV
+            );
+        }
+        // Straight to stderr, past the test harness's output capture: a skip must be seen.
+        let bar = "=".repeat(78);
+        let message = format!(
+            "\n{bar}\nSKIPPED {test}: no Chromium found. Install Debian's `chromium` package or set\n\
+             {}; set {}=required to make this a failure.\n{bar}\n",
+            browser::PATH_ENV,
+            browser::REQUIRED_ENV
+        );
+        let _ = std::io::stderr().write_all(message.as_bytes());
+        return None;
+    };
+    // Chromium is there: a browser that will not start is a failure, not a skip.
+    Some(Chromium::launch(&binary).unwrap_or_else(|e| panic!("{test}: cannot start {}: {e}", binary.display())))
+}
+
+/// A JavaScript string literal.
+fn js(text: &str) -> String {
+    serde_json::Value::from(text).to_string()
+}
+
+fn log_contains(text: &str) -> String {
+    format!("document.getElementById('log').textContent.includes({})", js(text))
+}
+
+fn log_text(page: &mut Page) -> String {
+    page.eval("document.getElementById('log').textContent")
+        .ok()
+        .and_then(|v| v.as_str().map(str::to_owned))
+        .unwrap_or_else(|| "<unreadable>".to_owned())
+}
+
+fn expect_log(page: &mut Page, who: &str, text: &str, browser: &Chromium) {
+    if !page.wait_for(&log_contains(text), PAGE_WAIT) {
+        panic!(
+            "{who}'s #log never showed {text:?} within {PAGE_WAIT:?}; it shows {:?}\nbrowser log:\n{}",
+            log_text(page),
+            browser.log()
+        );
+    }
+}
+
+fn open_connected(browser: &Chromium, server: &TestServer, who: &str) -> Page {
+    let mut page = browser.open_page(&server.http_url("/")).expect("open a tab");
+    if !page.wait_for("document.body && document.body.dataset.connected === 'yes'", PAGE_WAIT) {
+        panic!(
+            "{who}'s page never connected (status {:?}); browser log:\n{}",
+            page.eval("document.getElementById('status') && document.getElementById('status').textContent"),
+            browser.log()
+        );
+    }
+    page
+}
+
+fn join(page: &mut Page, name: &str, room: &str) {
+    let script = format!(
+        "document.getElementById('name').value = {}; document.getElementById('room').value = {}; \
+         document.getElementById('join').click(); true",
+        js(name),
+        js(room)
+    );
+    page.eval(&script).expect("join");
+}
+
+fn say(page: &mut Page, text: &str) {
+    let script = format!(
+        "document.getElementById('text').value = {}; document.getElementById('send').click(); true",
+        js(text)
+    );
+    page.eval(&script).expect("send");
+}
+
+fn chat_in_two_tabs(adapter: Adapter) {
+    let test = format!("chat_in_two_tabs({adapter:?})");
+    // The server is dropped (and shut down) after the browser: declared first.
+    let server = adapter.start(eventum_demo::chat_app());
+    let Some(browser) = chromium_or_skip(&test) else { return };
+
+    let mut ada = open_connected(&browser, &server, "ada");
+    let mut bob = open_connected(&browser, &server, "bob");
+    // (No exact connection count: Chromium also opens speculative, idle connections.)
+
+    join(&mut ada, "ada", "e2e-room");
+    expect_log(&mut ada, "ada", "ada joined e2e-room", &browser);
+    join(&mut bob, "bob", "e2e-room");
+    expect_log(&mut bob, "bob", "bob joined e2e-room", &browser);
+    expect_log(&mut ada, "ada", "bob joined e2e-room", &browser);
+
+    say(&mut ada, "hello from ada <b>not bold</b>");
+    expect_log(
+        &mut bob,
+        "bob",
+        "[e2e-room] ada: hello from ada <b>not bold</b>",
+        &browser,
+    );
+    // Text is shown as text, never parsed as HTML.
+    assert_eq!(
+        bob.eval("document.querySelectorAll('#log b').length").expect("eval"),
+        serde_json::json!(0)
+    );
+    say(&mut bob, "hi ada");
+    expect_log(&mut ada, "ada", "[e2e-room] bob: hi ada", &browser);
+
+    // Closing bob's tab tells ada that bob left.
+    bob.close().expect("close bob's tab");
+    expect_log(&mut ada, "ada", "bob left e2e-room", &browser);
+
+    // Graceful shutdown: the page sees the 1001 close.
+    server.shutdown();
+    if !ada.wait_for("document.body.dataset.connected === 'no'", PAGE_WAIT) {
+        panic!("ada's page did not notice the shutdown");
+    }
+    let status = ada.eval("document.getElementById('status').textContent").expect("eval");
+    assert_eq!(status, serde_json::json!("disconnected (1001)"));
+
+    let pid = browser.pid();
+    drop(ada);
+    drop(browser);
+    assert!(
+        wait_until(Duration::from_secs(5), || !std::path::Path::new(&format!(
+            "/proc/{pid}"
+        ))
+        .exists()),
+        "browser process {pid} still there after the guard dropped"
+    );
+}
+
+#[test]
+fn chat_in_two_tabs_smol() {
+    chat_in_two_tabs(Adapter::Smol);
+}
+
+#[test]
+fn chat_in_two_tabs_std_threads() {
+    chat_in_two_tabs(Adapter::Std);
+}
