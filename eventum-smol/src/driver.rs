@@ -40,11 +40,9 @@ where
     };
     let mut session = shared.app.session(Instant::now(), peer);
     let id = session.id();
-    session.state_mut().insert(ConnectionHandle {
-        id,
-        inbox: inbox.clone(),
-    });
-    shared.hub.register(id, inbox);
+    let handle = ConnectionHandle::new(id, inbox);
+    session.state_mut().insert(handle.clone());
+    shared.hub.register(id, handle);
     let _registration = Registration {
         shared: &shared,
         session_id: id,

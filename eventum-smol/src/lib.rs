@@ -20,5 +20,6 @@ mod handle;
 mod server;
 
 pub use eventum_core as core;
-pub use handle::{ConnectionHandle, HandleError};
+pub use eventum_core::app::HandleError;
+pub use handle::{ConnectionHandle, Inbox};
 pub use server::{Running, Server, ServerOptions};

@@ -16,7 +16,7 @@ use smol::net::TcpListener;
 use smol::Executor;
 
 use crate::driver::drive;
-use crate::handle::{ConnectionHandle, Inbox};
+use crate::handle::ConnectionHandle;
 
 /// How a server runs.
 #[derive(Debug, Clone)]
@@ -42,7 +42,7 @@ impl Default for ServerOptions {
 
 pub(crate) struct Shared {
     pub(crate) app: App,
-    pub(crate) hub: Hub<Inbox>,
+    pub(crate) hub: Hub<ConnectionHandle>,
     pub(crate) active: AtomicUsize,
     options: ServerOptions,
 }
@@ -103,7 +103,7 @@ impl Server {
 
     /// A handle to the open connection `id`, to send to it from anywhere.
     pub fn connection(&self, id: ConnectionId) -> Option<ConnectionHandle> {
-        self.shared.hub.mailbox(id).map(|inbox| ConnectionHandle { id, inbox })
+        self.shared.hub.mailbox(id)
     }
 
     /// How many connections are being served.
@@ -247,9 +247,9 @@ impl Running {
     pub fn shutdown(self) {
         let _ = self.stop_accepting.try_send(());
         let shared = &self.server.shared;
-        for inbox in shared.hub.mailboxes() {
+        for handle in shared.hub.mailboxes() {
             // Shutdown must get through even to a connection whose queue is full.
-            let _ = inbox.tx.force_send(Command::Shutdown);
+            let _ = handle.queue().tx.force_send(Command::Shutdown);
         }
         let deadline = Instant::now() + shared.options.shutdown_timeout;
         while shared.active.load(Ordering::Acquire) > 0 && Instant::now() < deadline {

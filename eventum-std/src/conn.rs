@@ -1,5 +1,5 @@
 //! One connection's shared state: its session behind a mutex, its command queue, and the
-//! public handle to it.
+//! public handle over that queue.
 
 use std::fmt;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -7,8 +7,7 @@ use std::sync::mpsc::{SyncSender, TrySendError};
 use std::sync::{Arc, Mutex, MutexGuard, OnceLock};
 use std::thread::Thread;
 
-use eventum_core::app::{Command, ConnectionId, Mailbox, Session};
-use eventum_core::{CloseCode, SharedFrame};
+use eventum_core::app::{Command, CommandQueue, ConnectionId, HandleError, Session};
 
 /// How many commands may wait for one connection before it counts as overwhelmed.
 pub(crate) const COMMAND_CAPACITY: usize = 1024;
@@ -52,18 +51,6 @@ impl Shared {
         self.session.lock().unwrap_or_else(|e| e.into_inner())
     }
 
-    /// Queues a command without waiting; a full queue marks the connection overwhelmed.
-    pub(crate) fn send(&self, command: Command) -> Result<(), HandleError> {
-        match self.jobs.try_send(Job::Run(command)) {
-            Ok(()) => Ok(()),
-            Err(TrySendError::Full(_)) => {
-                self.overflowed.store(true, Ordering::Relaxed);
-                Err(HandleError::Full)
-            }
-            Err(TrySendError::Disconnected(_)) => Err(HandleError::Closed),
-        }
-    }
-
     pub(crate) fn wake_reader(&self) {
         if let Some(reader) = self.reader.get() {
             reader.unpark();
@@ -71,32 +58,10 @@ impl Shared {
     }
 }
 
-/// Why a handle could not queue a command.
-#[non_exhaustive]
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum HandleError {
-    /// The connection has ended.
-    Closed,
-    /// The connection's queue is full (the client is not keeping up); the command was
-    /// dropped and the slow-consumer policy applies.
-    Full,
-}
-
-impl fmt::Display for HandleError {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(match self {
-            HandleError::Closed => "the connection has ended",
-            HandleError::Full => "the connection's queue is full",
-        })
-    }
-}
-
-impl std::error::Error for HandleError {}
-
-/// A cloneable, thread-safe handle to one connection: send to it or close it from any
-/// thread, e.g. when work started by an event handler finishes. Calls queue a command for
-/// the connection's writer thread and never wait for the network or for the connection's
-/// lock, so they are safe from inside its own handlers too.
+/// A cloneable, thread-safe handle to one connection served by eventum-std: send to it
+/// or close it from any thread, e.g. when work started by an event handler finishes.
+/// Calls queue a command for the connection's writer thread and never wait for the
+/// network or for the connection's lock, so they are safe from inside its own handlers.
 ///
 /// Handlers find it in the connection's typed state:
 ///
@@ -116,53 +81,33 @@ impl std::error::Error for HandleError {}
 ///     .build();
 /// # let _ = app;
 /// ```
+pub type ConnectionHandle = eventum_core::app::ConnectionHandle<Queue>;
+
+/// The command queue of one connection (bounded; a full queue marks the connection
+/// overwhelmed and the slow-consumer policy applies).
 #[derive(Clone)]
-pub struct ConnectionHandle {
-    pub(crate) shared: Arc<Shared>,
-}
+pub struct Queue(pub(crate) Arc<Shared>);
 
-impl ConnectionHandle {
-    /// The connection's id.
-    pub fn id(&self) -> ConnectionId {
-        self.shared.id
+impl CommandQueue for Queue {
+    /// Queues a command without waiting; a full queue marks the connection overwhelmed.
+    fn push(&self, command: Command) -> Result<(), HandleError> {
+        match self.0.jobs.try_send(Job::Run(command)) {
+            Ok(()) => Ok(()),
+            Err(TrySendError::Full(_)) => {
+                self.0.overflowed.store(true, Ordering::Relaxed);
+                Err(HandleError::Full)
+            }
+            Err(TrySendError::Disconnected(_)) => Err(HandleError::Closed),
+        }
     }
 
-    /// Queues a text message.
-    pub fn send_text(&self, text: impl Into<String>) -> Result<(), HandleError> {
-        self.shared.send(Command::Text(text.into()))
-    }
-
-    /// Queues a binary message.
-    pub fn send_binary(&self, data: impl Into<Vec<u8>>) -> Result<(), HandleError> {
-        self.shared.send(Command::Binary(data.into()))
-    }
-
-    /// Queues an encoded frame (e.g. one built once for many connections).
-    pub fn send_frame(&self, frame: SharedFrame) -> Result<(), HandleError> {
-        self.shared.send(Command::Frame(frame))
-    }
-
-    /// Starts the close handshake with `code` and `reason`.
-    pub fn close(&self, code: CloseCode, reason: impl Into<String>) -> Result<(), HandleError> {
-        self.shared.send(Command::Close(code, reason.into()))
-    }
-
-    /// Whether the connection has ended.
-    pub fn is_closed(&self) -> bool {
-        self.shared.closed.load(Ordering::Acquire)
+    fn is_closed(&self) -> bool {
+        self.0.closed.load(Ordering::Acquire)
     }
 }
 
-impl Mailbox for ConnectionHandle {
-    fn deliver(&self, frame: &SharedFrame) {
-        let _ = self.shared.send(Command::Frame(frame.clone()));
-    }
-}
-
-impl fmt::Debug for ConnectionHandle {
+impl fmt::Debug for Queue {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("ConnectionHandle")
-            .field("id", &self.shared.id)
-            .finish_non_exhaustive()
+        f.debug_tuple("Queue").field(&self.0.id).finish()
     }
 }

@@ -11,7 +11,7 @@ use std::time::{Duration, Instant};
 use eventum_core::app::{Action, Session};
 use eventum_core::{CloseCode, SlowConsumerPolicy};
 
-use crate::conn::{ConnectionHandle, Job, Shared, COMMAND_CAPACITY};
+use crate::conn::{ConnectionHandle, Job, Queue, Shared, COMMAND_CAPACITY};
 use crate::server::ServerShared;
 use crate::transport::Transport;
 
@@ -30,9 +30,7 @@ pub(crate) fn drive<T: Transport>(server: &Arc<ServerShared>, stream: T, peer: O
     let (commands, inbox) = sync_channel(COMMAND_CAPACITY);
     let session = server.app.session(Instant::now(), peer);
     let shared = Shared::new(session, commands);
-    let handle = ConnectionHandle {
-        shared: Arc::clone(&shared),
-    };
+    let handle = ConnectionHandle::new(shared.id, Queue(Arc::clone(&shared)));
     shared.lock().state_mut().insert(handle.clone());
     server.hub.register(shared.id, handle);
 

@@ -20,7 +20,8 @@ mod driver;
 mod server;
 mod transport;
 
-pub use conn::{ConnectionHandle, HandleError};
+pub use conn::{ConnectionHandle, Queue};
 pub use eventum_core as core;
+pub use eventum_core::app::HandleError;
 pub use server::{Running, Server, ServerOptions};
 pub use transport::Transport;

@@ -213,7 +213,7 @@ impl Running {
         let _ = self.acceptor.join();
         for handle in shared.hub.mailboxes() {
             // A full queue is a connection that is not reading; the deadline covers it.
-            let _ = handle.shared.send(Command::Shutdown);
+            let _ = handle.command(Command::Shutdown);
         }
         let deadline = Instant::now() + shared.options.shutdown_timeout;
         while shared.active.load(Ordering::Acquire) > 0 && Instant::now() < deadline {

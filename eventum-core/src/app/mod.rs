@@ -22,6 +22,7 @@
 mod context;
 pub mod envelope;
 mod flags;
+mod handle;
 mod hub;
 mod route;
 mod session;
@@ -40,6 +41,7 @@ use crate::handshake::{HttpResponse, Request};
 
 pub use context::{AckCallback, AckError, Action, Context, ReplyError};
 pub use flags::{Flags, State};
+pub use handle::{CommandQueue, ConnectionHandle, HandleError};
 pub use hub::{Hub, Mailbox};
 pub use route::{Route, UpgradeResult};
 pub use session::{Command, CommandError, Session};
