@@ -15,8 +15,10 @@ use smol::Timer;
 use crate::handle::{ConnectionHandle, Inbox, MAILBOX_CAPACITY};
 use crate::server::Shared;
 
-/// Bytes read from the transport per call.
-const READ_CHUNK: usize = 16 * 1024;
+/// The read buffer starts small, so idle connections stay cheap, and doubles up to the
+/// largest size whenever a read fills it.
+const READ_CHUNK_MIN: usize = 2 * 1024;
+const READ_CHUNK_MAX: usize = 64 * 1024;
 
 /// What woke the driver.
 enum Wake {
@@ -63,7 +65,7 @@ where
         let deadline = session.poll_timeout();
         let wants_read = session.wants_read();
         if wants_read && buf.is_empty() {
-            buf.resize(READ_CHUNK, 0);
+            buf.resize(READ_CHUNK_MIN, 0);
         }
         let output = session.output();
         let wake = {
@@ -106,6 +108,9 @@ where
             Wake::Read(Ok(0)) => session.handle_eof(now),
             Wake::Read(Ok(n)) => {
                 session.handle_input(now, &buf[..n]);
+                if n == buf.len() && buf.len() < READ_CHUNK_MAX {
+                    buf.resize(buf.len() * 2, 0);
+                }
                 if !session.wants_read() {
                     // Idle or paused connections keep no read buffer.
                     buf = Vec::new();
