@@ -80,7 +80,8 @@ fn empty_and_tiny_inputs() {
 }
 
 /// Runs one input file under the test harness (a plain backtrace, no sanitizer):
-/// `FUZZ_INPUT=connection:/path/to/crash cargo test --test fuzz_corpus replay_input -- --ignored`.
+/// `FUZZ_INPUT=connection:$PWD/fuzz/artifacts/connection/crash-... cargo test -p eventum-core
+/// --test fuzz_corpus replay_input -- --ignored` (an absolute path: tests run in `eventum-core/`).
 #[test]
 #[ignore = "needs FUZZ_INPUT=<target>:<file>"]
 fn replay_input() {
@@ -104,7 +105,6 @@ fn regression(target: Target, path: &str) {
 /// A peer's close with code 1010 (which only a client may send) is echoed by the server.
 /// Input: one 10-byte read, a masked close frame with payload `03 f2 ",7"`.
 #[test]
-#[ignore = "open finding: the core echoes close code 1010; un-ignore once the core is fixed"]
 fn close_code_1010_is_not_echoed() {
     regression(fuzzing::connection, "connection/close_code_1010_echoed");
 }
@@ -113,9 +113,17 @@ fn close_code_1010_is_not_echoed() {
 /// 200 `ping(b"fz")` buffer 16772 bytes against a 16384-byte backlog, and nothing stops more.
 /// Input: `a2`, `a3` x4, `a1` x200.
 #[test]
-#[ignore = "open finding: ping() does not check max_backlog; un-ignore once the core is fixed"]
 fn application_pings_respect_the_backlog() {
     regression(fuzzing::connection, "connection/app_ping_ignores_backlog");
+}
+
+/// While our close waits for its answer, a pong that would pass `max_backlog` makes the core
+/// queue a second close frame (1008 "slow consumer") after the first (RFC 6455 §5.5.1: one
+/// close only). Input: `a2 a5` (stalled, greedy driver), `a3` x4, `a0`, then six reads of a
+/// masked 100-byte ping.
+#[test]
+fn no_second_close_frame_while_closing() {
+    regression(fuzzing::connection, "connection/second_close_while_closing");
 }
 
 // --- the seed generator -----------------------------------------------------------------
@@ -376,6 +384,10 @@ fn connection_seeds() -> Vec<(&'static str, Vec<u8>)> {
         (
             "ping_flood_stalled",
             [vec![0xA2], reads(&ping(&[7; 125]).repeat(150), 128)].concat(),
+        ),
+        (
+            "ping_flood_greedy",
+            [vec![0xA2, 0xA5], reads(&ping(&[7; 100]).repeat(200), 128)].concat(),
         ),
     ]
 }

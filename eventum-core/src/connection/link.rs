@@ -34,6 +34,8 @@ pub(crate) struct Link {
     pub(crate) closed: Option<Closed>,
     /// The close we sent first, while waiting for the peer's answer.
     sent_close: Option<(CloseCode, String)>,
+    /// A close frame is queued; RFC 6455 allows one per direction.
+    close_frame_queued: bool,
     handshake_deadline: Option<Instant>,
     /// When anything last arrived from the peer (keepalive).
     last_heard: Instant,
@@ -57,6 +59,7 @@ impl Link {
             throttled: false,
             closed: None,
             sent_close: None,
+            close_frame_queued: false,
             last_heard: now,
             ping_sent: None,
             close_deadline: None,
@@ -109,11 +112,17 @@ impl Link {
                 // Echo the peer's code (RFC 6455 §5.5.1), or an empty close for an empty one.
                 let (code, reason) = match payload {
                     Some((code, reason)) => {
-                        self.queue_close(code, "");
+                        // 1010 is the one valid code a server may not send: answer 1000.
+                        let echo = if code.is_sendable_by_server() {
+                            code
+                        } else {
+                            CloseCode::NORMAL
+                        };
+                        self.queue_close(echo, "");
                         (code, reason)
                     }
                     None => {
-                        self.push_control(OpCode::Close, &[]);
+                        self.queue_close_frame(&[]);
                         (CloseCode::NO_STATUS, String::new())
                     }
                 };
@@ -191,6 +200,9 @@ impl Link {
         self.check_open()?;
         if payload.len() > MAX_CONTROL_PAYLOAD {
             return Err(SendError::ControlPayloadTooLong);
+        }
+        if self.out.len() + payload.len() + MAX_HEADER_LEN > self.config.max_backlog() {
+            return Err(SendError::Full);
         }
         self.push_control(OpCode::Ping, payload);
         Ok(())
@@ -321,7 +333,14 @@ impl Link {
             len -= 1;
         }
         payload[2..2 + len].copy_from_slice(&reason.as_bytes()[..len]);
-        self.push_control(OpCode::Close, &payload[..2 + len]);
+        self.queue_close_frame(&payload[..2 + len]);
+    }
+
+    /// Queues the one close frame this side may send; later ones are dropped.
+    fn queue_close_frame(&mut self, payload: &[u8]) {
+        if !std::mem::replace(&mut self.close_frame_queued, true) {
+            self.push_control(OpCode::Close, payload);
+        }
     }
 
     /// Control frames (pong, close replies) are owed by the protocol and always queued,
