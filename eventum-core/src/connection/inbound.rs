@@ -219,6 +219,9 @@ impl Inbound {
         let header = progress.header;
         let available = (self.rx.len() - self.pos) as u64;
         let ready = available.min(header.payload_len);
+        // A text frame that is all here at its first step needs no incremental check: it is
+        // validated once, where its event is built, which fails just as early.
+        let whole_at_once = progress.done == 0 && ready == header.payload_len;
         if ready > progress.done {
             let start = self.pos + progress.done as usize;
             let end = self.pos + ready as usize;
@@ -226,7 +229,7 @@ impl Inbound {
             if let Some(key) = header.mask {
                 apply_mask(piece, key, progress.done);
             }
-            if header.opcode == OpCode::Text {
+            if header.opcode == OpCode::Text && !whole_at_once {
                 if let Err(e) = self.utf8.feed(piece) {
                     return Step::Error(e);
                 }
@@ -241,6 +244,7 @@ impl Inbound {
         let range = self.pos..self.pos + header.payload_len as usize;
         self.pos = range.end;
         match header.opcode {
+            OpCode::Text if whole_at_once => Step::Text(range, Source::Rx),
             OpCode::Text => match self.utf8.finish() {
                 Ok(()) => Step::Text(range, Source::Rx),
                 Err(e) => Step::Error(e),

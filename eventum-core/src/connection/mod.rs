@@ -11,7 +11,7 @@ use std::time::Instant;
 
 use crate::close::CloseCode;
 use crate::config::Config;
-use crate::error::{ApiMisuse, CloseError, HandshakeError, SendError};
+use crate::error::{ApiMisuse, CloseError, HandshakeError, ProtocolError, SendError};
 use crate::event::{CloseCause, Event, State};
 use crate::frame::MAX_HEADER_LEN;
 use crate::handshake::{self, Accept, HttpResponse, Request};
@@ -235,8 +235,15 @@ impl Connection {
                     Source::Rx => inbound.rx_slice(range),
                     Source::Message => inbound.message_slice(range),
                 };
-                // Validated by the decoder's incremental UTF-8 check.
-                Event::Text(std::str::from_utf8(bytes).ok()?)
+                // The one full check of an unfragmented frame that arrived whole (pieces
+                // were already checked as they came, so this cannot fail for them).
+                match std::str::from_utf8(bytes) {
+                    Ok(text) => Event::Text(text),
+                    Err(_) => {
+                        self.link.fail_protocol(ProtocolError::InvalidUtf8);
+                        Event::Closed(self.link.closed.take()?)
+                    }
+                }
             }
             Ready::Step(Step::Binary(range, Source::Rx)) => Event::Binary(inbound.rx_slice(range)),
             Ready::Step(Step::Binary(range, Source::Message)) => Event::Binary(inbound.message_slice(range)),
@@ -387,6 +394,9 @@ impl Connection {
         }
         loop {
             if self.link.state == State::Closed {
+                if self.inbound.pending_len() > 0 {
+                    self.inbound.discard_all();
+                }
                 return self.link.closed.as_ref().map(|_| Ready::Closed);
             }
             if !matches!(self.link.state, State::Open | State::Closing) {
