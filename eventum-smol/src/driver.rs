@@ -23,6 +23,7 @@ const READ_CHUNK_MAX: usize = 64 * 1024;
 /// What woke the driver.
 enum Wake {
     Wrote(io::Result<usize>),
+    Flushed(io::Result<()>),
     Read(io::Result<usize>),
     Command(Command),
     Timer,
@@ -49,18 +50,38 @@ where
         shared: &shared,
         session_id: id,
     };
+    if shared.stopping.load(Ordering::Acquire) {
+        // Accepted while the server stops: it will not be in shutdown's list.
+        run_command(&mut session, Instant::now(), Command::Shutdown);
+    }
     let slow_policy = shared.app.config().slow_consumer();
+    let close_timeout = shared.app.config().close_timeout();
 
     let (mut reader, mut writer) = smol::io::split(stream);
     let mut buf = Vec::new();
+    let mut unflushed = false;
+    let mut reads_in_a_row = 0u32;
     loop {
         while let Some(action) = session.poll_action() {
             shared.hub.apply(id, action);
         }
         if session.should_close_transport() {
-            // The server closes the TCP connection first (RFC 6455 §7.1.1).
-            let _ = writer.close().await;
+            // The server closes the TCP connection first (RFC 6455 §7.1.1); a transport
+            // that cannot even close (a TLS peer that does not read) gets the close timeout.
+            let _ = writer
+                .close()
+                .or(async {
+                    Timer::after(close_timeout).await;
+                    Ok(())
+                })
+                .await;
             return Ok(());
+        }
+        // A client that always has bytes ready must not keep this executor thread from
+        // its other tasks: yield now and then.
+        if reads_in_a_row >= 16 {
+            reads_in_a_row = 0;
+            future::yield_now().await;
         }
         let deadline = session.poll_timeout();
         let wants_read = session.wants_read();
@@ -70,10 +91,13 @@ where
         let output = session.output();
         let wake = {
             let write = async {
-                if output.is_empty() {
-                    future::pending().await
-                } else {
+                if !output.is_empty() {
                     Wake::Wrote(writer.write(output).await)
+                } else if unflushed {
+                    // Buffering transports (TLS) hold written bytes until flushed.
+                    Wake::Flushed(writer.flush().await)
+                } else {
+                    future::pending().await
                 }
             };
             let read = async {
@@ -99,12 +123,22 @@ where
                     None => future::pending().await,
                 }
             };
-            write.or(read).or(command).or(timer).await
+            // Commands and timers first, so a busy reader cannot starve them.
+            command.or(timer).or(write).or(read).await
         };
         let now = Instant::now();
+        reads_in_a_row = if matches!(wake, Wake::Read(_)) {
+            reads_in_a_row + 1
+        } else {
+            0
+        };
         match wake {
-            Wake::Wrote(Ok(0)) | Wake::Wrote(Err(_)) => session.abort(now),
-            Wake::Wrote(Ok(n)) => session.consume_output(n),
+            Wake::Wrote(Ok(0)) | Wake::Wrote(Err(_)) | Wake::Flushed(Err(_)) => session.abort(now),
+            Wake::Wrote(Ok(n)) => {
+                session.consume_output(n);
+                unflushed = true;
+            }
+            Wake::Flushed(Ok(())) => unflushed = false,
             Wake::Read(Ok(0)) => session.handle_eof(now),
             Wake::Read(Ok(n)) => {
                 session.handle_input(now, &buf[..n]);
@@ -117,7 +151,13 @@ where
                 }
             }
             Wake::Read(Err(_)) => session.abort(now),
-            Wake::Command(command) => run_command(&mut session, now, command),
+            Wake::Command(command) => {
+                run_command(&mut session, now, command);
+                // Take every command waiting, so a burst does not fill the queue.
+                while let Ok(command) = rx.try_recv() {
+                    run_command(&mut session, now, command);
+                }
+            }
             Wake::Timer => session.handle_timeout(now),
         }
         if overflowed.swap(false, Ordering::Relaxed) && slow_policy == SlowConsumerPolicy::Close {
@@ -141,7 +181,8 @@ struct Registration<'a> {
 
 impl Drop for Registration<'_> {
     fn drop(&mut self) {
-        self.shared.hub.unregister(self.session_id);
+        // A session that ended left its rooms through Leave actions already.
+        self.shared.hub.unregister(self.session_id, []);
         self.shared.active.fetch_sub(1, Ordering::AcqRel);
     }
 }

@@ -3,7 +3,7 @@
 
 use std::io;
 use std::net::{SocketAddr, TcpListener as StdListener, ToSocketAddrs};
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
@@ -44,6 +44,8 @@ pub(crate) struct Shared {
     pub(crate) app: App,
     pub(crate) hub: Hub<ConnectionHandle>,
     pub(crate) active: AtomicUsize,
+    /// Set when shutdown starts: no new connections, and late ones close at once.
+    pub(crate) stopping: AtomicBool,
     options: ServerOptions,
 }
 
@@ -79,6 +81,7 @@ impl Server {
                 app,
                 hub: Hub::new(),
                 active: AtomicUsize::new(0),
+                stopping: AtomicBool::new(false),
                 options,
             }),
         }
@@ -131,7 +134,7 @@ impl Server {
             let executor = Arc::clone(&executor);
             async move { server.accept_loop(listener, executor, accept_stopped).await }
         };
-        executor.spawn(accept).detach();
+        let accept_task = executor.spawn(accept);
         let threads = (0..self.shared.options.threads.max(1))
             .map(|i| {
                 let executor = Arc::clone(&executor);
@@ -147,6 +150,7 @@ impl Server {
             stop_accepting,
             stop_threads,
             threads,
+            accept_task: Some(accept_task),
         })
     }
 
@@ -190,10 +194,12 @@ impl Server {
     /// Counts a new connection if there is room for it.
     fn try_reserve(&self) -> bool {
         let max = self.shared.options.max_connections;
-        self.shared
-            .active
-            .fetch_update(Ordering::AcqRel, Ordering::Acquire, |n| (n < max).then_some(n + 1))
-            .is_ok()
+        !self.shared.stopping.load(Ordering::Acquire)
+            && self
+                .shared
+                .active
+                .fetch_update(Ordering::AcqRel, Ordering::Acquire, |n| (n < max).then_some(n + 1))
+                .is_ok()
     }
 }
 
@@ -214,13 +220,15 @@ async fn refuse_busy<S: AsyncWrite + Unpin>(mut stream: S) -> io::Result<()> {
     stream.close().await
 }
 
-/// A server listening on a TCP address.
+/// A server listening on a TCP address. Dropping it without [`shutdown`](Self::shutdown)
+/// shuts it down all the same.
 pub struct Running {
     server: Server,
     local_addr: SocketAddr,
     stop_accepting: async_channel::Sender<()>,
     stop_threads: async_channel::Sender<()>,
     threads: Vec<JoinHandle<Option<()>>>,
+    accept_task: Option<smol::Task<()>>,
 }
 
 impl Running {
@@ -235,31 +243,58 @@ impl Running {
     }
 
     /// Blocks the calling thread while the server runs (until the process ends).
-    pub fn wait(self) {
-        for thread in self.threads {
+    pub fn wait(mut self) {
+        for thread in std::mem::take(&mut self.threads) {
             let _ = thread.join();
         }
     }
 
     /// Graceful shutdown: stops accepting, closes every connection with 1001, waits up
-    /// to the shutdown timeout for them to finish, stops the threads, then runs the
-    /// shutdown hooks.
-    pub fn shutdown(self) {
-        let _ = self.stop_accepting.try_send(());
+    /// to the shutdown timeout for them to finish, drops the ones left (their disconnect
+    /// hooks still run), stops the threads, then runs the shutdown hooks.
+    pub fn shutdown(mut self) {
+        self.stop();
+    }
+
+    fn stop(&mut self) {
+        let Some(accept_task) = self.accept_task.take() else {
+            return;
+        };
         let shared = &self.server.shared;
-        for handle in shared.hub.mailboxes() {
-            // Shutdown must get through even to a connection whose queue is full.
-            let _ = handle.queue().tx.force_send(Command::Shutdown);
-        }
+        shared.stopping.store(true, Ordering::Release);
+        let _ = self.stop_accepting.try_send(());
+        // Wait for the accept loop to end, so the listener is closed when we return.
+        smol::block_on(accept_task);
         let deadline = Instant::now() + shared.options.shutdown_timeout;
         while shared.active.load(Ordering::Acquire) > 0 && Instant::now() < deadline {
-            std::thread::sleep(Duration::from_millis(5));
+            // Repeated each pass (closing twice is harmless) so that a connection that
+            // registered late is told too; force_send gets through a full queue.
+            broadcast_command(shared, Command::Shutdown);
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        // Whoever did not finish the close handshake in time is dropped, hooks included.
+        let grace = Instant::now() + Duration::from_millis(500);
+        while shared.active.load(Ordering::Acquire) > 0 && Instant::now() < grace {
+            broadcast_command(shared, Command::Abort);
+            std::thread::sleep(Duration::from_millis(10));
         }
         self.stop_threads.close();
-        for thread in self.threads {
+        for thread in std::mem::take(&mut self.threads) {
             let _ = thread.join();
         }
         shared.app.shutdown();
+    }
+}
+
+fn broadcast_command(shared: &Shared, command: Command) {
+    for handle in shared.hub.mailboxes() {
+        let _ = handle.queue().tx.force_send(command.clone());
+    }
+}
+
+impl Drop for Running {
+    fn drop(&mut self) {
+        self.stop();
     }
 }
 

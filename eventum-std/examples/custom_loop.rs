@@ -67,7 +67,13 @@ fn main() -> io::Result<()> {
                             );
                         }
                         Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
-                        Err(e) => return Err(e),
+                        // A client gave up before we accepted it: take the next one.
+                        Err(e) if e.kind() == io::ErrorKind::ConnectionAborted => {}
+                        // Out of descriptors and the like: try again on the next edge.
+                        Err(e) => {
+                            eprintln!("accept failed: {e}");
+                            break;
+                        }
                     }
                 }
             } else if let Some(conn) = conns.get_mut(&event.token()) {

@@ -21,26 +21,25 @@ pub(crate) enum Job {
     Run(Command),
 }
 
-/// A session shared by its reader thread, its writer thread and every handle.
+/// A session shared by its reader thread and its writer thread.
 pub(crate) struct Shared {
     pub(crate) id: ConnectionId,
     session: Mutex<Session>,
-    pub(crate) jobs: SyncSender<Job>,
-    /// Set when a command was dropped because the queue was full.
-    pub(crate) overflowed: AtomicBool,
-    pub(crate) closed: AtomicBool,
+    /// Held from taking a batch of actions out of the session until the hub has applied
+    /// them, so the reader's and the writer's batches reach the hub in session order.
+    pub(crate) actions: Mutex<()>,
+    pub(crate) queue: Queue,
     /// The reader thread, unparked when reading may resume.
     pub(crate) reader: OnceLock<Thread>,
 }
 
 impl Shared {
-    pub(crate) fn new(session: Session, jobs: SyncSender<Job>) -> Arc<Self> {
+    pub(crate) fn new(session: Session, queue: Queue) -> Arc<Self> {
         Arc::new(Shared {
             id: session.id(),
             session: Mutex::new(session),
-            jobs,
-            overflowed: AtomicBool::new(false),
-            closed: AtomicBool::new(false),
+            actions: Mutex::new(()),
+            queue,
             reader: OnceLock::new(),
         })
     }
@@ -49,6 +48,10 @@ impl Shared {
     /// can only come from a bug in this crate; the session itself stays consistent.
     pub(crate) fn lock(&self) -> MutexGuard<'_, Session> {
         self.session.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    pub(crate) fn lock_actions(&self) -> MutexGuard<'_, ()> {
+        self.actions.lock().unwrap_or_else(|e| e.into_inner())
     }
 
     pub(crate) fn wake_reader(&self) {
@@ -84,17 +87,51 @@ impl Shared {
 pub type ConnectionHandle = eventum_core::app::ConnectionHandle<Queue>;
 
 /// The command queue of one connection (bounded; a full queue marks the connection
-/// overwhelmed and the slow-consumer policy applies).
+/// overwhelmed and the slow-consumer policy applies). It holds no part of the session, so
+/// a handle kept after the connection ends pins nothing but the queue.
 #[derive(Clone)]
-pub struct Queue(pub(crate) Arc<Shared>);
+pub struct Queue {
+    pub(crate) jobs: SyncSender<Job>,
+    pub(crate) state: Arc<QueueState>,
+}
+
+/// What the writer thread reads besides the queued jobs.
+#[derive(Default)]
+pub(crate) struct QueueState {
+    /// A command was dropped because the queue was full.
+    pub(crate) overflowed: AtomicBool,
+    /// The connection has ended.
+    pub(crate) closed: AtomicBool,
+    /// A server command that must get through a full queue (shutdown, abort).
+    pub(crate) urgent: Mutex<Option<Command>>,
+}
+
+impl Queue {
+    pub(crate) fn new(jobs: SyncSender<Job>) -> Self {
+        Queue {
+            jobs,
+            state: Arc::default(),
+        }
+    }
+
+    /// Hands the writer a server command even when the queue is full.
+    pub(crate) fn push_urgent(&self, command: Command) {
+        *self.state.urgent.lock().unwrap_or_else(|e| e.into_inner()) = Some(command);
+        let _ = self.jobs.try_send(Job::Wake);
+    }
+
+    pub(crate) fn take_urgent(&self) -> Option<Command> {
+        self.state.urgent.lock().unwrap_or_else(|e| e.into_inner()).take()
+    }
+}
 
 impl CommandQueue for Queue {
     /// Queues a command without waiting; a full queue marks the connection overwhelmed.
     fn push(&self, command: Command) -> Result<(), HandleError> {
-        match self.0.jobs.try_send(Job::Run(command)) {
+        match self.jobs.try_send(Job::Run(command)) {
             Ok(()) => Ok(()),
             Err(TrySendError::Full(_)) => {
-                self.0.overflowed.store(true, Ordering::Relaxed);
+                self.state.overflowed.store(true, Ordering::Relaxed);
                 Err(HandleError::Full)
             }
             Err(TrySendError::Disconnected(_)) => Err(HandleError::Closed),
@@ -102,12 +139,14 @@ impl CommandQueue for Queue {
     }
 
     fn is_closed(&self) -> bool {
-        self.0.closed.load(Ordering::Acquire)
+        self.state.closed.load(Ordering::Acquire)
     }
 }
 
 impl fmt::Debug for Queue {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_tuple("Queue").field(&self.0.id).finish()
+        f.debug_struct("Queue")
+            .field("closed", &self.is_closed())
+            .finish_non_exhaustive()
     }
 }

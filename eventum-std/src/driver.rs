@@ -8,7 +8,7 @@ use std::sync::mpsc::{sync_channel, Receiver, RecvTimeoutError};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use eventum_core::app::{Action, Session};
+use eventum_core::app::{Action, Command, Session};
 use eventum_core::{CloseCode, SlowConsumerPolicy};
 
 use crate::conn::{ConnectionHandle, Job, Queue, Shared, COMMAND_CAPACITY};
@@ -27,12 +27,22 @@ const MAX_WAIT: Duration = Duration::from_secs(1);
 pub(crate) fn drive<T: Transport>(server: &Arc<ServerShared>, stream: T, peer: Option<SocketAddr>) -> io::Result<()> {
     let reader_stream = stream.try_clone()?;
     let _ = stream.set_write_timeout(Some(WRITE_SLICE));
-    let (commands, inbox) = sync_channel(COMMAND_CAPACITY);
+    let (jobs, inbox) = sync_channel(COMMAND_CAPACITY);
+    let queue = Queue::new(jobs);
     let session = server.app.session(Instant::now(), peer);
-    let shared = Shared::new(session, commands);
-    let handle = ConnectionHandle::new(shared.id, Queue(Arc::clone(&shared)));
+    let shared = Shared::new(session, queue.clone());
+    let handle = ConnectionHandle::new(shared.id, queue);
     shared.lock().state_mut().insert(handle.clone());
     server.hub.register(shared.id, handle);
+    // From here on, every way out (errors, panics) goes through the guard's teardown.
+    let teardown = Teardown {
+        server,
+        shared: &shared,
+    };
+    if server.stopping.load(std::sync::atomic::Ordering::Acquire) {
+        // Accepted while the server stops: it will not be in shutdown's list.
+        shared.queue.push_urgent(Command::Shutdown);
+    }
 
     let reader = {
         let shared = Arc::clone(&shared);
@@ -43,20 +53,33 @@ pub(crate) fn drive<T: Transport>(server: &Arc<ServerShared>, stream: T, peer: O
     };
     let _ = shared.reader.set(reader.thread().clone());
     write_loop(server, &shared, stream, &inbox);
-
-    shared.closed.store(true, Ordering::Release);
-    shared.wake_reader();
+    drop(teardown);
     let _ = reader.join();
-    server.hub.unregister(shared.id);
-    // The session holds a handle to itself for its handlers: drop it to free the session.
-    shared.lock().state_mut().remove::<ConnectionHandle>();
     Ok(())
+}
+
+/// Ends a connection however its driver stops: marks it closed, wakes its reader, leaves
+/// the hub, and breaks the session's reference to its own handle.
+struct Teardown<'a> {
+    server: &'a ServerShared,
+    shared: &'a Shared,
+}
+
+impl Drop for Teardown<'_> {
+    fn drop(&mut self) {
+        let shared = self.shared;
+        shared.queue.state.closed.store(true, Ordering::Release);
+        shared.wake_reader();
+        let mut session = shared.lock();
+        self.server.hub.unregister(shared.id, session.rooms());
+        session.state_mut().remove::<ConnectionHandle>();
+    }
 }
 
 fn read_loop<T: Transport>(server: &ServerShared, shared: &Shared, mut stream: T) {
     let mut buf = vec![0u8; READ_CHUNK];
     loop {
-        if shared.closed.load(Ordering::Acquire) {
+        if shared.queue.state.closed.load(Ordering::Acquire) {
             return;
         }
         if !shared.lock().wants_read() {
@@ -66,44 +89,43 @@ fn read_loop<T: Transport>(server: &ServerShared, shared: &Shared, mut stream: T
             continue;
         }
         let result = stream.read(&mut buf);
+        if matches!(&result, Err(e) if e.kind() == ErrorKind::Interrupted) {
+            continue;
+        }
         let now = Instant::now();
-        let actions = {
-            let mut session = shared.lock();
-            match result {
-                Ok(0) => session.handle_eof(now),
-                Ok(n) => session.handle_input(now, &buf[..n]),
-                Err(e) if e.kind() == ErrorKind::Interrupted => continue,
-                Err(_) => session.abort(now),
-            }
-            take_actions(&mut session)
-        };
-        apply(server, shared, actions);
-        let _ = shared.jobs.try_send(Job::Wake);
+        with_actions(server, shared, |session| match result {
+            Ok(0) => session.handle_eof(now),
+            Ok(n) => session.handle_input(now, &buf[..n]),
+            Err(_) => session.abort(now),
+        });
+        let _ = shared.queue.jobs.try_send(Job::Wake);
     }
 }
 
 fn write_loop<T: Transport>(server: &ServerShared, shared: &Shared, mut stream: T, inbox: &Receiver<Job>) {
     let slow_policy = server.app.config().slow_consumer();
     let mut received: Option<Job> = None;
+    let mut unflushed = false;
     loop {
         // Under the session lock: commands, timers, then one write. Holding the lock while
         // writing makes input processing for this one connection wait on a client that
         // does not read, which is the backpressure it deserves; handles never take it.
-        let (idle_wait, actions) = {
-            let mut session = shared.lock();
+        let (idle_wait, close_now) = with_actions(server, shared, |session| {
             let now = Instant::now();
-            for job in received
+            let queued = received
                 .take()
                 .into_iter()
-                .chain(std::iter::from_fn(|| inbox.try_recv().ok()))
-            {
+                .chain(std::iter::from_fn(|| inbox.try_recv().ok()));
+            for job in queued {
                 if let Job::Run(command) = job {
-                    if let Err(e) = session.apply_command(now, command) {
-                        log::debug!("connection {}: {e}", shared.id);
-                    }
+                    run_command(session, now, command);
                 }
             }
-            if shared.overflowed.swap(false, Ordering::Relaxed) && slow_policy == SlowConsumerPolicy::Close {
+            if let Some(command) = shared.queue.take_urgent() {
+                run_command(session, now, command);
+            }
+            if shared.queue.state.overflowed.swap(false, Ordering::Relaxed) && slow_policy == SlowConsumerPolicy::Close
+            {
                 log::debug!(
                     "connection {}: command queue overflowed; closing as a slow consumer",
                     shared.id
@@ -114,37 +136,42 @@ fn write_loop<T: Transport>(server: &ServerShared, shared: &Shared, mut stream: 
                 session.handle_timeout(now);
             }
             if session.should_close_transport() {
-                let actions = take_actions(&mut session);
-                drop(session);
-                apply(server, shared, actions);
-                // The server closes the TCP connection first (RFC 6455 §7.1.1).
-                let _ = stream.flush();
-                let _ = stream.shutdown(Shutdown::Write);
-                let _ = stream.shutdown(Shutdown::Both);
-                return;
+                return (None, true);
             }
             let output = session.output();
-            let idle_wait = if output.is_empty() {
+            if output.is_empty() {
+                if std::mem::take(&mut unflushed) && stream.flush().is_err() {
+                    // Buffering transports (TLS) hold written bytes until flushed.
+                    session.abort(now);
+                    return (None, false);
+                }
                 let wait = session
                     .poll_timeout()
                     .map_or(MAX_WAIT, |t| t.saturating_duration_since(now));
-                Some(wait.min(MAX_WAIT))
-            } else {
-                match stream.write(output) {
-                    Ok(0) => session.abort(now),
-                    Ok(n) => session.consume_output(n),
-                    Err(e)
-                        if matches!(
-                            e.kind(),
-                            ErrorKind::WouldBlock | ErrorKind::TimedOut | ErrorKind::Interrupted
-                        ) => {}
-                    Err(_) => session.abort(now),
+                return (Some(wait.min(MAX_WAIT)), false);
+            }
+            match stream.write(output) {
+                Ok(0) => session.abort(now),
+                Ok(n) => {
+                    session.consume_output(n);
+                    unflushed = true;
                 }
-                None
-            };
-            (idle_wait, take_actions(&mut session))
-        };
-        apply(server, shared, actions);
+                Err(e)
+                    if matches!(
+                        e.kind(),
+                        ErrorKind::WouldBlock | ErrorKind::TimedOut | ErrorKind::Interrupted
+                    ) => {}
+                Err(_) => session.abort(now),
+            }
+            (None, false)
+        });
+        if close_now {
+            // The server closes the TCP connection first (RFC 6455 §7.1.1).
+            let _ = stream.flush();
+            let _ = stream.shutdown(Shutdown::Write);
+            let _ = stream.shutdown(Shutdown::Both);
+            return;
+        }
         shared.wake_reader();
         if let Some(wait) = idle_wait {
             match inbox.recv_timeout(wait) {
@@ -156,14 +183,25 @@ fn write_loop<T: Transport>(server: &ServerShared, shared: &Shared, mut stream: 
     }
 }
 
-fn take_actions(session: &mut Session) -> Vec<Action> {
-    std::iter::from_fn(|| session.poll_action()).collect()
+fn run_command(session: &mut Session, now: Instant, command: Command) {
+    if let Err(e) = session.apply_command(now, command) {
+        log::debug!("connection {}: {e}", session.id());
+    }
 }
 
-/// Delivers actions with no session lock held, so deliveries to this very connection
-/// cannot deadlock.
-fn apply(server: &ServerShared, shared: &Shared, actions: Vec<Action>) {
+/// Runs `f` on the session, then hands the actions it produced to the hub, in order with
+/// the other thread's batches and with no session lock held (deliveries to this very
+/// connection only queue a command, so they cannot deadlock).
+fn with_actions<R>(server: &ServerShared, shared: &Shared, f: impl FnOnce(&mut Session) -> R) -> R {
+    let _ordered = shared.lock_actions();
+    let (result, actions) = {
+        let mut session = shared.lock();
+        let result = f(&mut session);
+        let actions: Vec<Action> = std::iter::from_fn(|| session.poll_action()).collect();
+        (result, actions)
+    };
     for action in actions {
         server.hub.apply(shared.id, action);
     }
+    result
 }

@@ -39,7 +39,8 @@ pub(crate) struct ServerShared {
     pub(crate) app: App,
     pub(crate) hub: Hub<ConnectionHandle>,
     active: AtomicUsize,
-    stopping: AtomicBool,
+    /// Set when shutdown starts: no new connections, and late ones close at once.
+    pub(crate) stopping: AtomicBool,
     options: ServerOptions,
 }
 
@@ -87,9 +88,19 @@ impl Server {
         if !self.try_reserve() {
             return refuse_busy(stream);
         }
-        let result = drive(&self.shared, stream, peer);
-        self.shared.active.fetch_sub(1, Ordering::AcqRel);
-        result
+        self.serve_reserved(stream, peer)
+    }
+
+    /// Serves a connection whose slot is already counted.
+    fn serve_reserved<T: Transport>(&self, stream: T, peer: Option<SocketAddr>) -> io::Result<()> {
+        struct Release<'a>(&'a AtomicUsize);
+        impl Drop for Release<'_> {
+            fn drop(&mut self) {
+                self.0.fetch_sub(1, Ordering::AcqRel);
+            }
+        }
+        let _release = Release(&self.shared.active);
+        drive(&self.shared, stream, peer)
     }
 
     /// A handle to the open connection `id`, to send to it from anywhere.
@@ -138,14 +149,21 @@ impl Server {
                 }
             };
             let _ = stream.set_nodelay(true);
+            if !self.try_reserve() {
+                // Over the limit: answer 503 here, without a thread for it.
+                let _ = refuse_busy(stream);
+                continue;
+            }
             let peer = stream.peer_addr().ok();
             let server = self.clone();
             let spawned = std::thread::Builder::new().name("eventum-conn".into()).spawn(move || {
-                if let Err(e) = server.serve_stream(stream, peer) {
+                if let Err(e) = server.serve_reserved(stream, peer) {
                     log::debug!("connection from {peer:?} ended with {e}");
                 }
             });
             if let Err(e) = spawned {
+                // The stream went with the closure; give its reserved slot back.
+                self.shared.active.fetch_sub(1, Ordering::AcqRel);
                 log::warn!("cannot start a connection thread: {e}");
             }
         }
@@ -211,13 +229,22 @@ impl Running {
         // Wake the blocking accept so it sees the flag.
         let _ = TcpStream::connect_timeout(&self.local_addr, Duration::from_secs(1));
         let _ = self.acceptor.join();
-        for handle in shared.hub.mailboxes() {
-            // A full queue is a connection that is not reading; the deadline covers it.
-            let _ = handle.command(Command::Shutdown);
-        }
         let deadline = Instant::now() + shared.options.shutdown_timeout;
         while shared.active.load(Ordering::Acquire) > 0 && Instant::now() < deadline {
-            std::thread::sleep(Duration::from_millis(5));
+            // Repeated each pass (closing twice is harmless) so that a connection that
+            // registered late is told too; urgent commands get through a full queue.
+            for handle in shared.hub.mailboxes() {
+                handle.queue().push_urgent(Command::Shutdown);
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        // Whoever did not finish the close handshake in time is dropped, hooks included.
+        let grace = Instant::now() + Duration::from_millis(500);
+        while shared.active.load(Ordering::Acquire) > 0 && Instant::now() < grace {
+            for handle in shared.hub.mailboxes() {
+                handle.queue().push_urgent(Command::Abort);
+            }
+            std::thread::sleep(Duration::from_millis(10));
         }
         shared.app.shutdown();
     }

@@ -355,6 +355,10 @@ impl Context<'_> {
     }
 
     /// Sends `frame` to every member of `room`, this connection included if it is one.
+    ///
+    /// Broadcasts, sends by id and sends to others travel through the adapter, so this
+    /// connection's own copy arrives after anything the handler sends it directly with
+    /// [`send_text`](Self::send_text) and friends; each sender's messages keep their order.
     pub fn broadcast(&mut self, room: &str, frame: SharedFrame) {
         self.data.actions.push_back(Action::Broadcast {
             room: room.to_owned(),

@@ -71,15 +71,13 @@ impl<M: Mailbox> Hub<M> {
         write(&self.connections[shard_of(&id)]).insert(id, mailbox);
     }
 
-    /// Removes a connection and its room memberships (when its driver ends).
-    pub fn unregister(&self, id: ConnectionId) {
+    /// Removes a connection (when its driver ends) and its memberships of `rooms`: the
+    /// rooms its session still lists (a session that ended normally has already left
+    /// them through [`Action::Leave`], and lists none).
+    pub fn unregister<'r>(&self, id: ConnectionId, rooms: impl IntoIterator<Item = &'r str>) {
         write(&self.connections[shard_of(&id)]).remove(&id);
-        for shard in &self.rooms {
-            let mut rooms = write(shard);
-            rooms.retain(|_, members| {
-                members.remove(&id);
-                !members.is_empty()
-            });
+        for room in rooms {
+            self.apply(id, Action::Leave { room: room.to_owned() });
         }
     }
 
@@ -258,7 +256,7 @@ mod tests {
     fn unregister_removes_memberships() {
         let (hub, boxes) = setup(2);
         hub.apply(ConnectionId(1), Action::Join { room: "r".into() });
-        hub.unregister(ConnectionId(1));
+        hub.unregister(ConnectionId(1), ["r"]);
         hub.apply(
             ConnectionId(0),
             Action::Broadcast {

@@ -34,6 +34,9 @@ pub enum Command {
     Close(CloseCode, String),
     /// The server is stopping: close with 1001 (or drop a connection not open yet).
     Shutdown,
+    /// Drop the connection now (its disconnect hook still runs), e.g. when a graceful
+    /// shutdown has waited long enough.
+    Abort,
 }
 
 /// Why a [`Command`] was not carried out.
@@ -168,6 +171,10 @@ impl Session {
                 }
                 other => other.map_err(CommandError::Close),
             },
+            Command::Abort => {
+                self.abort(now);
+                Ok(())
+            }
         };
         self.process();
         result
