@@ -56,6 +56,8 @@ pub struct Options {
     pub max_connections: usize,
     /// How long shutdown waits for connections to finish their close handshake.
     pub shutdown_timeout: Duration,
+    /// Executor threads (smol only).
+    pub threads: usize,
 }
 
 impl Default for Options {
@@ -63,6 +65,7 @@ impl Default for Options {
         Options {
             max_connections: 1000,
             shutdown_timeout: Duration::from_secs(3),
+            threads: 2,
         }
     }
 }
@@ -81,7 +84,7 @@ impl Adapter {
         let running = match self {
             Adapter::Smol => {
                 let options = eventum_smol::ServerOptions {
-                    threads: 2,
+                    threads: options.threads,
                     max_connections: options.max_connections,
                     shutdown_timeout: options.shutdown_timeout,
                 };
@@ -754,6 +757,11 @@ impl RawClient {
         self.stream.write_all(bytes).expect("send raw bytes");
     }
 
+    /// Sends bytes as they are, reporting a failed write (the server went away).
+    pub fn try_send_raw(&mut self, bytes: &[u8]) -> io::Result<()> {
+        self.stream.write_all(bytes)
+    }
+
     /// The next frame, waiting at most `timeout`: `Ok(None)` when the server ended the
     /// connection, `Err` on timeout or a socket error.
     pub fn read_frame(&mut self, timeout: Duration) -> io::Result<Option<RawFrame>> {
@@ -798,7 +806,7 @@ impl RawClient {
 }
 
 /// One final, masked client frame.
-fn masked_frame(opcode: u8, payload: &[u8]) -> Vec<u8> {
+pub fn masked_frame(opcode: u8, payload: &[u8]) -> Vec<u8> {
     let mask = [0x37u8, 0xfa, 0x21, 0x3d];
     let mut out = vec![0x80 | opcode];
     match payload.len() {

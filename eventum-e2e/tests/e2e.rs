@@ -71,6 +71,8 @@ for_both_adapters!(
     concurrent_broadcasts_all_arrive_in_order,
     handle_sends_to_a_non_reading_client_never_leave_a_silent_gap,
     shutdown_with_a_connection_still_in_its_handshake_is_prompt,
+    shutdown_without_connections_frees_the_port,
+    a_flooding_client_starves_neither_others_nor_shutdown,
 );
 
 /// Counts what the app's hooks saw.
@@ -857,8 +859,60 @@ fn shutdown_is_bounded_with_a_client_that_ignores_the_close(adapter: Adapter) {
     let took = started.elapsed();
     assert!(took < Duration::from_millis(2500), "shutdown took {took:?}");
     assert_eq!(counters.shutdowns.load(Ordering::SeqCst), 1);
+    // The dropped connection's disconnect hook ran before shutdown returned.
+    assert_eq!(counters.disconnects(), 1);
     // And the unresponsive client's connection does end (no task or thread keeps it).
     assert_eq!(raw.read_frame(WAIT).expect("EOF, not a timeout"), None);
+}
+
+fn shutdown_without_connections_frees_the_port(adapter: Adapter) {
+    let (server, counters) = start(adapter);
+    let addr = server.addr();
+    server.shutdown();
+    assert_eq!(counters.shutdowns.load(Ordering::SeqCst), 1);
+    assert!(
+        TcpStream::connect_timeout(&addr, Duration::from_millis(500)).is_err(),
+        "still accepting after shutdown"
+    );
+    assert!(
+        std::net::TcpListener::bind(addr).is_ok(),
+        "the port is still bound after shutdown"
+    );
+}
+
+fn a_flooding_client_starves_neither_others_nor_shutdown(adapter: Adapter) {
+    let counters = Arc::new(Counters::default());
+    let options = Options {
+        shutdown_timeout: Duration::from_millis(500),
+        threads: 1,
+        ..Options::default()
+    };
+    let server = adapter.start_with(feature_app(&counters, default_config()), options);
+    // Unsolicited pongs: the server reads them and answers nothing, so the flood never
+    // stops on TCP backpressure; it ends when the server drops the connection.
+    let mut flooder = RawClient::connect(server.addr(), "/ws");
+    let pongs = eventum_e2e::masked_frame(0xA, &[7u8; 125]).repeat(64);
+    let flood = std::thread::spawn(move || {
+        let until = Instant::now() + Duration::from_secs(8);
+        while Instant::now() < until && flooder.try_send_raw(&pongs).is_ok() {}
+    });
+    let mut other = server.client("/ws");
+    for round in 0..5 {
+        assert_alive(&mut other, &format!("round {round}"));
+    }
+    let started = Instant::now();
+    let (done_tx, done_rx) = mpsc::channel();
+    std::thread::spawn(move || {
+        server.shutdown();
+        let _ = done_tx.send(());
+    });
+    done_rx.recv_timeout(WAIT).expect("shutdown finished despite the flood");
+    assert!(
+        started.elapsed() < Duration::from_millis(2500),
+        "shutdown took {:?}",
+        started.elapsed()
+    );
+    flood.join().expect("flood thread");
 }
 
 fn slow_reader_does_not_stall_other_clients(adapter: Adapter) {

@@ -128,6 +128,9 @@ impl Queue {
 impl CommandQueue for Queue {
     /// Queues a command without waiting; a full queue marks the connection overwhelmed.
     fn push(&self, command: Command) -> Result<(), HandleError> {
+        if self.is_closed() {
+            return Err(HandleError::Closed);
+        }
         match self.jobs.try_send(Job::Run(command)) {
             Ok(()) => Ok(()),
             Err(TrySendError::Full(_)) => {
