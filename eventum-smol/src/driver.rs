@@ -2,7 +2,7 @@
 
 use std::io;
 use std::net::SocketAddr;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::Instant;
 
@@ -12,7 +12,7 @@ use smol::future::{self, FutureExt};
 use smol::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use smol::Timer;
 
-use crate::handle::{ConnectionHandle, Inbox, MAILBOX_CAPACITY};
+use crate::handle::{ConnectionHandle, Inbox};
 use crate::server::Shared;
 
 /// The read buffer starts small, so idle connections stay cheap, and doubles up to the
@@ -35,12 +35,12 @@ pub(crate) async fn drive<S>(shared: Arc<Shared>, stream: S, peer: Option<Socket
 where
     S: AsyncRead + AsyncWrite + Unpin,
 {
-    let (tx, rx) = async_channel::bounded(MAILBOX_CAPACITY);
-    let overflowed = Arc::new(AtomicBool::new(false));
+    let (tx, rx) = async_channel::unbounded();
     let inbox = Inbox {
         tx,
-        overflowed: Arc::clone(&overflowed),
+        state: Arc::default(),
     };
+    let inbox_state = Arc::clone(&inbox.state);
     let mut session = shared.app.session(Instant::now(), peer);
     let id = session.id();
     let handle = ConnectionHandle::new(id, inbox);
@@ -109,7 +109,10 @@ where
             };
             let command = async {
                 match rx.recv().await {
-                    Ok(command) => Wake::Command(command),
+                    Ok(command) => {
+                        inbox_state.waiting.fetch_sub(1, Ordering::AcqRel);
+                        Wake::Command(command)
+                    }
                     // Unreachable while the session holds a handle; wait for other wakes.
                     Err(_) => future::pending().await,
                 }
@@ -155,12 +158,13 @@ where
                 run_command(&mut session, now, command);
                 // Take every command waiting, so a burst does not fill the queue.
                 while let Ok(command) = rx.try_recv() {
+                    inbox_state.waiting.fetch_sub(1, Ordering::AcqRel);
                     run_command(&mut session, now, command);
                 }
             }
             Wake::Timer => session.handle_timeout(now),
         }
-        if overflowed.swap(false, Ordering::Relaxed) && slow_policy == SlowConsumerPolicy::Close {
+        if inbox_state.overflowed.swap(false, Ordering::Relaxed) && slow_policy == SlowConsumerPolicy::Close {
             log::debug!("connection {id}: mailbox overflowed; closing as a slow consumer");
             let _ = session.close(now, CloseCode::POLICY, "slow consumer");
         }

@@ -1,6 +1,6 @@
 //! The smol adapter's command queue and its [`ConnectionHandle`].
 
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::Arc;
 
 use eventum_core::app::{Command, CommandQueue, HandleError};
@@ -33,24 +33,45 @@ pub(crate) const MAILBOX_CAPACITY: usize = 1024;
 /// ```
 pub type ConnectionHandle = eventum_core::app::ConnectionHandle<Inbox>;
 
-/// The sending end of a connection's command channel (bounded; a full channel marks the
-/// connection overwhelmed and the slow-consumer policy applies).
+/// The sending end of a connection's command channel. The channel itself is unbounded,
+/// so an idle connection's queue costs a few bytes, not a preallocated ring; the bound is
+/// a count of commands waiting: past it the queue is full, and the slow-consumer policy
+/// applies.
 #[derive(Clone, Debug)]
 pub struct Inbox {
     pub(crate) tx: async_channel::Sender<Command>,
-    pub(crate) overflowed: Arc<AtomicBool>,
+    pub(crate) state: Arc<InboxState>,
+}
+
+#[derive(Debug, Default)]
+pub(crate) struct InboxState {
+    /// A command was refused because the queue was full.
+    pub(crate) overflowed: AtomicBool,
+    /// Commands sent and not yet taken by the driver.
+    pub(crate) waiting: AtomicUsize,
+}
+
+impl Inbox {
+    /// Queues a server command (shutdown, abort) past the bound.
+    pub(crate) fn push_urgent(&self, command: Command) {
+        self.state.waiting.fetch_add(1, Ordering::AcqRel);
+        if self.tx.try_send(command).is_err() {
+            self.state.waiting.fetch_sub(1, Ordering::AcqRel);
+        }
+    }
 }
 
 impl CommandQueue for Inbox {
     fn push(&self, command: Command) -> Result<(), HandleError> {
-        match self.tx.try_send(command) {
-            Ok(()) => Ok(()),
-            Err(async_channel::TrySendError::Full(_)) => {
-                self.overflowed.store(true, Ordering::Relaxed);
-                Err(HandleError::Full)
-            }
-            Err(async_channel::TrySendError::Closed(_)) => Err(HandleError::Closed),
+        if self.state.waiting.fetch_add(1, Ordering::AcqRel) >= MAILBOX_CAPACITY {
+            self.state.waiting.fetch_sub(1, Ordering::AcqRel);
+            self.state.overflowed.store(true, Ordering::Relaxed);
+            return Err(HandleError::Full);
         }
+        self.tx.try_send(command).map_err(|_| {
+            self.state.waiting.fetch_sub(1, Ordering::AcqRel);
+            HandleError::Closed
+        })
     }
 
     fn is_closed(&self) -> bool {

@@ -268,7 +268,7 @@ impl Running {
         let deadline = Instant::now() + shared.options.shutdown_timeout;
         while shared.active.load(Ordering::Acquire) > 0 && Instant::now() < deadline {
             // Repeated each pass (closing twice is harmless) so that a connection that
-            // registered late is told too; force_send gets through a full queue.
+            // registered late is told too; urgent commands get through a full queue.
             broadcast_command(shared, Command::Shutdown);
             std::thread::sleep(Duration::from_millis(20));
         }
@@ -288,7 +288,7 @@ impl Running {
 
 fn broadcast_command(shared: &Shared, command: Command) {
     for handle in shared.hub.mailboxes() {
-        let _ = handle.queue().tx.force_send(command.clone());
+        handle.queue().push_urgent(command.clone());
     }
 }
 

@@ -2,8 +2,8 @@
 //! public handle over that queue.
 
 use std::fmt;
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::mpsc::{SyncSender, TrySendError};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::mpsc::Sender;
 use std::sync::{Arc, Mutex, MutexGuard, OnceLock};
 use std::thread::Thread;
 
@@ -91,7 +91,7 @@ pub type ConnectionHandle = eventum_core::app::ConnectionHandle<Queue>;
 /// a handle kept after the connection ends pins nothing but the queue.
 #[derive(Clone)]
 pub struct Queue {
-    pub(crate) jobs: SyncSender<Job>,
+    pub(crate) jobs: Sender<Job>,
     pub(crate) state: Arc<QueueState>,
 }
 
@@ -104,10 +104,15 @@ pub(crate) struct QueueState {
     pub(crate) closed: AtomicBool,
     /// A server command that must get through a full queue (shutdown, abort).
     pub(crate) urgent: Mutex<Option<Command>>,
+    /// Commands queued and not yet taken by the writer. The channel is unbounded (an idle
+    /// connection's queue costs a few bytes, not a preallocated ring); this count is the bound.
+    pub(crate) waiting: AtomicUsize,
+    /// A wake-up is queued already (the reader sends at most one at a time).
+    pub(crate) wake_queued: AtomicBool,
 }
 
 impl Queue {
-    pub(crate) fn new(jobs: SyncSender<Job>) -> Self {
+    pub(crate) fn new(jobs: Sender<Job>) -> Self {
         Queue {
             jobs,
             state: Arc::default(),
@@ -117,7 +122,24 @@ impl Queue {
     /// Hands the writer a server command even when the queue is full.
     pub(crate) fn push_urgent(&self, command: Command) {
         *self.state.urgent.lock().unwrap_or_else(|e| e.into_inner()) = Some(command);
-        let _ = self.jobs.try_send(Job::Wake);
+        self.wake();
+    }
+
+    /// Wakes the writer; wake-ups already queued are not repeated.
+    pub(crate) fn wake(&self) {
+        if !self.state.wake_queued.swap(true, Ordering::AcqRel) && self.jobs.send(Job::Wake).is_err() {
+            self.state.wake_queued.store(false, Ordering::Release);
+        }
+    }
+
+    /// Notes that the writer took a job off the channel.
+    pub(crate) fn taken(&self, job: &Job) {
+        match job {
+            Job::Wake => self.state.wake_queued.store(false, Ordering::Release),
+            Job::Run(_) => {
+                self.state.waiting.fetch_sub(1, Ordering::AcqRel);
+            }
+        }
     }
 
     pub(crate) fn take_urgent(&self) -> Option<Command> {
@@ -131,14 +153,15 @@ impl CommandQueue for Queue {
         if self.is_closed() {
             return Err(HandleError::Closed);
         }
-        match self.jobs.try_send(Job::Run(command)) {
-            Ok(()) => Ok(()),
-            Err(TrySendError::Full(_)) => {
-                self.state.overflowed.store(true, Ordering::Relaxed);
-                Err(HandleError::Full)
-            }
-            Err(TrySendError::Disconnected(_)) => Err(HandleError::Closed),
+        if self.state.waiting.fetch_add(1, Ordering::AcqRel) >= COMMAND_CAPACITY {
+            self.state.waiting.fetch_sub(1, Ordering::AcqRel);
+            self.state.overflowed.store(true, Ordering::Relaxed);
+            return Err(HandleError::Full);
         }
+        self.jobs.send(Job::Run(command)).map_err(|_| {
+            self.state.waiting.fetch_sub(1, Ordering::AcqRel);
+            HandleError::Closed
+        })
     }
 
     fn is_closed(&self) -> bool {

@@ -4,14 +4,14 @@
 use std::io::{self, ErrorKind};
 use std::net::{Shutdown, SocketAddr};
 use std::sync::atomic::Ordering;
-use std::sync::mpsc::{sync_channel, Receiver, RecvTimeoutError};
+use std::sync::mpsc::{channel, Receiver, RecvTimeoutError};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use eventum_core::app::{Action, Command, Session};
 use eventum_core::{CloseCode, SlowConsumerPolicy};
 
-use crate::conn::{ConnectionHandle, Job, Queue, Shared, COMMAND_CAPACITY};
+use crate::conn::{ConnectionHandle, Job, Queue, Shared};
 use crate::server::ServerShared;
 use crate::transport::Transport;
 
@@ -27,7 +27,7 @@ const MAX_WAIT: Duration = Duration::from_secs(1);
 pub(crate) fn drive<T: Transport>(server: &Arc<ServerShared>, stream: T, peer: Option<SocketAddr>) -> io::Result<()> {
     let reader_stream = stream.try_clone()?;
     let _ = stream.set_write_timeout(Some(WRITE_SLICE));
-    let (jobs, inbox) = sync_channel(COMMAND_CAPACITY);
+    let (jobs, inbox) = channel();
     let queue = Queue::new(jobs);
     let session = server.app.session(Instant::now(), peer);
     let shared = Shared::new(session, queue.clone());
@@ -98,7 +98,7 @@ fn read_loop<T: Transport>(server: &ServerShared, shared: &Shared, mut stream: T
             Ok(n) => session.handle_input(now, &buf[..n]),
             Err(_) => session.abort(now),
         });
-        let _ = shared.queue.jobs.try_send(Job::Wake);
+        shared.queue.wake();
     }
 }
 
@@ -117,6 +117,7 @@ fn write_loop<T: Transport>(server: &ServerShared, shared: &Shared, mut stream: 
                 .into_iter()
                 .chain(std::iter::from_fn(|| inbox.try_recv().ok()));
             for job in queued {
+                shared.queue.taken(&job);
                 if let Job::Run(command) = job {
                     run_command(session, now, command);
                 }
