@@ -1,17 +1,92 @@
-//! Core micro-benchmarks: unmasking beside a plain copy of the same buffer, and receiving
-//! single-frame messages through a `Connection` (bytes in → borrowed event out).
+//! Core micro-benchmarks, each eventum workload beside the same workload for tungstenite
+//! (driven over an in-memory stream, no sockets) or, for unmasking, beside a plain copy of
+//! the same buffer. Every benchmark runs in several short passes (`EVENTUM_BENCH_PASSES`,
+//! default 3); after the run a table of ratios (reference median / eventum median within a
+//! pass, then the median over passes) is printed and saved to
+//! `<criterion dir>/eventum-ratios.md`.
+//!
+//! `cargo bench -p eventum-benches` (add `-- <filter>` for one group; see benches/README.md).
 #![allow(clippy::disallowed_methods)]
 
+use std::borrow::Cow;
+use std::collections::HashMap;
 use std::hint::black_box;
+use std::io::ErrorKind;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
-use std::time::Instant;
+use std::time::{Duration, Instant, SystemTime};
 
-use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion, Throughput};
-use eventum_core::frame::{apply_mask, encode_client_frame, OpCode};
+use criterion::{criterion_group, BenchmarkId, Criterion, Throughput};
+use eventum_benches::report::{self, Comparison};
+use eventum_benches::{client_frames, MemStream, BROWSER_REQUEST};
+use eventum_core::app::{App, Route, Session};
+use eventum_core::frame::{apply_mask, OpCode};
 use eventum_core::{handshake::Accept, Config, Connection, Event};
+use serde::Deserialize;
+use tungstenite::protocol::{Role, WebSocket};
+use tungstenite::{Bytes, Message};
 
-const REQUEST: &[u8] = b"GET / HTTP/1.1\r\nHost: bench\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\
-Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n";
+/// Payload sizes of the decode and encode workloads.
+const SIZES: [usize; 4] = [16, 1024, 64 * 1024, 1 << 20];
+
+/// Messages per iteration for `size`-byte payloads: about 1 MiB of payload.
+fn count_for(size: usize) -> usize {
+    ((1 << 20) / size).max(1)
+}
+
+/// Limits that admit the 1 MiB workloads, with room to queue a whole iteration's output.
+fn config() -> Arc<Config> {
+    Arc::new(
+        Config::builder()
+            .max_frame_size(2 << 20)
+            .max_message_size(2 << 20)
+            .water_marks(8 << 20, 1 << 20)
+            .max_backlog(16 << 20)
+            .build()
+            .expect("valid benchmark limits"),
+    )
+}
+
+/// An eventum connection past its handshake.
+fn open_connection(config: &Arc<Config>) -> Connection {
+    let now = Instant::now();
+    let mut conn = Connection::new(Arc::clone(config), now);
+    conn.handle_input(now, BROWSER_REQUEST);
+    while conn.poll_event().is_some() {}
+    conn.accept(now, Accept::new()).expect("upgrade accepted");
+    let mut sink = Vec::new();
+    conn.poll_transmit(&mut sink);
+    conn
+}
+
+/// A session of `app` past its handshake.
+fn open_session(app: &App) -> Session {
+    let now = Instant::now();
+    let mut session = app.session(now, None);
+    session.handle_input(now, BROWSER_REQUEST);
+    let mut sink = Vec::new();
+    session.poll_transmit(&mut sink);
+    assert!(sink.starts_with(b"HTTP/1.1 101 "), "the app accepts the upgrade");
+    session
+}
+
+/// A tungstenite server socket over `input` (already past the handshake).
+fn tungstenite_server(input: Vec<u8>) -> WebSocket<MemStream> {
+    WebSocket::from_raw_socket(MemStream::new(input), Role::Server, None)
+}
+
+/// Reads every message tungstenite has until the stream would block.
+fn tungstenite_read_all(ws: &mut WebSocket<MemStream>, mut each: impl FnMut(&mut WebSocket<MemStream>, Message)) {
+    loop {
+        match ws.read() {
+            Ok(message) => each(ws, message),
+            Err(tungstenite::Error::Io(e)) if e.kind() == ErrorKind::WouldBlock => return,
+            Err(e) => panic!("tungstenite: {e}"),
+        }
+    }
+}
+
+// --- unmask ---------------------------------------------------------------------------
 
 fn unmask(c: &mut Criterion) {
     let mut group = c.benchmark_group("unmask");
@@ -29,50 +104,494 @@ fn unmask(c: &mut Criterion) {
     group.finish();
 }
 
-fn open_connection(config: &Arc<Config>) -> Connection {
-    let now = Instant::now();
-    let mut conn = Connection::new(Arc::clone(config), now);
-    conn.handle_input(now, REQUEST);
-    while conn.poll_event().is_some() {}
-    conn.accept(now, Accept::new()).expect("upgrade accepted");
-    let mut sink = Vec::new();
-    conn.poll_transmit(&mut sink);
-    conn
+// --- decode: the server receives masked client frames ---------------------------------
+
+fn decode_group(c: &mut Criterion, name: &str, opcode: OpCode) {
+    let mut group = c.benchmark_group(name);
+    let config = config();
+    for size in SIZES {
+        let count = count_for(size);
+        let payload: Vec<u8> = (0..size).map(|i| b'a' + (i % 26) as u8).collect();
+        let input = client_frames(opcode, &payload, count);
+        group.throughput(Throughput::Elements(count as u64));
+
+        let mut conn = open_connection(&config);
+        let eventum_iter = |conn: &mut Connection| {
+            conn.handle_input(Instant::now(), &input);
+            let (mut n, mut bytes) = (0, 0);
+            while let Some(event) = conn.poll_event() {
+                match event {
+                    Event::Binary(data) => bytes += data.len(),
+                    Event::Text(text) => bytes += text.len(),
+                    other => panic!("unexpected {other:?}"),
+                }
+                n += 1;
+            }
+            (n, bytes)
+        };
+        assert_eq!(eventum_iter(&mut conn), (count, count * size));
+        group.bench_with_input(BenchmarkId::new("eventum", size), &size, |b, _| {
+            b.iter(|| black_box(eventum_iter(&mut conn)))
+        });
+
+        let mut ws = tungstenite_server(input.clone());
+        let tungstenite_iter = |ws: &mut WebSocket<MemStream>| {
+            ws.get_mut().rewind();
+            let (mut n, mut bytes) = (0, 0);
+            tungstenite_read_all(ws, |_, message| {
+                match message {
+                    Message::Binary(data) => bytes += data.len(),
+                    Message::Text(text) => bytes += text.len(),
+                    other => panic!("unexpected {other:?}"),
+                }
+                n += 1;
+            });
+            (n, bytes)
+        };
+        assert_eq!(tungstenite_iter(&mut ws), (count, count * size));
+        group.bench_with_input(BenchmarkId::new("tungstenite", size), &size, |b, _| {
+            b.iter(|| black_box(tungstenite_iter(&mut ws)))
+        });
+    }
+    group.finish();
 }
 
-fn receive(c: &mut Criterion) {
-    let mut group = c.benchmark_group("receive");
-    let config = Arc::new(
-        Config::builder()
-            .max_frame_size(2 << 20)
-            .max_message_size(2 << 20)
-            .build()
-            .unwrap(),
-    );
-    for size in [16usize, 1024, 64 * 1024, 1 << 20] {
-        // Enough messages per input to amortize the call; about 1 MiB per iteration.
-        let count = ((1 << 20) / size).max(1);
-        let mut input = Vec::new();
-        for _ in 0..count {
-            encode_client_frame(&mut input, true, OpCode::Binary, &vec![7u8; size], [1, 2, 3, 4]);
-        }
+fn decode(c: &mut Criterion) {
+    decode_group(c, "decode", OpCode::Binary);
+}
+
+/// Text messages: the same frames as `decode`, plus UTF-8 validation.
+fn decode_text(c: &mut Criterion) {
+    decode_group(c, "decode_text", OpCode::Text);
+}
+
+/// One `std::str::from_utf8` pass over the payloads `decode_text` validates: the yardstick
+/// for what each validation pass costs.
+fn utf8(c: &mut Criterion) {
+    let mut group = c.benchmark_group("utf8");
+    for size in SIZES {
+        let count = count_for(size);
+        let payload: Vec<u8> = (0..size).map(|i| b'a' + (i % 26) as u8).collect();
         group.throughput(Throughput::Elements(count as u64));
-        let mut conn = open_connection(&config);
-        group.bench_with_input(BenchmarkId::new("binary", size), &size, |b, _| {
+        group.bench_with_input(BenchmarkId::new("from_utf8", size), &size, |b, _| {
             b.iter(|| {
-                conn.handle_input(Instant::now(), &input);
-                let mut n = 0;
-                while let Some(event) = conn.poll_event() {
-                    if let Event::Binary(data) = event {
-                        n += data.len();
-                    }
+                let mut ok = 0;
+                for _ in 0..count {
+                    ok += usize::from(std::str::from_utf8(black_box(&payload)).is_ok());
                 }
-                black_box(n)
+                ok
             })
         });
     }
     group.finish();
 }
 
-criterion_group!(benches, unmask, receive);
-criterion_main!(benches);
+// --- encode: the server sends messages --------------------------------------------------
+
+fn encode(c: &mut Criterion) {
+    let mut group = c.benchmark_group("encode");
+    let config = config();
+    for size in SIZES {
+        let count = count_for(size);
+        let payload = vec![7u8; size];
+        let header = if size < 126 {
+            2
+        } else if size < 65536 {
+            4
+        } else {
+            10
+        };
+        let wire_len = count * (header + size);
+        group.throughput(Throughput::Elements(count as u64));
+
+        // eventum: queue the frames, then drain the output as a driver writes it.
+        let mut conn = open_connection(&config);
+        let mut sink = Vec::with_capacity(wire_len);
+        let eventum_iter = |conn: &mut Connection, sink: &mut Vec<u8>| {
+            for _ in 0..count {
+                conn.send_binary(&payload).expect("queued");
+            }
+            sink.clear();
+            conn.poll_transmit(sink)
+        };
+        assert_eq!(eventum_iter(&mut conn, &mut sink), wire_len);
+        group.bench_with_input(BenchmarkId::new("eventum", size), &size, |b, _| {
+            b.iter(|| black_box(eventum_iter(&mut conn, &mut sink)))
+        });
+
+        // tungstenite: its best case, a shared `Bytes` (no copy to make the message).
+        let mut ws = tungstenite_server(Vec::new());
+        let bytes = Bytes::from(payload.clone());
+        let tungstenite_iter = |ws: &mut WebSocket<MemStream>| {
+            ws.get_mut().output.clear();
+            for _ in 0..count {
+                ws.write(Message::Binary(bytes.clone())).expect("written");
+            }
+            ws.flush().expect("flushed");
+            ws.get_ref().output.len()
+        };
+        assert_eq!(tungstenite_iter(&mut ws), wire_len);
+        group.bench_with_input(BenchmarkId::new("tungstenite", size), &size, |b, _| {
+            b.iter(|| black_box(tungstenite_iter(&mut ws)))
+        });
+    }
+    group.finish();
+}
+
+// --- handshake: parse a browser's upgrade request and write the 101 --------------------
+
+fn handshake(c: &mut Criterion) {
+    let mut group = c.benchmark_group("handshake");
+    group.throughput(Throughput::Elements(1));
+    let config = Arc::new(Config::default());
+    let app = eventum_demo::echo_app();
+    let now = Instant::now();
+    let mut sink = Vec::with_capacity(512);
+
+    let connection_iter = |sink: &mut Vec<u8>| {
+        let mut conn = Connection::new(Arc::clone(&config), now);
+        conn.handle_input(now, black_box(BROWSER_REQUEST));
+        match conn.poll_event() {
+            Some(Event::UpgradeRequest(_)) => {}
+            other => panic!("unexpected {other:?}"),
+        }
+        conn.accept(now, Accept::new()).expect("accepted");
+        sink.clear();
+        conn.poll_transmit(sink)
+    };
+    let session_iter = |sink: &mut Vec<u8>| {
+        let mut session = app.session(now, None);
+        session.handle_input(now, black_box(BROWSER_REQUEST));
+        sink.clear();
+        session.poll_transmit(sink)
+    };
+    let tungstenite_iter = || {
+        let ws = tungstenite::accept(MemStream::new(black_box(BROWSER_REQUEST))).expect("accepted");
+        ws.get_ref().output.len()
+    };
+    for (what, len) in [
+        ("eventum-connection", connection_iter(&mut sink)),
+        ("eventum-session", session_iter(&mut sink)),
+        ("tungstenite", tungstenite_iter()),
+    ] {
+        assert!(len > 100, "{what} wrote a response");
+    }
+    assert!(sink.starts_with(b"HTTP/1.1 101 Switching Protocols\r\n"));
+
+    group.bench_function(BenchmarkId::new("eventum-connection", "browser"), |b| {
+        b.iter(|| black_box(connection_iter(&mut sink)))
+    });
+    group.bench_function(BenchmarkId::new("eventum-session", "browser"), |b| {
+        b.iter(|| black_box(session_iter(&mut sink)))
+    });
+    group.bench_function(BenchmarkId::new("tungstenite", "browser"), |b| {
+        b.iter(|| black_box(tungstenite_iter()))
+    });
+    group.finish();
+}
+
+// --- events: a JSON event into a typed handler -----------------------------------------
+
+const EVENT_JSON: &str = r#"{"event":"move","x":1,"y":2}"#;
+const EVENTS_PER_ITER: usize = 1000;
+
+#[derive(Deserialize)]
+struct Move {
+    x: i64,
+    y: i64,
+}
+
+/// The fields a hand-written dispatcher reads first (as eventum's envelope does).
+#[derive(Deserialize)]
+struct Envelope<'a> {
+    #[serde(borrow)]
+    event: Cow<'a, str>,
+}
+
+static MOVED: AtomicU64 = AtomicU64::new(0);
+
+fn on_move(m: Move) {
+    MOVED.fetch_add(black_box(m.x + m.y) as u64, Ordering::Relaxed);
+}
+
+type Handlers = HashMap<&'static str, Box<dyn Fn(&str)>>;
+
+/// The same dispatch written by hand: read the name, find the handler, parse its type.
+fn hand_dispatch(handlers: &Handlers, text: &str) {
+    let Ok(envelope) = serde_json::from_str::<Envelope<'_>>(text) else {
+        return;
+    };
+    if let Some(handler) = handlers.get(envelope.event.as_ref()) {
+        handler(text);
+    }
+}
+
+fn events(c: &mut Criterion) {
+    let mut group = c.benchmark_group("events");
+    group.throughput(Throughput::Elements(EVENTS_PER_ITER as u64));
+    let input = client_frames(OpCode::Text, EVENT_JSON.as_bytes(), EVENTS_PER_ITER);
+    let mut handlers: Handlers = HashMap::new();
+    handlers.insert(
+        "move",
+        Box::new(|text| {
+            if let Ok(m) = serde_json::from_str::<Move>(text) {
+                on_move(m);
+            }
+        }),
+    );
+    let check = |what: &str, run: &mut dyn FnMut()| {
+        let before = MOVED.load(Ordering::Relaxed);
+        run();
+        let moved = MOVED.load(Ordering::Relaxed) - before;
+        assert_eq!(moved, 3 * EVENTS_PER_ITER as u64, "{what} dispatched every event");
+    };
+
+    let app = App::builder()
+        .route(Route::new("/{*path}"))
+        .on_typed("move", |_ctx, m: Move| on_move(m))
+        .build();
+    let mut session = open_session(&app);
+    let mut sink = Vec::new();
+    let session_iter = |session: &mut Session, sink: &mut Vec<u8>| {
+        session.handle_input(Instant::now(), &input);
+        sink.clear();
+        session.poll_transmit(sink)
+    };
+    check("the session", &mut || {
+        assert_eq!(session_iter(&mut session, &mut sink), 0)
+    });
+    group.bench_function(BenchmarkId::new("eventum-session", "move"), |b| {
+        b.iter(|| black_box(session_iter(&mut session, &mut sink)))
+    });
+
+    let mut conn = open_connection(&config());
+    let conn_iter = |conn: &mut Connection| {
+        conn.handle_input(Instant::now(), &input);
+        while let Some(event) = conn.poll_event() {
+            if let Event::Text(text) = event {
+                hand_dispatch(&handlers, text);
+            }
+        }
+    };
+    check("the connection", &mut || conn_iter(&mut conn));
+    group.bench_function(BenchmarkId::new("eventum-connection+dispatch", "move"), |b| {
+        b.iter(|| conn_iter(&mut conn))
+    });
+
+    let mut ws = tungstenite_server(input.clone());
+    let tungstenite_iter = |ws: &mut WebSocket<MemStream>| {
+        ws.get_mut().rewind();
+        tungstenite_read_all(ws, |_, message| {
+            if let Message::Text(text) = message {
+                hand_dispatch(&handlers, text.as_str());
+            }
+        });
+    };
+    check("tungstenite", &mut || tungstenite_iter(&mut ws));
+    group.bench_function(BenchmarkId::new("tungstenite+dispatch", "move"), |b| {
+        b.iter(|| tungstenite_iter(&mut ws))
+    });
+    group.finish();
+}
+
+// --- echo: bytes in, bytes out ---------------------------------------------------------
+
+const ECHO_TEXT: &str = "0123456789abcdef";
+/// Messages per iteration; they arrive `batch` per read.
+const ECHO_PER_ITER: usize = 100;
+
+fn echo(c: &mut Criterion) {
+    let mut group = c.benchmark_group("echo");
+    group.throughput(Throughput::Elements(ECHO_PER_ITER as u64));
+    let reply_len = ECHO_PER_ITER * (2 + ECHO_TEXT.len());
+    let app = eventum_demo::echo_app();
+    for batch in [1usize, ECHO_PER_ITER] {
+        let reads = ECHO_PER_ITER / batch;
+        let input = client_frames(OpCode::Text, ECHO_TEXT.as_bytes(), batch);
+        let mut sink = Vec::with_capacity(reply_len);
+
+        let mut conn = open_connection(&config());
+        let conn_iter = |conn: &mut Connection, sink: &mut Vec<u8>| {
+            sink.clear();
+            for _ in 0..reads {
+                conn.handle_input(Instant::now(), &input);
+                while let Some((event, mut sender)) = conn.poll_event_with_sender() {
+                    if let Event::Text(text) = event {
+                        sender.send_text(text).expect("queued");
+                    }
+                }
+                conn.poll_transmit(sink);
+            }
+            sink.len()
+        };
+        assert_eq!(conn_iter(&mut conn, &mut sink), reply_len);
+        group.bench_with_input(BenchmarkId::new("eventum-connection", batch), &batch, |b, _| {
+            b.iter(|| black_box(conn_iter(&mut conn, &mut sink)))
+        });
+
+        let mut session = open_session(&app);
+        let session_iter = |session: &mut Session, sink: &mut Vec<u8>| {
+            sink.clear();
+            for _ in 0..reads {
+                session.handle_input(Instant::now(), &input);
+                session.poll_transmit(sink);
+            }
+            sink.len()
+        };
+        assert_eq!(session_iter(&mut session, &mut sink), reply_len);
+        group.bench_with_input(BenchmarkId::new("eventum-session", batch), &batch, |b, _| {
+            b.iter(|| black_box(session_iter(&mut session, &mut sink)))
+        });
+
+        // tungstenite: read, write each message back, flush once per read.
+        let mut ws = tungstenite_server(input.clone());
+        let tungstenite_iter = |ws: &mut WebSocket<MemStream>| {
+            ws.get_mut().output.clear();
+            let mut written = 0;
+            for _ in 0..reads {
+                ws.get_mut().rewind_input();
+                tungstenite_read_all(ws, |ws, message| ws.write(message).expect("written"));
+                ws.flush().expect("flushed");
+                written = ws.get_ref().output.len();
+            }
+            written
+        };
+        assert_eq!(tungstenite_iter(&mut ws), reply_len);
+        group.bench_with_input(BenchmarkId::new("tungstenite", batch), &batch, |b, _| {
+            b.iter(|| black_box(tungstenite_iter(&mut ws)))
+        });
+    }
+    group.finish();
+}
+
+// --- main: run, then print the ratios -------------------------------------------------
+
+/// Short runs, repeated over several passes (see `main`): about 5 minutes in all.
+fn criterion_config() -> Criterion {
+    Criterion::default()
+        .output_directory(&report::criterion_dir())
+        .warm_up_time(Duration::from_millis(500))
+        .measurement_time(Duration::from_secs(1))
+        .sample_size(30)
+}
+
+criterion_group! {
+    name = benches;
+    config = criterion_config();
+    targets = unmask, decode, decode_text, utf8, encode, handshake, events, echo
+}
+
+fn comparisons() -> Vec<Comparison> {
+    let mut rows = Vec::new();
+    for size in [1024usize, 64 * 1024, 1 << 20] {
+        rows.push(Comparison::new("unmask", size, "apply_mask", "copy").target(0.8));
+    }
+    for group in ["decode", "decode_text", "encode"] {
+        for size in SIZES {
+            let row = Comparison::new(group, size, "eventum", "tungstenite");
+            rows.push(if group == "decode" && size == 16 {
+                row.target(3.0)
+            } else {
+                row
+            });
+        }
+    }
+    rows.push(Comparison::new("handshake", "browser", "eventum-connection", "tungstenite").target(1.0));
+    rows.push(Comparison::new("handshake", "browser", "eventum-session", "tungstenite").target(1.0));
+    rows.push(Comparison::new(
+        "events",
+        "move",
+        "eventum-session",
+        "tungstenite+dispatch",
+    ));
+    rows.push(Comparison::new(
+        "events",
+        "move",
+        "eventum-session",
+        "eventum-connection+dispatch",
+    ));
+    for batch in [1, ECHO_PER_ITER] {
+        rows.push(Comparison::new("echo", batch, "eventum-connection", "tungstenite"));
+        rows.push(Comparison::new("echo", batch, "eventum-session", "tungstenite"));
+    }
+    rows
+}
+
+/// What text costs over binary, in `std::str::from_utf8` passes over the same payloads:
+/// (decode_text - decode) / from_utf8, per implementation (medians over passes).
+fn text_overhead(passes: &[report::Pass]) -> Option<String> {
+    let mut out = String::from(
+        "UTF-8 validation cost, estimated from timings (median ns per iteration; passes = (text - binary) / \
+         one from_utf8 pass; noisy on a shared machine, where instruction counts are better):\n\n\
+         | size | from_utf8 | eventum binary | eventum text | eventum passes | tungstenite binary | tungstenite text | tungstenite passes |\n\
+         |---|---|---|---|---|---|---|---|\n",
+    );
+    let mut any = false;
+    for size in SIZES {
+        let param = size.to_string();
+        let get = |group: &str, function: &str| report::median_over(passes, group, function, &param);
+        let Some(check) = get("utf8", "from_utf8") else {
+            continue;
+        };
+        let mut cells = vec![format!("{:.0}", check.median_ns)];
+        for who in ["eventum", "tungstenite"] {
+            match (get("decode", who), get("decode_text", who)) {
+                (Some(binary), Some(text)) => {
+                    any = true;
+                    let passes = (text.median_ns - binary.median_ns) / check.median_ns;
+                    cells.push(format!("{:.0}", binary.median_ns));
+                    cells.push(format!("{:.0}", text.median_ns));
+                    cells.push(format!("**{passes:.2}**"));
+                }
+                _ => cells.extend(["-".to_owned(), "-".to_owned(), "-".to_owned()]),
+            }
+        }
+        out.push_str(&format!("| {size} | {} |\n", cells.join(" | ")));
+    }
+    any.then_some(out)
+}
+
+/// Passes over all benchmarks: `EVENTUM_BENCH_PASSES`, default 3; one when criterion only
+/// tests, lists or profiles (no `--bench`, or `--list` / `--profile-time`).
+fn passes() -> usize {
+    let args: Vec<String> = std::env::args().collect();
+    let measuring = args.iter().any(|a| a == "--bench") && !args.iter().any(|a| a == "--list" || a == "--profile-time");
+    if !measuring {
+        return 1;
+    }
+    std::env::var("EVENTUM_BENCH_PASSES")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(3)
+        .max(1)
+}
+
+fn main() {
+    let dir = report::criterion_dir();
+    let mut results = Vec::new();
+    let total = passes();
+    for pass in 1..=total {
+        println!("\n=== pass {pass} of {total} ===");
+        let since = SystemTime::now();
+        benches();
+        results.push(report::collect(&dir, since));
+    }
+    Criterion::default().configure_from_args().final_summary();
+    let Some(table) = report::table(&comparisons(), &results) else {
+        return;
+    };
+    let mut text = format!(
+        "Ratios: reference median time / eventum median time for the same work, taken within each of \
+         {} passes, then the median over passes (above 1 = eventum faster):\n\n{table}",
+        results.len()
+    );
+    if let Some(overhead) = text_overhead(&results) {
+        text = format!("{text}\n{overhead}");
+    }
+    println!("\n{text}");
+    let path = dir.join("eventum-ratios.md");
+    match std::fs::write(&path, &text) {
+        Ok(()) => println!("saved to {}", path.display()),
+        Err(e) => eprintln!("cannot save {}: {e}", path.display()),
+    }
+}
