@@ -17,7 +17,7 @@ use crate::server::Shared;
 
 /// The read buffer starts small, so idle connections stay cheap, and doubles up to the
 /// largest size whenever a read fills it.
-const READ_CHUNK_MIN: usize = 2 * 1024;
+const READ_CHUNK_MIN: usize = 512;
 const READ_CHUNK_MAX: usize = 64 * 1024;
 
 /// What woke the driver.
