@@ -351,10 +351,16 @@ impl AppBuilder {
         handler: impl Fn(&mut Context<'_>, T) + Send + Sync + 'static,
     ) -> Self {
         let run = Arc::new(move |ctx: &mut Context<'_>, body: EventBody<'_>| {
-            let parsed = match &body.value {
+            // The plain parse is the fast path; path tracking (several allocations per
+            // event) runs only to describe a failure.
+            let plain = match &body.value {
+                Some(value) => T::deserialize(value),
+                None => serde_json::from_str::<T>(body.text),
+            };
+            let parsed = plain.or_else(|_| match &body.value {
                 Some(value) => serde_path_to_error::deserialize::<_, T>(value),
                 None => serde_path_to_error::deserialize::<_, T>(&mut serde_json::Deserializer::from_str(body.text)),
-            };
+            });
             match parsed {
                 Ok(value) => handler(ctx, value),
                 Err(e) => {
