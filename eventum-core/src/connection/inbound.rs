@@ -152,8 +152,15 @@ impl Inbound {
         if discarding && self.message.is_some() {
             self.abandon_message();
         }
+        if self.frame.is_none() {
+            // A decoded header goes straight on to its payload: one step per small frame.
+            let started = self.start_frame(max_frame, max_message, discarding);
+            if !matches!(started, Step::Continue) {
+                return started;
+            }
+        }
         match self.frame {
-            None => self.start_frame(max_frame, max_message, discarding),
+            None => Step::Continue,
             Some(progress) if discarding && !progress.header.opcode.is_control() => self.skip_payload(progress),
             Some(progress) if progress.in_place => self.advance_in_place(progress),
             Some(progress) => self.advance_fragment(progress),
