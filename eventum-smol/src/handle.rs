@@ -51,16 +51,6 @@ pub(crate) struct InboxState {
     pub(crate) waiting: AtomicUsize,
 }
 
-impl Inbox {
-    /// Queues a server command (shutdown, abort) past the bound.
-    pub(crate) fn push_urgent(&self, command: Command) {
-        self.state.waiting.fetch_add(1, Ordering::AcqRel);
-        if self.tx.try_send(command).is_err() {
-            self.state.waiting.fetch_sub(1, Ordering::AcqRel);
-        }
-    }
-}
-
 impl CommandQueue for Inbox {
     fn push(&self, command: Command) -> Result<(), HandleError> {
         if self.state.waiting.fetch_add(1, Ordering::AcqRel) >= MAILBOX_CAPACITY {
@@ -76,5 +66,12 @@ impl CommandQueue for Inbox {
 
     fn is_closed(&self) -> bool {
         self.tx.is_closed()
+    }
+
+    fn push_urgent(&self, command: Command) {
+        self.state.waiting.fetch_add(1, Ordering::AcqRel);
+        if self.tx.try_send(command).is_err() {
+            self.state.waiting.fetch_sub(1, Ordering::AcqRel);
+        }
     }
 }

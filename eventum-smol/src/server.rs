@@ -269,13 +269,13 @@ impl Running {
         while shared.active.load(Ordering::Acquire) > 0 && Instant::now() < deadline {
             // Repeated each pass (closing twice is harmless) so that a connection that
             // registered late is told too; urgent commands get through a full queue.
-            broadcast_command(shared, Command::Shutdown);
+            shared.hub.command_all(&Command::Shutdown);
             std::thread::sleep(Duration::from_millis(20));
         }
         // Whoever did not finish the close handshake in time is dropped, hooks included.
         let grace = Instant::now() + Duration::from_millis(500);
         while shared.active.load(Ordering::Acquire) > 0 && Instant::now() < grace {
-            broadcast_command(shared, Command::Abort);
+            shared.hub.command_all(&Command::Abort);
             std::thread::sleep(Duration::from_millis(10));
         }
         self.stop_threads.close();
@@ -283,12 +283,6 @@ impl Running {
             let _ = thread.join();
         }
         shared.app.shutdown();
-    }
-}
-
-fn broadcast_command(shared: &Shared, command: Command) {
-    for handle in shared.hub.mailboxes() {
-        handle.queue().push_urgent(command.clone());
     }
 }
 

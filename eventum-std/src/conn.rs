@@ -119,12 +119,6 @@ impl Queue {
         }
     }
 
-    /// Hands the writer a server command even when the queue is full.
-    pub(crate) fn push_urgent(&self, command: Command) {
-        *self.state.urgent.lock().unwrap_or_else(|e| e.into_inner()) = Some(command);
-        self.wake();
-    }
-
     /// Wakes the writer; wake-ups already queued are not repeated.
     pub(crate) fn wake(&self) {
         if !self.state.wake_queued.swap(true, Ordering::AcqRel) && self.jobs.send(Job::Wake).is_err() {
@@ -166,6 +160,12 @@ impl CommandQueue for Queue {
 
     fn is_closed(&self) -> bool {
         self.state.closed.load(Ordering::Acquire)
+    }
+
+    /// Hands the writer a server command even when the queue is full.
+    fn push_urgent(&self, command: Command) {
+        *self.state.urgent.lock().unwrap_or_else(|e| e.into_inner()) = Some(command);
+        self.wake();
     }
 }
 

@@ -8,7 +8,7 @@ use std::sync::mpsc::{channel, Receiver, RecvTimeoutError};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use eventum_core::app::{Action, Command, Session};
+use eventum_core::app::{Action, Command, CommandQueue, Session};
 use eventum_core::{CloseCode, SlowConsumerPolicy};
 
 use crate::conn::{ConnectionHandle, Job, Queue, Shared};

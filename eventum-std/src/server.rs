@@ -233,17 +233,13 @@ impl Running {
         while shared.active.load(Ordering::Acquire) > 0 && Instant::now() < deadline {
             // Repeated each pass (closing twice is harmless) so that a connection that
             // registered late is told too; urgent commands get through a full queue.
-            for handle in shared.hub.mailboxes() {
-                handle.queue().push_urgent(Command::Shutdown);
-            }
+            shared.hub.command_all(&Command::Shutdown);
             std::thread::sleep(Duration::from_millis(20));
         }
         // Whoever did not finish the close handshake in time is dropped, hooks included.
         let grace = Instant::now() + Duration::from_millis(500);
         while shared.active.load(Ordering::Acquire) > 0 && Instant::now() < grace {
-            for handle in shared.hub.mailboxes() {
-                handle.queue().push_urgent(Command::Abort);
-            }
+            shared.hub.command_all(&Command::Abort);
             std::thread::sleep(Duration::from_millis(10));
         }
         shared.app.shutdown();

@@ -15,6 +15,8 @@ pub trait CommandQueue: Clone + Send + Sync {
     fn push(&self, command: Command) -> Result<(), HandleError>;
     /// Whether the connection has ended.
     fn is_closed(&self) -> bool;
+    /// Queues a server command (shutdown, abort) even past the queue's bound.
+    fn push_urgent(&self, command: Command);
 }
 
 /// Why a handle could not queue a command.

@@ -13,7 +13,7 @@ use std::sync::{RwLock, RwLockReadGuard, RwLockWriteGuard};
 
 use crate::outbound::SharedFrame;
 
-use super::{Action, ConnectionId};
+use super::{Action, Command, CommandQueue, ConnectionHandle, ConnectionId};
 
 const SHARDS: usize = 16;
 
@@ -163,6 +163,16 @@ impl<M: Mailbox> Hub<M> {
                     mailbox.deliver(&frame);
                 }
             }
+        }
+    }
+}
+
+impl<Q: CommandQueue> Hub<ConnectionHandle<Q>> {
+    /// Hands `command` to every registered connection past its queue's bound (a server
+    /// shutting down tells everyone, even connections that are not keeping up).
+    pub fn command_all(&self, command: &Command) {
+        for handle in self.mailboxes() {
+            handle.queue().push_urgent(command.clone());
         }
     }
 }
