@@ -29,8 +29,9 @@ Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Protocol: chat\r\nS
     let mut wire = Vec::new();
     // Feed the pipe 5 bytes at a time: the core does not care how input is chunked.
     for chunk in client.chunks(5) {
-        conn.handle_input(Instant::now(), chunk);
-        while let Some((event, mut sender)) = conn.poll_event_with_sender() {
+        let now = Instant::now();
+        conn.handle_input(now, chunk);
+        while let Some((event, mut commands)) = conn.poll_event() {
             println!("server event: {event:?}");
             match event {
                 Event::UpgradeRequest(request) => {
@@ -39,14 +40,17 @@ Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Protocol: chat\r\nS
                     if let Some(protocol) = subprotocol {
                         accept = accept.subprotocol(protocol);
                     }
-                    conn.accept(Instant::now(), accept).expect("valid accept");
+                    commands.accept(now, accept).expect("valid accept");
                 }
-                Event::Text(text) => sender.send_text(text).expect("echo text"),
-                Event::Binary(data) => sender.send_binary(data).expect("echo binary"),
+                Event::Text(text) => commands.send_text(text).expect("echo text"),
+                Event::Binary(data) => commands.send_binary(data).expect("echo binary"),
                 _ => {}
             }
         }
-        let n = conn.poll_transmit(&mut wire);
+        let transmit = conn.poll_transmit();
+        transmit.chunks().for_each(|chunk| wire.extend_from_slice(chunk));
+        let n = transmit.len();
+        conn.transmitted(n);
         if n > 0 {
             println!("server wrote {n} bytes");
         }

@@ -47,6 +47,14 @@ fn chunks(data: &[u8], seed: u8) -> impl Iterator<Item = &[u8]> {
     })
 }
 
+/// Appends everything the connection has for the wire to `out`.
+fn transmit_all(conn: &mut Connection, out: &mut Vec<u8>) {
+    let transmit = conn.poll_transmit();
+    transmit.chunks().for_each(|chunk| out.extend_from_slice(chunk));
+    let n = transmit.len();
+    conn.transmitted(n);
+}
+
 /// Response headers: lower-case names and raw values.
 type Headers = Vec<(String, Vec<u8>)>;
 
@@ -113,7 +121,7 @@ pub fn handshake(data: &[u8]) {
         Http,
         Closed(Closed),
     }
-    let outcome = match conn.poll_event() {
+    let outcome = match conn.poll_event().map(|(event, _)| event) {
         Some(Event::UpgradeRequest(r)) => {
             let key = r.websocket_key().expect("a validated upgrade has a key").to_owned();
             Outcome::Upgrade(key, r.subprotocols().first().cloned())
@@ -130,10 +138,10 @@ pub fn handshake(data: &[u8]) {
     match outcome {
         Outcome::Upgrade(key, protocol) => {
             let accept = protocol.iter().fold(Accept::new(), |a, p| a.subprotocol(p.as_str()));
-            conn.accept(now, accept).expect("accepting a validated upgrade");
+            conn.commands().accept(now, accept).expect("accepting a validated upgrade");
             assert_eq!(conn.state(), State::Open);
             assert!(conn.buffered_amount() <= 256 + protocol.as_ref().map_or(0, String::len));
-            conn.poll_transmit(&mut out);
+            transmit_all(&mut conn, &mut out);
             let (status, headers, rest) = parse_response(&out);
             assert_eq!((status, rest), (101, &[][..]), "101 with nothing after it");
             let accept = header(&headers, "sec-websocket-accept");
@@ -142,25 +150,26 @@ pub fn handshake(data: &[u8]) {
             assert_eq!(header(&headers, "sec-websocket-protocol"), latin1.as_deref());
             // Whatever followed the head in the same input is frames: run them to the end.
             conn.handle_eof(now);
-            while let Some(event) = conn.poll_event() {
+            while let Some((event, _)) = conn.poll_event() {
                 closed_events += usize::from(matches!(event, Event::Closed(_)));
             }
         }
         Outcome::Http => {
-            conn.respond(now, HttpResponse::text(200, "ok"))
+            conn.commands()
+                .respond(now, HttpResponse::text(200, "ok"))
                 .expect("answering a plain request");
             assert!(conn.buffered_amount() <= 256, "response size");
-            conn.poll_transmit(&mut out);
+            transmit_all(&mut conn, &mut out);
             check_response(&out, 200);
             let responded = CloseCause::Responded { status: 200 };
-            assert!(matches!(conn.poll_event(), Some(Event::Closed(c)) if c.cause == responded));
+            assert!(matches!(conn.poll_event(), Some((Event::Closed(c), _)) if c.cause == responded));
             closed_events = 1;
         }
         Outcome::Closed(closed) => {
             closed_events = 1;
             assert_eq!(closed.code, CloseCode::ABNORMAL);
             assert!(conn.buffered_amount() <= 512, "refusal size");
-            conn.poll_transmit(&mut out);
+            transmit_all(&mut conn, &mut out);
             match closed.cause {
                 CloseCause::Handshake(error) => {
                     assert!(out.starts_with(b"HTTP/1.1 4"), "a refusal is a 4xx");
@@ -173,7 +182,7 @@ pub fn handshake(data: &[u8]) {
     }
     assert_eq!(closed_events, 1, "exactly one Closed event");
     assert!(conn.poll_event().is_none(), "an event after Closed");
-    conn.poll_transmit(&mut out);
+    transmit_all(&mut conn, &mut out);
     assert!(conn.should_close_transport());
 }
 
@@ -295,7 +304,7 @@ pub fn unmask(data: &[u8]) {
 /// Input: commands, each a control byte `c`: `0x00..=0x7F` the peer sends the next `c + 1`
 /// bytes; `0x80..=0x9F` `(c & 0x1F) + 1` seconds pass; `0xA0` the application closes with
 /// 1000; `0xA1` it pings; `0xA2` toggles a stalled transport (output written only when reading
-/// needs it); `0xA3` it pushes a 4000-byte frame; `0xA4` 100 bytes of output are written;
+/// needs it); `0xA3` it delivers a 4000-byte shared frame; `0xA4` 100 bytes of output are written;
 /// `0xA5` toggles a greedy driver that reads even when `wants_read` is false; anything else
 /// writes all output. Then the peer's EOF.
 ///
@@ -315,9 +324,11 @@ pub fn connection(data: &[u8]) {
     let now = epoch();
     let mut conn = Connection::new(Arc::clone(&config), now);
     conn.handle_input(now, REQUEST);
-    assert!(matches!(conn.poll_event(), Some(Event::UpgradeRequest(_))));
-    conn.accept(now, Accept::new()).expect("accept");
-    conn.poll_transmit(&mut Vec::new());
+    let Some((Event::UpgradeRequest(_), mut commands)) = conn.poll_event() else {
+        panic!("no upgrade request");
+    };
+    commands.accept(now, Accept::new()).expect("accept");
+    transmit_all(&mut conn, &mut Vec::new());
     let mut peer = Peer {
         conn,
         now,
@@ -357,11 +368,11 @@ pub fn connection(data: &[u8]) {
                 );
             }
             0xA0 => {
-                let result = peer.conn.close(peer.now, CloseCode::NORMAL, "bye");
+                let result = peer.conn.commands().close(peer.now, CloseCode::NORMAL, "bye");
                 assert_eq!(result.is_ok(), state == State::Open, "close in {state:?}: {result:?}");
                 peer.app_closed |= result.is_ok();
             }
-            0xA1 => match peer.conn.ping(b"fz") {
+            0xA1 => match peer.conn.commands().ping(b"fz") {
                 // Over the backlog the application's own ping is refused, never queued.
                 Err(SendError::Full) => assert_eq!(state, State::Open, "Full outside Open"),
                 result => assert_eq!(result.is_ok(), state == State::Open, "ping in {state:?}"),
@@ -369,7 +380,7 @@ pub fn connection(data: &[u8]) {
             0xA2 => peer.stalled = !peer.stalled,
             0xA3 => {
                 let (payload, before) = ([0x5A; 4000], peer.conn.buffered_amount());
-                let result = peer.conn.push(peer.now, &SharedFrame::binary(&payload));
+                let result = peer.conn.commands().deliver(peer.now, &SharedFrame::binary(&payload));
                 peer.record(state, before, result, OpCode::Binary, &payload);
             }
             0xA4 => peer.write(100),
@@ -415,7 +426,7 @@ struct Peer {
 impl Peer {
     /// Takes every event, echoing messages, then writes the output unless stalled.
     fn pump(&mut self) {
-        while let Some((event, mut sender)) = self.conn.poll_event_with_sender() {
+        while let Some((event, mut sender)) = self.conn.poll_event() {
             assert!(self.closed.is_none(), "{event:?} after Closed");
             let (state, before) = (sender.state(), sender.buffered_amount());
             let (opcode, payload, result) = match event {
@@ -462,12 +473,12 @@ impl Peer {
 
     /// Writes up to `max` bytes of output to the wire.
     fn write(&mut self, max: usize) {
-        let out = self.conn.output();
+        let out = self.conn.poll_transmit().first();
         let n = out.len().min(max);
         self.wire.extend_from_slice(&out[..n]);
-        self.conn.consume_output(n);
+        self.conn.transmitted(n);
         if max == usize::MAX {
-            self.conn.poll_transmit(&mut self.wire);
+            transmit_all(&mut self.conn, &mut self.wire);
             let closed = self.conn.state() == State::Closed;
             assert_eq!(self.conn.should_close_transport(), closed, "should_close_transport");
         }
@@ -547,5 +558,180 @@ impl Peer {
             close.is_none() || closed.cause != CloseCause::TransportEnded,
             "close, yet the transport ended"
         );
+    }
+}
+
+/// One connection of a sample chat app (routes, typed events, replies, acks, rooms,
+/// broadcasts, sends by id, handles, a panicking handler) served by the real endpoint
+/// beside an observer connection in the same rooms, fed arbitrary bytes in chunks.
+///
+/// Input: one control byte, then the client's bytes after its upgrade request. Control bits
+/// 0-5 seed the chunk sizes (0: one chunk); bit 6 drops the session mid-way instead of
+/// ending the input with EOF (a cancelled driver); bit 7 lets 3 s pass after every chunk.
+///
+/// Checked: no panic escapes a handler; both connections' output is valid server frames
+/// (final, unmasked, text in UTF-8, one close with a code a server may send, nothing but
+/// pongs after it); the disconnect hook runs exactly once; afterwards the endpoint holds no
+/// trace of the connection (slot, handle, rooms) and its handle is closed.
+pub fn session(data: &[u8]) {
+    use crate::driver::Endpoint;
+    use std::sync::Mutex;
+
+    let Some((&control, input)) = data.split_first() else {
+        return;
+    };
+    let disconnects = Arc::new(Mutex::new(Vec::new()));
+    let app = session_app(Arc::clone(&disconnects));
+    let endpoint = Endpoint::new(app);
+    let mut now = epoch();
+    let admit = |now| endpoint.admit(now, None).expect("a free slot");
+    let (mut observer, mut session) = (admit(now), admit(now));
+    let (mut observer_wire, mut wire) = (Vec::new(), Vec::new());
+    observer.handle_input(now, REQUEST);
+    session.handle_input(now, REQUEST);
+    let id = session.id();
+    let handle = endpoint.connection(id).expect("registered");
+    let step = |session: &mut crate::driver::Session, wire: &mut Vec<u8>, now| {
+        if session.has_mail() {
+            session.handle_mail(now);
+        }
+        let transmit = session.poll_transmit();
+        transmit.chunks().for_each(|chunk| wire.extend_from_slice(chunk));
+        let n = transmit.len();
+        session.transmitted(n);
+    };
+    let cancel_at = (control & 0x40 != 0).then_some(input.len() / 2);
+    let mut fed = 0;
+    let mut dropped = false;
+    for chunk in chunks(input, control & 0x3F) {
+        if cancel_at.is_some_and(|at| fed >= at) {
+            drop(std::mem::replace(&mut session, admit(now)));
+            dropped = true;
+            break;
+        }
+        session.handle_input(now, chunk);
+        fed += chunk.len();
+        if control & 0x80 != 0 {
+            now += Duration::from_secs(3);
+            session.handle_timeout(now);
+            observer.handle_timeout(now);
+        }
+        step(&mut session, &mut wire, now);
+        step(&mut observer, &mut observer_wire, now);
+    }
+    if !dropped {
+        session.handle_eof(now);
+        step(&mut session, &mut wire, now);
+        assert!(session.should_close_transport(), "not closed after EOF");
+        drop(std::mem::replace(&mut session, admit(now)));
+    }
+    step(&mut observer, &mut observer_wire, now);
+    let hooks = disconnects.lock().map_or(0, |ids| ids.iter().filter(|&&d| d == id).count());
+    assert_eq!(hooks, 1, "the disconnect hook runs exactly once");
+    assert!(endpoint.connection(id).is_none(), "the hub still knows the connection");
+    assert!(handle.is_closed(), "the handle of an ended connection still accepts mail");
+    for room in ["lobby", "a", "b"] {
+        assert!(!endpoint.room_members(room).contains(&id), "still in room {room}");
+    }
+    assert_eq!(endpoint.connections(), 2, "the observer and the replacement hold the slots");
+    for output in [&wire, &observer_wire] {
+        check_server_frames(output);
+    }
+}
+
+/// The app of [`session`]: every connection joins `lobby` on connect.
+fn session_app(disconnects: Arc<std::sync::Mutex<Vec<crate::app::ConnectionId>>>) -> crate::app::App {
+    use crate::app::{App, ConnectionId, Route};
+    use serde::Deserialize;
+
+    #[derive(Deserialize)]
+    struct Room {
+        room: String,
+    }
+    #[derive(Deserialize)]
+    struct Say {
+        room: String,
+        text: String,
+    }
+    let config = Config::builder()
+        .max_message_size(4096)
+        .max_frame_size(4096)
+        .water_marks(8 << 10, 2 << 10)
+        .max_backlog(16 << 10)
+        .build()
+        .expect("config");
+    App::builder()
+        .config(config)
+        .route(Route::new("/chat"))
+        .on_connect(|ctx| ctx.join("lobby"))
+        .on_typed("join", |ctx, join: Room| ctx.join(&join.room))
+        .on_typed("leave", |ctx, leave: Room| ctx.leave(&leave.room))
+        .on_typed("say", |ctx, say: Say| ctx.broadcast(&say.room, SharedFrame::text(&say.text)))
+        .on("all", |ctx, _| ctx.broadcast_all(SharedFrame::text("all")))
+        .on("dm", |ctx, event| {
+            let to = event.get("to").and_then(serde_json::Value::as_u64).unwrap_or(0);
+            ctx.send_to(ConnectionId(to), SharedFrame::text("dm"));
+        })
+        .on("echo", |ctx, event| {
+            let _ = ctx.reply(event.value());
+        })
+        .on("ask", |ctx, _| {
+            let _ = ctx.request_ack("q", &1, Duration::from_secs(5), |ctx, answer| {
+                let _ = ctx.send_text(if answer.is_ok() { "acked" } else { "no ack" });
+            });
+        })
+        .on("later", |ctx, _| {
+            let _ = ctx.handle().send_text("later");
+        })
+        .on("close", |ctx, _| {
+            let _ = ctx.close(CloseCode(3000), "bye");
+        })
+        .on("boom", |_, _| panic!("fuzz: a deliberate handler panic"))
+        .on_binary(|ctx, data| {
+            let _ = ctx.send_binary(data);
+        })
+        .on_disconnect(move |ctx, _| {
+            if let Ok(mut ids) = disconnects.lock() {
+                ids.push(ctx.id());
+            }
+            ctx.broadcast_others("lobby", SharedFrame::text("left"));
+        })
+        .build()
+}
+
+/// Server output after a 101: whole, final, unmasked frames; text is UTF-8; at most one
+/// close, with a code a server may send, followed only by pongs.
+fn check_server_frames(output: &[u8]) {
+    let (status, _, mut rest) = parse_response(output);
+    assert_eq!(status, 101, "the upgrade is accepted");
+    let rules = DecodeRules {
+        require_mask: false,
+        allow_rsv1: false,
+    };
+    let mut closed = false;
+    while !rest.is_empty() {
+        let decoded = frame::decode_header(rest, rules).unwrap_or_else(|e| panic!("bad server frame: {e}"));
+        let Some((h, n)) = decoded.filter(|(h, n)| h.payload_len <= (rest.len() - n) as u64) else {
+            panic!("a truncated frame at the end of the output");
+        };
+        assert!(h.fin && h.mask.is_none(), "server frames are final and unmasked: {h:?}");
+        let (payload, tail) = rest[n..].split_at(h.payload_len as usize);
+        rest = tail;
+        assert!(!closed || h.opcode == OpCode::Pong, "{:?} after the close", h.opcode);
+        match h.opcode {
+            OpCode::Text => assert!(std::str::from_utf8(payload).is_ok(), "text is not UTF-8"),
+            OpCode::Close => {
+                closed = true;
+                if let [hi, lo, reason @ ..] = payload {
+                    let code = CloseCode(u16::from_be_bytes([*hi, *lo]));
+                    assert!(code.is_sendable_by_server(), "the server sent close code {code}");
+                    assert!(std::str::from_utf8(reason).is_ok(), "close reason is not UTF-8");
+                } else {
+                    assert!(payload.is_empty(), "a one-byte close payload");
+                }
+            }
+            OpCode::Continuation => panic!("the server never fragments"),
+            OpCode::Binary | OpCode::Ping | OpCode::Pong => {}
+        }
     }
 }

@@ -3,12 +3,12 @@
 //! the current time go in, events, bytes for the wire and the next deadline come out.
 //!
 //! ```text
-//!            bytes read          ┌────────────────────┐   events (request, text, binary,
-//!  transport ───────────────────▶│                    │──▶ ping, pong, closed)
-//!  (TCP, TLS,  handle_input(now) │     Connection     │
-//!   pipe, ...) ◀─────────────────│                    │◀── commands (accept, respond,
-//!            output/consume      └────────────────────┘    send_*, push, ping, close)
-//!                                  ▲ handle_timeout(now)  │ poll_timeout() -> deadline
+//!            bytes read            ┌────────────────────┐  poll_event() → events (request,
+//!  transport ─────────────────────▶│                    │──▶ text, binary, ping, pong, closed)
+//!  (TCP, TLS,  handle_input(now)   │     Connection     │
+//!   pipe, ...) ◀───────────────────│                    │◀── Commands (accept, respond, send,
+//!            poll_transmit()       └────────────────────┘    deliver, ping, close)
+//!            + transmitted(n)        ▲ handle_timeout(now)  │ poll_timeout() → deadline
 //! ```
 //!
 //! # The driver loop
@@ -17,14 +17,17 @@
 //! the same few steps for each connection:
 //!
 //! 1. read what the transport has (only while [`Connection::wants_read`]) and pass it to
-//!    [`Connection::handle_input`]; on end of stream call [`Connection::handle_eof`];
-//! 2. drain [`Connection::poll_event`] and act on each event (answer the
-//!    [`Event::UpgradeRequest`], handle messages, ...);
-//! 3. write [`Connection::output`] and mark it written with [`Connection::consume_output`];
+//!    [`Connection::handle_input`]; on end of stream call [`Connection::handle_eof`], on
+//!    a transport error [`Connection::handle_transport_error`];
+//! 2. drain [`Connection::poll_event`] and act on each event with the [`Commands`] that
+//!    come with it (answer the [`Event::UpgradeRequest`], handle messages, ...);
+//! 3. write [`Connection::poll_transmit`] and report what was written with
+//!    [`Connection::transmitted`];
 //! 4. close the transport once [`Connection::should_close_transport`]; otherwise sleep
 //!    until the transport is ready or [`Connection::poll_timeout`] passes, and call
 //!    [`Connection::handle_timeout`] when it does.
 //!
+//! Every input takes the current time; so does every command that starts a timer.
 //! Here that loop serves an echo over an in-memory byte pipe, with a scripted client:
 //!
 //! ```
@@ -46,45 +49,44 @@
 //! let mut closed = None;
 //! while !conn.should_close_transport() {
 //!     // 1. read (here: at most 7 bytes at a time, to show that chunking does not matter)
+//!     let now = Instant::now();
 //!     let n = from_client.len().min(7);
 //!     let chunk: Vec<u8> = from_client.drain(..n).collect();
 //!     if chunk.is_empty() {
-//!         conn.handle_eof(Instant::now());
+//!         conn.handle_eof(now);
 //!     } else {
-//!         conn.handle_input(Instant::now(), &chunk);
+//!         conn.handle_input(now, &chunk);
 //!     }
-//!     // 2. events
-//!     while let Some((event, mut sender)) = conn.poll_event_with_sender() {
+//!     // 2. events, answered with the commands that come with them
+//!     while let Some((event, mut commands)) = conn.poll_event() {
 //!         match event {
-//!             Event::UpgradeRequest(_) => {
-//!                 conn.accept(Instant::now(), Accept::new()).unwrap();
-//!             }
-//!             Event::Text(text) => sender.send_text(text).unwrap(),
+//!             Event::UpgradeRequest(_) => commands.accept(now, Accept::new()).unwrap(),
+//!             Event::Text(text) => commands.send_text(text).unwrap(),
 //!             Event::Closed(how) => closed = Some(how),
 //!             _ => {}
 //!         }
 //!     }
-//!     // 3. write
-//!     let out = conn.output().to_vec();
-//!     to_client.extend_from_slice(&out);
-//!     conn.consume_output(out.len());
+//!     // 3. write (a socket may take only a prefix; report what it took)
+//!     let transmit = conn.poll_transmit();
+//!     transmit.chunks().for_each(|chunk| to_client.extend_from_slice(chunk));
+//!     let written = transmit.len();
+//!     conn.transmitted(written);
 //! }
 //! assert!(to_client.starts_with(b"HTTP/1.1 101 Switching Protocols\r\n"));
 //! assert!(to_client.ends_with(b"\x81\x05hello\x88\x02\x03\xe8")); // echo, then the close reply
 //! assert_eq!(closed.unwrap().code, CloseCode::NORMAL);
 //! ```
 //!
-//! The same loop over a real socket, in a hand-written mio (epoll) loop, is
-//! `eventum-std/examples/custom_loop.rs`: the pattern for embedding eventum in any event
-//! loop (a game tick, io_uring, an embedded device), in under 150 lines.
-//!
-//! # Two layers
+//! # Two layers, and the driver kit
 //!
 //! [`Connection`] is the protocol alone: it never calls user code. The framework layer,
 //! [`app`], runs an [`App`](app::App) of routes, middleware and event handlers on top
-//! of it; its [`Session`](app::Session) is driven with exactly the same loop, and the
-//! adapters deliver what sessions ask of each other (rooms, broadcasts, sends by id)
-//! through a [`Hub`](app::Hub). [`testing`] runs apps in memory for tests.
+//! of it. The [`driver`] kit serves an app: an [`Endpoint`](driver::Endpoint) admits
+//! connections as [`Session`](driver::Session)s, driven with the same loop as a
+//! `Connection`, and delivers what sessions ask of each other (rooms, broadcasts, sends
+//! by id). An adapter is only its runtime around the kit: `eventum-std/examples/custom_loop.rs`
+//! is a complete one over mio in under 150 lines. With the `testing` feature, [`testing`]
+//! runs apps in memory for tests.
 //!
 //! # Limits and defaults
 //!
@@ -98,7 +100,9 @@
 //! | frame payload | 1 MiB | close 1009, before buffering it |
 //! | message size | 1 MiB | close 1009, before buffering it |
 //! | output high/low water | 1 MiB / 256 KiB | [`Connection::wants_read`] pauses reading |
-//! | output hard limit | 8 MiB | own sends fail [`SendError::Full`]; pushed frames: [`SlowConsumerPolicy`] |
+//! | output hard limit | 8 MiB | own sends fail [`SendError::Full`]; delivered frames: [`SlowConsumerPolicy`] |
+//! | mailbox (commands waiting for a session) | 1024 | [`SlowConsumerPolicy`] |
+//! | connections per server | 10 000 | `503` ([`driver::ServerOptions`]) |
 //! | close handshake time | 5 s | the transport is dropped |
 //! | keepalive | ping after 30 s of silence, 30 s to answer | close 1011 "keepalive timeout" |
 //!
@@ -118,19 +122,22 @@ pub mod app;
 mod close;
 mod config;
 mod connection;
+pub mod driver;
 mod error;
 mod event;
 pub mod frame;
+#[cfg(feature = "fuzzing")]
 #[doc(hidden)]
 pub mod fuzzing;
 pub mod handshake;
 mod outbound;
+#[cfg(feature = "testing")]
 pub mod testing;
 mod utf8;
 
 pub use close::{CloseCode, MAX_CLOSE_REASON};
 pub use config::{Config, ConfigBuilder, Keepalive, SlowConsumerPolicy};
-pub use connection::{Connection, Sender};
+pub use connection::{Commands, Connection};
 pub use error::{ApiMisuse, CloseError, ConfigError, HandshakeError, ProtocolError, SendError};
 pub use event::{CloseCause, Closed, Event, State};
-pub use outbound::SharedFrame;
+pub use outbound::{SharedFrame, Transmit};

@@ -57,6 +57,62 @@ impl SharedFrame {
     }
 }
 
+/// The bytes a connection has for the wire, borrowed from its output queue: write them
+/// (all, or a prefix), then report how many were written with `transmitted`.
+///
+/// ```
+/// use eventum_core::{Config, Connection};
+/// use std::{io::IoSlice, sync::Arc, time::Instant};
+///
+/// let now = Instant::now();
+/// let mut conn = Connection::new(Arc::new(Config::default()), now);
+/// conn.handle_input(now, b"GET / HTTP/1.1\r\nHost: x\r\n\r\n"); // not an upgrade: 400
+/// let transmit = conn.poll_transmit();
+/// let mut slices = [IoSlice::new(&[]); 16];
+/// let filled = transmit.io_slices(&mut slices); // for write_vectored
+/// assert_eq!(slices[..filled].iter().map(|s| s.len()).sum::<usize>(), transmit.len());
+/// assert!(transmit.first().starts_with(b"HTTP/1.1 400 Bad Request\r\n")); // for write
+/// let n = transmit.len();
+/// conn.transmitted(n); // the transport took every byte
+/// assert!(conn.poll_transmit().is_empty());
+/// ```
+#[derive(Debug, Clone, Copy)]
+pub struct Transmit<'a> {
+    out: &'a Outbound,
+}
+
+impl<'a> Transmit<'a> {
+    pub(crate) fn new(out: &'a Outbound) -> Self {
+        Transmit { out }
+    }
+
+    /// Total bytes waiting.
+    pub fn len(&self) -> usize {
+        self.out.len()
+    }
+
+    /// Whether nothing is waiting.
+    pub fn is_empty(&self) -> bool {
+        self.out.is_empty()
+    }
+
+    /// The first contiguous run of waiting bytes (empty when none), for a plain `write`.
+    pub fn first(&self) -> &'a [u8] {
+        self.out.front()
+    }
+
+    /// Fills `slices` with the waiting chunks in order, for a vectored write; returns how
+    /// many slices were filled (fewer than waiting chunks when `slices` is short).
+    pub fn io_slices(&self, slices: &mut [IoSlice<'a>]) -> usize {
+        self.out.fill_io_slices(slices)
+    }
+
+    /// The waiting chunks in order.
+    pub fn chunks(&self) -> impl Iterator<Item = &'a [u8]> + 'a {
+        self.out.chunks()
+    }
+}
+
 #[derive(Debug)]
 enum Chunk {
     Owned(Vec<u8>),
@@ -127,16 +183,20 @@ impl Outbound {
         }
     }
 
+    /// The pending chunks in order (the first without its written prefix).
+    pub(crate) fn chunks(&self) -> impl Iterator<Item = &[u8]> {
+        let offset = self.front_offset;
+        self.chunks
+            .iter()
+            .enumerate()
+            .map(move |(i, chunk)| if i == 0 { &chunk.bytes()[offset..] } else { chunk.bytes() })
+    }
+
     /// Fills `slices` with the pending chunks in order, for a vectored write; returns how
     /// many were filled.
     pub(crate) fn fill_io_slices<'a>(&'a self, slices: &mut [IoSlice<'a>]) -> usize {
         let mut filled = 0;
-        for (i, (chunk, slot)) in self.chunks.iter().zip(slices.iter_mut()).enumerate() {
-            let bytes = if i == 0 {
-                &chunk.bytes()[self.front_offset..]
-            } else {
-                chunk.bytes()
-            };
+        for (bytes, slot) in self.chunks().zip(slices.iter_mut()) {
             *slot = IoSlice::new(bytes);
             filled += 1;
         }

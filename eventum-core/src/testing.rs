@@ -1,7 +1,7 @@
 //! An in-memory test client for apps: no sockets, no runtime, a virtual clock.
 //!
-//! [`TestServer`] runs an [`App`]'s sessions and delivers what they ask of each other
-//! (rooms, broadcasts, sends by id), the way an adapter does; [`TestClient`] speaks the
+//! [`TestServer`] runs an [`App`] on its real [`Endpoint`] (hub, mailboxes, slots) and
+//! drives its sessions the way an adapter does; [`TestClient`] speaks the
 //! client side of the protocol to one of them. Time only moves with
 //! [`TestServer::advance`], so timeouts fire deterministically.
 //!
@@ -26,14 +26,15 @@
 //! ```
 
 use std::cell::RefCell;
-use std::collections::{BTreeSet, HashMap, VecDeque};
+use std::collections::{BTreeMap, VecDeque};
 use std::rc::Rc;
 use std::time::{Duration, Instant};
 
 use serde::Serialize;
 use serde_json::Value;
 
-use crate::app::{Action, App, ConnectionId, Flags, Session};
+use crate::app::{App, ConnectionId, Flags};
+use crate::driver::{Endpoint, ServerOptions, Session};
 use crate::frame::{apply_mask, decode_header, encode_client_frame, DecodeRules, OpCode};
 use crate::handshake::accept_key;
 
@@ -81,93 +82,66 @@ struct Slot {
     transport_closed: bool,
 }
 
-struct Hub {
-    app: App,
+/// The server side: the app's real endpoint (hub, mailboxes, slots) and its sessions,
+/// driven in id order at the virtual time.
+struct World {
+    endpoint: Endpoint,
     now: Instant,
-    slots: HashMap<ConnectionId, Slot>,
-    rooms: HashMap<String, BTreeSet<ConnectionId>>,
+    slots: BTreeMap<ConnectionId, Slot>,
 }
 
-impl Hub {
-    /// Delivers every pending action and moves output to the clients, until quiet.
+impl World {
+    /// Delivers every session's mail until none is left, then moves output to the clients.
     fn pump(&mut self) {
+        let now = self.now;
         loop {
-            let mut actions = Vec::new();
-            for (id, slot) in &mut self.slots {
-                while let Some(action) = slot.session.poll_action() {
-                    actions.push((*id, action));
+            let mut busy = false;
+            for slot in self.slots.values_mut() {
+                if slot.session.has_mail() {
+                    slot.session.handle_mail(now);
+                    busy = true;
                 }
             }
-            if actions.is_empty() {
+            if !busy {
                 break;
-            }
-            for (from, action) in actions {
-                self.apply(from, action);
             }
         }
         for slot in self.slots.values_mut() {
-            slot.session.poll_transmit(&mut slot.to_client);
+            transmit_all(&mut slot.session, &mut slot.to_client);
             if slot.session.should_close_transport() {
                 slot.transport_closed = true;
             }
         }
     }
+}
 
-    fn apply(&mut self, from: ConnectionId, action: Action) {
-        let now = self.now;
-        let (recipients, frame): (Vec<ConnectionId>, _) = match action {
-            Action::Join { room } => {
-                self.rooms.entry(room).or_default().insert(from);
-                return;
-            }
-            Action::Leave { room } => {
-                if let Some(members) = self.rooms.get_mut(&room) {
-                    members.remove(&from);
-                    if members.is_empty() {
-                        self.rooms.remove(&room);
-                    }
-                }
-                return;
-            }
-            Action::Broadcast { room, frame, except } => {
-                let members = self
-                    .rooms
-                    .get(&room)
-                    .map(|m| m.iter().copied().filter(|id| Some(*id) != except).collect());
-                (members.unwrap_or_default(), frame)
-            }
-            Action::BroadcastAll { frame, except } => (
-                self.slots.keys().copied().filter(|id| Some(*id) != except).collect(),
-                frame,
-            ),
-            Action::SendTo { to, frame } => (vec![to], frame),
-        };
-        for id in recipients {
-            if let Some(slot) = self.slots.get_mut(&id) {
-                if slot.session.is_open() {
-                    let _ = slot.session.deliver(now, &frame);
-                }
-            }
-        }
-    }
+/// Appends everything the session has for the wire to `out`.
+fn transmit_all(session: &mut Session, out: &mut Vec<u8>) {
+    let transmit = session.poll_transmit();
+    transmit.chunks().for_each(|chunk| out.extend_from_slice(chunk));
+    let n = transmit.len();
+    session.transmitted(n);
 }
 
 /// Runs an app's connections in memory.
 #[derive(Clone)]
 pub struct TestServer {
-    hub: Rc<RefCell<Hub>>,
+    world: Rc<RefCell<World>>,
 }
 
 impl TestServer {
     /// A server for `app`; its clock starts now and moves only with [`advance`](Self::advance).
     #[allow(clippy::disallowed_methods)] // the virtual clock needs one real starting point
     pub fn new(app: App) -> Self {
+        let options = ServerOptions {
+            max_connections: usize::MAX,
+            ..ServerOptions::default()
+        };
         TestServer {
-            hub: Rc::new(RefCell::new(Hub {
-                app,
+            world: Rc::new(RefCell::new(World {
+                endpoint: Endpoint::with_options(app, options),
                 now: Instant::now(),
-                slots: HashMap::new(),
-                rooms: HashMap::new(),
+                slots: BTreeMap::new(),
             })),
         }
     }
@@ -190,42 +164,41 @@ impl TestServer {
     /// Sends raw bytes as a new connection, then end of input; returns everything the
     /// server wrote. For byte-exact tests of HTTP answers.
     pub fn raw(&self, bytes: &[u8]) -> Vec<u8> {
-        let hub = self.hub.borrow_mut();
-        let now = hub.now;
-        let mut session = hub.app.session(now, None);
+        let world = self.world.borrow_mut();
+        let now = world.now;
+        let Ok(mut session) = world.endpoint.admit(now, None) else {
+            unreachable!("the test server has no connection limit")
+        };
         session.handle_input(now, bytes);
         session.handle_eof(now);
         let mut out = Vec::new();
-        session.poll_transmit(&mut out);
+        transmit_all(&mut session, &mut out);
         out
     }
 
     /// Moves the virtual clock forward and fires every deadline that passed.
     pub fn advance(&self, by: Duration) {
-        let mut hub = self.hub.borrow_mut();
-        hub.now += by;
-        let now = hub.now;
-        for slot in hub.slots.values_mut() {
+        let mut world = self.world.borrow_mut();
+        world.now += by;
+        let now = world.now;
+        for slot in world.slots.values_mut() {
             if slot.session.poll_timeout().is_some_and(|t| t <= now) {
                 slot.session.handle_timeout(now);
             }
         }
-        hub.pump();
+        world.pump();
     }
 
     /// The members of a room, as the server delivers to them.
     pub fn room_members(&self, room: &str) -> Vec<ConnectionId> {
-        self.hub
-            .borrow()
-            .rooms
-            .get(room)
-            .map(|m| m.iter().copied().collect())
-            .unwrap_or_default()
+        let mut members = self.world.borrow().endpoint.room_members(room);
+        members.sort();
+        members
     }
 
     /// How many connections are open.
     pub fn open_connections(&self) -> usize {
-        self.hub.borrow().slots.values().filter(|s| s.session.is_open()).count()
+        self.world.borrow().slots.values().filter(|s| s.session.is_open()).count()
     }
 }
 
@@ -273,13 +246,15 @@ impl TestRequest {
         }
         head.push_str("\r\n");
 
-        let hub_rc = Rc::clone(&self.server.hub);
-        let mut hub = hub_rc.borrow_mut();
-        let now = hub.now;
-        let mut session = hub.app.session(now, Some(([127, 0, 0, 1], 40000).into()));
+        let world_rc = Rc::clone(&self.server.world);
+        let mut world = world_rc.borrow_mut();
+        let now = world.now;
+        let Ok(mut session) = world.endpoint.admit(now, Some(([127, 0, 0, 1], 40000).into())) else {
+            unreachable!("the test server has no connection limit")
+        };
         session.handle_input(now, head.as_bytes());
         let id = session.id();
-        hub.slots.insert(
+        world.slots.insert(
             id,
             Slot {
                 session,
@@ -287,13 +262,14 @@ impl TestRequest {
                 transport_closed: false,
             },
         );
-        hub.pump();
-        let slot = hub.slots.get_mut(&id).ok_or_else(refused_without_response)?;
+        world.pump();
+        let slot = world.slots.get_mut(&id).ok_or_else(refused_without_response)?;
         let response = parse_response(&slot.to_client).ok_or_else(refused_without_response)?;
         slot.to_client.drain(..response.head_len);
         if response.status != 101 {
             let body = std::mem::take(&mut slot.to_client);
-            hub.slots.remove(&id);
+            world.slots.remove(&id);
+            world.pump();
             return Err(Refused {
                 status: response.status,
                 headers: response.headers,
@@ -310,9 +286,9 @@ impl TestRequest {
             Some(expected.as_str()),
             "101 with a wrong accept key"
         );
-        drop(hub);
+        drop(world);
         Ok(TestClient {
-            hub: hub_rc,
+            world: world_rc,
             id,
             headers: response.headers,
             received: VecDeque::new(),
@@ -354,7 +330,7 @@ fn parse_response(bytes: &[u8]) -> Option<ParsedResponse> {
 
 /// The client side of one in-memory connection.
 pub struct TestClient {
-    hub: Rc<RefCell<Hub>>,
+    world: Rc<RefCell<World>>,
     id: ConnectionId,
     headers: Vec<(String, String)>,
     received: VecDeque<Message>,
@@ -426,22 +402,22 @@ impl TestClient {
 
     /// Sends raw bytes on the connection.
     pub fn send_raw(&mut self, bytes: &[u8]) {
-        let mut hub = self.hub.borrow_mut();
-        let now = hub.now;
-        if let Some(slot) = hub.slots.get_mut(&self.id) {
+        let mut world = self.world.borrow_mut();
+        let now = world.now;
+        if let Some(slot) = world.slots.get_mut(&self.id) {
             slot.session.handle_input(now, bytes);
         }
-        hub.pump();
+        world.pump();
     }
 
     /// Ends the connection abruptly, without a close frame.
     pub fn disconnect(&mut self) {
-        let mut hub = self.hub.borrow_mut();
-        let now = hub.now;
-        if let Some(slot) = hub.slots.get_mut(&self.id) {
+        let mut world = self.world.borrow_mut();
+        let now = world.now;
+        if let Some(slot) = world.slots.get_mut(&self.id) {
             slot.session.handle_eof(now);
         }
-        hub.pump();
+        world.pump();
     }
 
     /// The next message from the server, if one arrived.
@@ -478,12 +454,12 @@ impl TestClient {
 
     /// Whether the server closed the transport.
     pub fn is_closed(&self) -> bool {
-        self.hub.borrow().slots.get(&self.id).is_none_or(|s| s.transport_closed)
+        self.world.borrow().slots.get(&self.id).is_none_or(|s| s.transport_closed)
     }
 
     /// The server-side flags of this connection.
     pub fn server_flags(&self) -> Flags {
-        self.hub
+        self.world
             .borrow()
             .slots
             .get(&self.id)
@@ -493,8 +469,8 @@ impl TestClient {
 
     /// Decodes complete server frames from the bytes received so far.
     fn read_frames(&mut self) {
-        let mut hub = self.hub.borrow_mut();
-        let Some(slot) = hub.slots.get_mut(&self.id) else {
+        let mut world = self.world.borrow_mut();
+        let Some(slot) = world.slots.get_mut(&self.id) else {
             return;
         };
         let rules = DecodeRules {
@@ -561,13 +537,14 @@ impl TestClient {
 impl Drop for TestClient {
     fn drop(&mut self) {
         // A dropped client is a closed transport: the server cleans the connection up.
-        if let Ok(mut hub) = self.hub.try_borrow_mut() {
-            let now = hub.now;
-            if let Some(slot) = hub.slots.get_mut(&self.id) {
+        if let Ok(mut world) = self.world.try_borrow_mut() {
+            let now = world.now;
+            if let Some(slot) = world.slots.get_mut(&self.id) {
                 slot.session.handle_eof(now);
             }
-            hub.pump();
-            hub.slots.remove(&self.id);
+            world.pump();
+            world.slots.remove(&self.id);
+            world.pump();
         }
     }
 }

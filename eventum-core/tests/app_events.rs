@@ -694,22 +694,22 @@ fn typed_state_lives_with_its_connection() {
     let app = App::builder()
         .route(Route::new("/ws").on_upgrade(|upgrade| {
             let nick = upgrade.query_param("nick").unwrap_or("anon").to_owned();
-            upgrade.state_mut().insert(Nick(nick));
+            upgrade.extensions_mut().insert(Nick(nick));
             Ok(())
         }))
         .on_connect(|ctx| {
-            ctx.state_mut().insert(Visits(0));
+            ctx.extensions_mut().insert(Visits(0));
         })
         .on("visit", |ctx, _| {
-            let visits = ctx.state_mut().get_mut::<Visits>().unwrap();
+            let visits = ctx.extensions_mut().get_mut::<Visits>().unwrap();
             visits.0 += 1;
             let count = visits.0;
-            let nick = ctx.state().get::<Nick>().map(|n| n.0.clone());
+            let nick = ctx.extensions().get::<Nick>().map(|n| n.0.clone());
             ctx.send_json(&json!({"nick": nick, "visits": count})).unwrap();
         })
         .on("forget", |ctx, _| {
-            let old = ctx.state_mut().remove::<Visits>().map(|v| v.0);
-            let gone = ctx.state().get::<Visits>().is_none();
+            let old = ctx.extensions_mut().remove::<Visits>().map(|v| v.0);
+            let gone = ctx.extensions().get::<Visits>().is_none();
             ctx.send_json(&json!({"old": old, "gone": gone})).unwrap();
         })
         .build();

@@ -270,35 +270,41 @@ fn disconnect_hook_sees_the_connections_flags() {
     assert_eq!(users.items(), vec![json!({"user": "ada", "code": 1001, "id": id})]);
 }
 
-/// What adapters do on server shutdown (close 1001 from outside a handler) and on a
-/// broken transport (abort): each ends in exactly one disconnect hook.
+/// What adapters do on server shutdown (the endpoint mails every session a 1001 close) and
+/// on a broken transport: each ends in exactly one disconnect hook.
 #[test]
 #[allow(clippy::disallowed_methods)] // a bare session needs a starting instant
-fn session_close_and_abort_run_the_disconnect_hook_once() {
+fn shutdown_and_transport_errors_run_the_disconnect_hook_once() {
+    use eventum_core::driver::Endpoint;
     let log = Log::new();
-    let app = app(&log).build();
+    let endpoint = Endpoint::new(app(&log).build());
     let now = std::time::Instant::now();
 
-    let mut session = app.session(now, None);
+    let mut session = endpoint.admit(now, None).unwrap();
     session.handle_input(now, &upgrade_request("/ws", &[]));
     assert!(session.is_open());
-    session.close(now, CloseCode::GOING_AWAY, "server shutdown").unwrap();
+    let mut second = endpoint.admit(now, None).unwrap();
+    second.handle_input(now, &upgrade_request("/ws", &[]));
+
+    let _plan = endpoint.shutdown(now);
+    assert!(session.has_mail());
+    session.handle_mail(now);
     assert!(log.items().is_empty());
     session.handle_eof(now);
-    session.abort(now);
+    session.handle_transport_error(now);
     assert_eq!(
         log.items(),
-        vec![closed(1001, "server shutdown", CloseCause::Local { answered: false })]
+        vec![closed(1001, "server shutting down", CloseCause::Local { answered: false })]
     );
 
-    let mut session = app.session(now, None);
-    session.handle_input(now, &upgrade_request("/ws", &[]));
-    session.abort(now);
-    session.handle_eof(now);
-    session.handle_timeout(now + Duration::from_secs(600));
+    second.handle_transport_error(now);
+    second.handle_eof(now);
+    second.handle_mail(now);
+    second.handle_timeout(now + Duration::from_secs(600));
     assert_eq!(log.len(), 2);
     assert_eq!(log.items()[1], closed(1006, "", CloseCause::TransportEnded));
-    assert!(!session.is_open());
+    assert!(!second.is_open());
+    assert!(endpoint.admit(now, None).is_err(), "no admission once shutdown began");
 }
 
 // --- panics ----------------------------------------------------------------------------------

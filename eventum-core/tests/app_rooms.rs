@@ -1,10 +1,9 @@
-//! Rooms and sends to other connections, driven through `TestServer` (which delivers the
-//! session's actions the way an adapter does), plus the actions as an adapter sees them
-//! on a bare `Session`.
+//! Rooms and sends to other connections, driven through `TestServer` (the app's real
+//! endpoint, driven the way an adapter does), plus bare sessions as an adapter sees them.
 
 mod common;
 
-use eventum_core::app::{Action, App, ConnectionId, Route};
+use eventum_core::app::{App, ConnectionId, Route};
 use eventum_core::testing::{Message, TestClient, TestServer};
 use eventum_core::SharedFrame;
 use serde_json::{json, Value};
@@ -253,77 +252,84 @@ fn connect_hook_can_join_a_room_named_by_the_path() {
     assert_eq!(inbox(&mut c), Vec::<Value>::new());
 }
 
-/// What an adapter sees: the session expresses rooms and sends as actions, with the
-/// frame encoded once, and leaves every room when the connection ends.
+/// What an adapter sees: a session hands rooms and sends to its endpoint's hub (each
+/// frame encoded once), and a session dropped mid-way (a cancelled driver) still runs its
+/// disconnect hook once and leaves every room.
 #[test]
-#[allow(clippy::disallowed_methods)] // a bare session needs a starting instant
-fn session_expresses_rooms_and_sends_as_actions() {
+#[allow(clippy::disallowed_methods)] // bare sessions need a starting instant
+fn a_dropped_session_leaves_every_room_and_disconnects_once() {
+    use eventum_core::driver::{Endpoint, Session};
     use eventum_core::frame::{encode_client_frame, OpCode};
     let now = std::time::Instant::now();
+    let disconnects = Counter::new();
+    let hook = disconnects.clone();
     let app = App::builder()
         .route(Route::new("/ws"))
-        .on("go", |ctx, _| {
+        .on("go", |ctx, event| {
+            let to = ConnectionId(event.get("to").and_then(Value::as_u64).unwrap());
             ctx.join("a");
             ctx.join("b");
             ctx.join("a");
             ctx.broadcast("a", SharedFrame::text("to a"));
             ctx.broadcast_others("b", SharedFrame::text("to b"));
             ctx.broadcast_all(SharedFrame::text("to all"));
-            ctx.send_to(ConnectionId(9), SharedFrame::text("to 9"));
-            ctx.leave("b");
+            ctx.send_to(to, SharedFrame::text("to you"));
         })
+        .on("join", |ctx, _| ctx.join("a"))
+        .on_disconnect(move |_, _| hook.hit())
         .build();
-    let mut session = app.session(now, None);
-    let id = session.id();
-    session.handle_input(now, &upgrade_request("/ws", &[]));
-    assert!(session.is_open());
-    let mut frame = Vec::new();
-    encode_client_frame(&mut frame, true, OpCode::Text, br#"{"event":"go"}"#, [1, 2, 3, 4]);
-    session.handle_input(now, &frame);
+    let endpoint = Endpoint::new(app);
+    let send = |session: &mut Session, text: &str| {
+        let mut frame = Vec::new();
+        encode_client_frame(&mut frame, true, OpCode::Text, text.as_bytes(), [1, 2, 3, 4]);
+        session.handle_input(now, &frame);
+    };
+    let take_output = |session: &mut Session| {
+        let transmit = session.poll_transmit();
+        let bytes: Vec<u8> = transmit.chunks().flatten().copied().collect();
+        session.transmitted(bytes.len());
+        bytes
+    };
+    let (mut ada, mut bob) = (endpoint.admit(now, None).unwrap(), endpoint.admit(now, None).unwrap());
+    for session in [&mut ada, &mut bob] {
+        session.handle_input(now, &upgrade_request("/ws", &[]));
+        assert!(session.is_open());
+        take_output(session);
+    }
+    let (ada_id, bob_id) = (ada.id(), bob.id());
+    send(&mut bob, r#"{"event":"join"}"#);
+    send(&mut ada, &format!(r#"{{"event":"go","to":{}}}"#, bob_id.0));
+    assert_eq!(ada.rooms().collect::<Vec<_>>(), ["a", "b"]);
+    let mut members = endpoint.room_members("a");
+    members.sort();
+    assert_eq!(members, [ada_id, bob_id]);
 
-    let actions: Vec<Action> = std::iter::from_fn(|| session.poll_action()).collect();
-    assert_eq!(
-        actions,
-        vec![
-            Action::Join { room: "a".into() },
-            Action::Join { room: "b".into() },
-            Action::Broadcast {
-                room: "a".into(),
-                frame: SharedFrame::text("to a"),
-                except: None
-            },
-            Action::Broadcast {
-                room: "b".into(),
-                frame: SharedFrame::text("to b"),
-                except: Some(id)
-            },
-            Action::BroadcastAll {
-                frame: SharedFrame::text("to all"),
-                except: None
-            },
-            Action::SendTo {
-                to: ConnectionId(9),
-                frame: SharedFrame::text("to 9")
-            },
-            Action::Leave { room: "b".into() },
-        ]
-    );
-    assert_eq!(session.rooms().collect::<Vec<_>>(), ["a"]);
+    // Ada's own copies were applied before her input call returned; Bob's wait in his
+    // mailbox until his driver takes them. Each frame went out as it was encoded.
+    let expected = |texts: &[&str]| -> Vec<u8> {
+        texts.iter().flat_map(|t| SharedFrame::text(t).as_bytes().to_vec()).collect()
+    };
+    assert_eq!(take_output(&mut ada), expected(&["to a", "to all"]));
+    assert!(bob.has_mail());
+    bob.handle_mail(now);
+    assert_eq!(take_output(&mut bob), expected(&["to a", "to all", "to you"]));
 
-    // A frame delivered from another connection goes out as is.
-    let mut wire = Vec::new();
-    session.poll_transmit(&mut wire);
-    let pushed = SharedFrame::text("from elsewhere");
-    session.deliver(now, &pushed).unwrap();
-    wire.clear();
-    session.poll_transmit(&mut wire);
-    assert_eq!(wire, pushed.as_bytes());
+    // A driver that stops without ending the connection (a dropped future).
+    let ada_handle = endpoint.connection(ada_id).expect("ada is registered");
+    drop(ada);
+    assert_eq!(disconnects.get(), 1, "the disconnect hook ran once");
+    assert_eq!(endpoint.room_members("a"), [bob_id]);
+    assert!(endpoint.room_members("b").is_empty());
+    assert!(endpoint.connection(ada_id).is_none());
+    assert!(ada_handle.is_closed());
+    assert_eq!(ada_handle.send_text("late"), Err(eventum_core::app::HandleError::Closed));
+    assert_eq!(endpoint.connections(), 1);
 
-    session.handle_eof(now);
-    assert!(!session.is_open());
-    assert_eq!(
-        std::iter::from_fn(|| session.poll_action()).collect::<Vec<_>>(),
-        vec![Action::Leave { room: "a".into() }]
-    );
-    assert_eq!(session.rooms().count(), 0);
+    // A connection that ended normally disconnects once too, and is gone when dropped.
+    bob.handle_eof(now);
+    assert_eq!(disconnects.get(), 2);
+    drop(bob);
+    assert_eq!(disconnects.get(), 2);
+    assert!(endpoint.room_members("a").is_empty());
+    assert_eq!(endpoint.connections(), 0);
 }

@@ -12,11 +12,12 @@ use eventum_core::fuzzing;
 
 type Target = fn(&[u8]);
 
-const TARGETS: [(&str, Target); 4] = [
+const TARGETS: [(&str, Target); 5] = [
     ("handshake", fuzzing::handshake),
     ("frame_header", fuzzing::frame_header),
     ("unmask", fuzzing::unmask),
     ("connection", fuzzing::connection),
+    ("session", fuzzing::session),
 ];
 
 fn corpus_dir(target: &str) -> PathBuf {
@@ -68,6 +69,11 @@ fn unmask_corpus() {
 #[test]
 fn connection_corpus() {
     replay(&corpus_dir("connection"), fuzzing::connection);
+}
+
+#[test]
+fn session_corpus() {
+    replay(&corpus_dir("session"), fuzzing::session);
 }
 
 #[test]
@@ -392,6 +398,42 @@ fn connection_seeds() -> Vec<(&'static str, Vec<u8>)> {
     ]
 }
 
+/// Client events of the `session` target's sample app, then a close.
+fn session_seeds() -> Vec<(&'static str, Vec<u8>)> {
+    let text = |t: &str| masked(true, OpCode::Text, t.as_bytes());
+    let events = [
+        r#"{"event":"join","room":"a"}"#,
+        r#"{"event":"say","room":"a","text":"hi"}"#,
+        r#"{"event":"say","room":"lobby","text":"to the lobby"}"#,
+        r#"{"event":"echo","id":7,"x":[1,2]}"#,
+        r#"{"event":"ask"}"#,
+        r#"{"ack":1,"data":"yes"}"#,
+        r#"{"event":"all"}"#,
+        r#"{"event":"dm","to":1}"#,
+        r#"{"event":"later"}"#,
+        r#"{"event":"leave","room":"a"}"#,
+        r#"{"event":"join","room":5}"#,
+    ];
+    let chat: Vec<u8> = events.iter().flat_map(|e| text(e)).collect();
+    let fragmented = [
+        masked(false, OpCode::Text, br#"{"event":"sa"#),
+        masked(true, OpCode::Ping, b"p"),
+        masked(true, OpCode::Continuation, br#"y","room":"lobby","text":"x"}"#),
+    ]
+    .concat();
+    let with = |control: u8, parts: &[&[u8]]| [&[control][..], &parts.concat()].concat();
+    vec![
+        ("chat_then_close", with(0, &[&chat, &close(1000, b"bye")])),
+        ("chat_in_small_chunks", with(3, &[&chat, &close(1001, b"")])),
+        ("chat_dropped_midway", with(0x40 | 5, &[&chat, &chat])),
+        ("ack_times_out", with(0x80 | 9, &[&text(r#"{"event":"ask"}"#), &chat])),
+        ("fragmented_event", with(1, &[&fragmented, &close(1000, b"")])),
+        ("handler_panics", with(0, &[&text(r#"{"event":"boom"}"#), &chat])),
+        ("app_closes", with(2, &[&text(r#"{"event":"close"}"#), &close(3000, b"")])),
+        ("binary_and_invalid", with(4, &[&masked(true, OpCode::Binary, &[0, 1, 2]), &text("not json"), &[0x81, 0x05]])),
+    ]
+}
+
 #[test]
 #[ignore = "writes the seed corpus; run by hand after changing the generator"]
 fn regenerate_seed_corpus() {
@@ -400,6 +442,7 @@ fn regenerate_seed_corpus() {
         ("frame_header", frame_header_seeds()),
         ("unmask", unmask_seeds()),
         ("connection", connection_seeds()),
+        ("session", session_seeds()),
     ];
     for (target, seeds) in sets {
         let dir = corpus_dir(target);

@@ -10,18 +10,19 @@ use serde::Serialize;
 use serde_json::Value;
 
 use crate::close::CloseCode;
-use crate::connection::Sender;
+use crate::connection::Commands;
 use crate::error::{CloseError, SendError};
 use crate::handshake::Request;
 use crate::outbound::SharedFrame;
 
 use super::envelope::encode_event;
-use super::flags::{Flags, State};
-use super::{AppInner, ConnectionId};
+use super::extensions::Extensions;
+use super::flags::Flags;
+use super::{AppInner, ConnectionHandle, ConnectionId};
 
-/// Something a connection asks the adapter to do with other connections. The core
-/// expresses it; the adapter, which knows every connection, delivers it (see
-/// [`Session::poll_action`](super::Session::poll_action)).
+/// Something a connection asks of other connections. Handlers express it through their
+/// [`Context`]; the [`Session`](crate::driver::Session) hands it to the server's hub,
+/// which knows every connection and delivers it.
 #[non_exhaustive]
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Action {
@@ -92,11 +93,11 @@ pub(crate) struct PendingAck {
 
 /// Everything the framework keeps about one connection besides the protocol state.
 pub(crate) struct ConnData {
-    pub(crate) id: ConnectionId,
+    pub(crate) handle: ConnectionHandle,
     pub(crate) peer: Option<SocketAddr>,
     pub(crate) params: Vec<(String, String)>,
     pub(crate) flags: Flags,
-    pub(crate) state: State,
+    pub(crate) extensions: Extensions,
     pub(crate) rooms: BTreeSet<String>,
     pub(crate) actions: VecDeque<Action>,
     pub(crate) acks: Vec<PendingAck>,
@@ -104,13 +105,17 @@ pub(crate) struct ConnData {
 }
 
 impl ConnData {
-    pub(crate) fn new(id: ConnectionId, peer: Option<SocketAddr>) -> Self {
+    pub(crate) fn id(&self) -> ConnectionId {
+        self.handle.id()
+    }
+
+    pub(crate) fn new(handle: ConnectionHandle, peer: Option<SocketAddr>) -> Self {
         ConnData {
-            id,
+            handle,
             peer,
             params: Vec::new(),
             flags: Flags::default(),
-            state: State::default(),
+            extensions: Extensions::default(),
             rooms: BTreeSet::new(),
             actions: VecDeque::new(),
             acks: Vec::new(),
@@ -162,7 +167,8 @@ impl From<serde_json::Error> for ReplyError {
     }
 }
 
-/// One connection, as its handlers see it.
+/// One connection, as its handlers see it. Commands made through it act at the time of
+/// the input that ran the handler.
 ///
 /// ```
 /// use eventum_core::app::{App, Route};
@@ -184,21 +190,28 @@ impl From<serde_json::Error> for ReplyError {
 /// # let _ = app;
 /// ```
 pub struct Context<'a> {
-    pub(crate) sender: Sender<'a>,
+    pub(crate) commands: Commands<'a>,
     pub(crate) data: &'a mut ConnData,
     pub(crate) app: &'a AppInner,
     pub(crate) current: Option<Current>,
+    pub(crate) now: Instant,
 }
 
 impl Context<'_> {
     /// The connection's unique id.
     pub fn id(&self) -> ConnectionId {
-        self.data.id
+        self.data.id()
+    }
+
+    /// A handle to this connection, to send to it later from any task or thread (work
+    /// that must wait, e.g. a database call). The same type on every adapter.
+    pub fn handle(&self) -> ConnectionHandle {
+        self.data.handle.clone()
     }
 
     /// The upgrade request the connection was opened with.
     pub fn request(&self) -> Option<&Request> {
-        self.sender.request()
+        self.commands.request()
     }
 
     /// The request path.
@@ -232,7 +245,7 @@ impl Context<'_> {
 
     /// The subprotocol chosen at the upgrade.
     pub fn subprotocol(&self) -> Option<&str> {
-        self.sender.subprotocol()
+        self.commands.subprotocol()
     }
 
     /// The peer's address, when the adapter knows it.
@@ -260,36 +273,36 @@ impl Context<'_> {
         &mut self.data.flags
     }
 
-    /// The connection's typed state.
-    pub fn state(&self) -> &State {
-        &self.data.state
+    /// The connection's typed values.
+    pub fn extensions(&self) -> &Extensions {
+        &self.data.extensions
     }
 
-    /// The connection's typed state, to change.
-    pub fn state_mut(&mut self) -> &mut State {
-        &mut self.data.state
+    /// The connection's typed values, to change.
+    pub fn extensions_mut(&mut self) -> &mut Extensions {
+        &mut self.data.extensions
     }
 
     /// Sends a text message.
     pub fn send_text(&mut self, text: &str) -> Result<(), SendError> {
-        self.sender.send_text(text)
+        self.commands.send_text(text)
     }
 
     /// Sends a binary message.
     pub fn send_binary(&mut self, data: &[u8]) -> Result<(), SendError> {
-        self.sender.send_binary(data)
+        self.commands.send_binary(data)
     }
 
     /// Sends any serializable value as a JSON text message.
     pub fn send_json<T: Serialize + ?Sized>(&mut self, value: &T) -> Result<(), ReplyError> {
         let text = serde_json::to_string(value)?;
-        Ok(self.sender.send_text(&text)?)
+        Ok(self.commands.send_text(&text)?)
     }
 
     /// Sends the event `{"event": name, "data": data}`.
     pub fn send_event<T: Serialize + ?Sized>(&mut self, name: &str, data: &T) -> Result<(), ReplyError> {
         let text = encode_event(name, None, None, data)?;
-        Ok(self.sender.send_text(&text)?)
+        Ok(self.commands.send_text(&text)?)
     }
 
     /// Answers the event being handled: `{"event": name, "id": id, "data": data}` with
@@ -298,7 +311,7 @@ impl Context<'_> {
         let current = self.current.as_ref().ok_or(ReplyError::NoId)?;
         let id = current.id.as_ref().ok_or(ReplyError::NoId)?;
         let text = encode_event(&current.name, Some(id), None, data)?;
-        Ok(self.sender.send_text(&text)?)
+        Ok(self.commands.send_text(&text)?)
     }
 
     /// Sends `{"event": name, "ack": n, "data": data}` and runs `callback` with the
@@ -314,11 +327,11 @@ impl Context<'_> {
     ) -> Result<u64, ReplyError> {
         let id = self.data.next_ack;
         let text = encode_event(name, None, Some(id), data)?;
-        self.sender.send_text(&text)?;
+        self.commands.send_text(&text)?;
         self.data.next_ack += 1;
         self.data.acks.push(PendingAck {
             id,
-            deadline: self.sender.now() + timeout,
+            deadline: self.now + timeout,
             callback: Box::new(callback),
         });
         Ok(id)
@@ -327,7 +340,7 @@ impl Context<'_> {
     /// Starts the close handshake with `code` (1000, 1001, or an application code
     /// 3000–4999, ...) and a reason of at most 123 bytes.
     pub fn close(&mut self, code: CloseCode, reason: &str) -> Result<(), CloseError> {
-        self.sender.close(code, reason)
+        self.commands.close(self.now, code, reason)
     }
 
     /// Joins a room (no effect if already a member).
@@ -369,7 +382,7 @@ impl Context<'_> {
 
     /// Sends `frame` to every member of `room` but this connection.
     pub fn broadcast_others(&mut self, room: &str, frame: SharedFrame) {
-        let except = Some(self.data.id);
+        let except = Some(self.data.id());
         self.data.actions.push_back(Action::Broadcast {
             room: room.to_owned(),
             frame,
@@ -393,14 +406,14 @@ impl Context<'_> {
     pub fn send_validation_error(&mut self, path: &str, reason: &str) -> Result<(), SendError> {
         let event = self.current.as_ref().map_or("", |c| c.name.as_str());
         let text = self.app.validation_reply(event, path, reason);
-        self.sender.send_text(&text)
+        self.commands.send_text(&text)
     }
 }
 
 impl fmt::Debug for Context<'_> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("Context")
-            .field("id", &self.data.id)
+            .field("id", &self.data.id())
             .field("path", &self.path())
             .field("event", &self.event_name())
             .finish_non_exhaustive()

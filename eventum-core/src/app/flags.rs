@@ -1,6 +1,5 @@
-//! Per-connection key–value flags (JSON values) and typed per-connection state.
+//! Per-connection key–value flags (JSON values).
 
-use std::any::{Any, TypeId};
 use std::collections::HashMap;
 
 use serde_json::Value;
@@ -90,59 +89,6 @@ impl Flags {
     }
 }
 
-/// Typed per-connection state for Rust users: at most one value of each type.
-///
-/// ```
-/// use eventum_core::app::State;
-///
-/// struct Score(u32);
-/// let mut state = State::default();
-/// state.insert(Score(1));
-/// state.get_mut::<Score>().unwrap().0 += 1;
-/// assert_eq!(state.get::<Score>().map(|s| s.0), Some(2));
-/// assert!(state.remove::<Score>().is_some());
-/// assert!(state.get::<Score>().is_none());
-/// ```
-#[derive(Default)]
-pub struct State {
-    values: HashMap<TypeId, Box<dyn Any + Send + Sync>>,
-}
-
-impl State {
-    /// Stores a value, returning the previous value of that type.
-    pub fn insert<T: Any + Send + Sync>(&mut self, value: T) -> Option<T> {
-        let old = self.values.insert(TypeId::of::<T>(), Box::new(value))?;
-        old.downcast::<T>().ok().map(|b| *b)
-    }
-
-    /// The value of type `T`.
-    pub fn get<T: Any + Send + Sync>(&self) -> Option<&T> {
-        self.values.get(&TypeId::of::<T>())?.downcast_ref()
-    }
-
-    /// The value of type `T`, mutably.
-    pub fn get_mut<T: Any + Send + Sync>(&mut self) -> Option<&mut T> {
-        self.values.get_mut(&TypeId::of::<T>())?.downcast_mut()
-    }
-
-    /// Moves every value of `other` in, replacing values of the same type.
-    pub fn extend(&mut self, other: State) {
-        self.values.extend(other.values);
-    }
-
-    /// Removes and returns the value of type `T`.
-    pub fn remove<T: Any + Send + Sync>(&mut self) -> Option<T> {
-        let old = self.values.remove(&TypeId::of::<T>())?;
-        old.downcast::<T>().ok().map(|b| *b)
-    }
-}
-
-impl std::fmt::Debug for State {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "State({} values)", self.values.len())
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -173,16 +119,5 @@ mod tests {
         assert_eq!(flags.iter().count(), 1);
         flags.clear();
         assert!(flags.is_empty());
-    }
-
-    #[test]
-    fn typed_state_replaces_by_type() {
-        let mut state = State::default();
-        assert_eq!(state.insert(5u32), None);
-        assert_eq!(state.insert(6u32), Some(5));
-        state.insert(String::from("x"));
-        assert_eq!(state.get::<u32>(), Some(&6));
-        assert_eq!(state.get::<String>().map(String::as_str), Some("x"));
-        assert_eq!(state.get::<u64>(), None);
     }
 }

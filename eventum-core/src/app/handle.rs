@@ -1,22 +1,128 @@
-//! Reaching a connection from anywhere: a cloneable handle over whatever queue the
-//! adapter uses to carry [`Command`]s to the connection's driver.
+//! Reaching a connection from anywhere: its bounded [`Mailbox`] of commands, and the
+//! portable [`ConnectionHandle`] over it that every adapter hands out.
 
+use std::collections::VecDeque;
 use std::fmt;
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::task::Waker;
 
 use crate::close::CloseCode;
 use crate::outbound::SharedFrame;
 
-use super::{Command, ConnectionId, Mailbox};
+use super::ConnectionId;
 
-/// The adapter's queue of commands for one connection (a channel to its driver task or
-/// thread). Pushing never waits.
-pub trait CommandQueue: Clone + Send + Sync {
-    /// Queues a command; fails when the connection has ended or its queue is full.
-    fn push(&self, command: Command) -> Result<(), HandleError>;
-    /// Whether the connection has ended.
-    fn is_closed(&self) -> bool;
-    /// Queues a server command (shutdown, abort) even past the queue's bound.
-    fn push_urgent(&self, command: Command);
+/// How many commands may wait for one connection before it counts as overwhelmed.
+pub const MAILBOX_CAPACITY: usize = 1024;
+
+/// Work for a connection that arrives from elsewhere (a handle, the hub, the server).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) enum Command {
+    /// Deliver an encoded frame (a broadcast, a send by id, a handle's message).
+    Deliver(SharedFrame),
+    /// Start the close handshake.
+    Close(CloseCode, String),
+    /// The server is stopping: close with 1001 (or drop a connection not open yet).
+    Shutdown,
+    /// Drop the connection now (its disconnect hook still runs).
+    Abort,
+}
+
+/// One connection's queue of [`Command`]s: filled from any thread, drained by the
+/// connection's driver. It is bounded by a count: past [`MAILBOX_CAPACITY`] commands
+/// are refused and the connection is marked overwhelmed, and the slow-consumer policy
+/// applies when the driver drains it. The waker is woken when the queue goes from empty
+/// to not empty, so a burst costs the driver one wake-up.
+#[derive(Debug, Default)]
+pub(crate) struct Mailbox {
+    inner: Mutex<Inner>,
+}
+
+#[derive(Debug, Default)]
+struct Inner {
+    commands: VecDeque<Command>,
+    /// A command was refused because the queue was full.
+    overflowed: bool,
+    /// The connection has ended: nothing more is accepted.
+    closed: bool,
+    waker: Option<Waker>,
+}
+
+impl Mailbox {
+    /// Queues a command, within the bound.
+    pub(crate) fn push(&self, command: Command) -> Result<(), HandleError> {
+        let mut inner = self.lock();
+        if inner.closed {
+            return Err(HandleError::Closed);
+        }
+        if inner.commands.len() >= MAILBOX_CAPACITY {
+            inner.overflowed = true;
+            return Err(HandleError::Full);
+        }
+        Self::queue(inner, command);
+        Ok(())
+    }
+
+    /// Queues a server command (shutdown, abort) even past the bound.
+    pub(crate) fn push_urgent(&self, command: Command) {
+        let inner = self.lock();
+        if !inner.closed {
+            Self::queue(inner, command);
+        }
+    }
+
+    fn queue(mut inner: MutexGuard<'_, Inner>, command: Command) {
+        let was_empty = inner.commands.is_empty();
+        inner.commands.push_back(command);
+        let waker = if was_empty { inner.waker.clone() } else { None };
+        // Wake with the lock released: the waker is the adapter's code.
+        drop(inner);
+        if let Some(waker) = waker {
+            waker.wake();
+        }
+    }
+
+    /// Moves every waiting command to the back of `into`; returns whether a command was
+    /// refused for want of room since the last call.
+    pub(crate) fn drain_into(&self, into: &mut VecDeque<Command>) -> bool {
+        let mut inner = self.lock();
+        if into.is_empty() {
+            std::mem::swap(into, &mut inner.commands);
+        } else {
+            into.append(&mut inner.commands);
+        }
+        std::mem::take(&mut inner.overflowed)
+    }
+
+    pub(crate) fn has_mail(&self) -> bool {
+        let inner = self.lock();
+        !inner.commands.is_empty() || inner.overflowed
+    }
+
+    /// Sets who to wake when mail arrives (kept if it would wake the same task).
+    pub(crate) fn set_waker(&self, waker: &Waker) {
+        let mut inner = self.lock();
+        if !inner.waker.as_ref().is_some_and(|w| w.will_wake(waker)) {
+            inner.waker = Some(waker.clone());
+        }
+    }
+
+    /// The connection has ended: refuse everything from now on and drop what waits.
+    pub(crate) fn close(&self) {
+        let mut inner = self.lock();
+        inner.closed = true;
+        inner.commands = VecDeque::new();
+        inner.waker = None;
+    }
+
+    pub(crate) fn is_closed(&self) -> bool {
+        self.lock().closed
+    }
+
+    /// The critical sections above cannot panic; recover the data rather than spread a
+    /// panic from elsewhere to every sender.
+    fn lock(&self) -> MutexGuard<'_, Inner> {
+        self.inner.lock().unwrap_or_else(|e| e.into_inner())
+    }
 }
 
 /// Why a handle could not queue a command.
@@ -25,7 +131,7 @@ pub trait CommandQueue: Clone + Send + Sync {
 pub enum HandleError {
     /// The connection has ended.
     Closed,
-    /// The connection's queue is full (the client is not keeping up); the command was
+    /// The connection's mailbox is full (the client is not keeping up); the command was
     /// dropped and the slow-consumer policy applies.
     Full,
 }
@@ -34,28 +140,44 @@ impl fmt::Display for HandleError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(match self {
             HandleError::Closed => "the connection has ended",
-            HandleError::Full => "the connection's queue is full",
+            HandleError::Full => "the connection's mailbox is full",
         })
     }
 }
 
 impl std::error::Error for HandleError {}
 
-/// A cloneable, thread-safe handle to one connection: send to it or close it from any
-/// task or thread, e.g. when work started by an event handler finishes. Every call
-/// queues a [`Command`] for the connection's driver and returns at once; messages are
-/// sent under the slow-consumer policy, like broadcasts. Each adapter names its own
-/// `ConnectionHandle` type over its queue and puts one in every connection's typed state.
+/// A cloneable, thread-safe handle to one connection, the same type on every adapter:
+/// send to it or close it from any task or thread, e.g. when work started by an event
+/// handler finishes. Every call queues a command in the connection's mailbox and returns
+/// at once; messages are delivered under the slow-consumer policy, like broadcasts.
+///
+/// Handlers get it from [`Context::handle`](super::Context::handle):
+///
+/// ```
+/// use eventum_core::app::{App, Route};
+///
+/// let app = App::builder()
+///     .route(Route::new("/ws"))
+///     .on("lookup", |ctx, _event| {
+///         let handle = ctx.handle();
+///         std::thread::spawn(move || {
+///             let answer = "42"; // e.g. the result of a database query
+///             let _ = handle.send_text(answer);
+///         });
+///     })
+///     .build();
+/// # let _ = app;
+/// ```
 #[derive(Clone)]
-pub struct ConnectionHandle<Q> {
+pub struct ConnectionHandle {
     id: ConnectionId,
-    queue: Q,
+    mailbox: Arc<Mailbox>,
 }
 
-impl<Q: CommandQueue> ConnectionHandle<Q> {
-    /// A handle for connection `id` over the adapter's `queue`.
-    pub fn new(id: ConnectionId, queue: Q) -> Self {
-        ConnectionHandle { id, queue }
+impl ConnectionHandle {
+    pub(crate) fn new(id: ConnectionId, mailbox: Arc<Mailbox>) -> Self {
+        ConnectionHandle { id, mailbox }
     }
 
     /// The connection's id.
@@ -64,52 +186,80 @@ impl<Q: CommandQueue> ConnectionHandle<Q> {
     }
 
     /// Queues a text message.
-    pub fn send_text(&self, text: impl Into<String>) -> Result<(), HandleError> {
-        self.queue.push(Command::Text(text.into()))
+    pub fn send_text(&self, text: &str) -> Result<(), HandleError> {
+        self.deliver(SharedFrame::text(text))
     }
 
     /// Queues a binary message.
-    pub fn send_binary(&self, data: impl Into<Vec<u8>>) -> Result<(), HandleError> {
-        self.queue.push(Command::Binary(data.into()))
+    pub fn send_binary(&self, data: &[u8]) -> Result<(), HandleError> {
+        self.deliver(SharedFrame::binary(data))
     }
 
     /// Queues an encoded frame (e.g. one built once for many connections).
-    pub fn send_frame(&self, frame: SharedFrame) -> Result<(), HandleError> {
-        self.queue.push(Command::Frame(frame))
+    pub fn deliver(&self, frame: SharedFrame) -> Result<(), HandleError> {
+        self.mailbox.push(Command::Deliver(frame))
     }
 
-    /// Starts the close handshake with `code` and `reason`.
+    /// Starts the close handshake with `code` and `reason` (checked as
+    /// [`Context::close`](super::Context::close) checks them; an invalid pair is logged).
     pub fn close(&self, code: CloseCode, reason: impl Into<String>) -> Result<(), HandleError> {
-        self.queue.push(Command::Close(code, reason.into()))
-    }
-
-    /// Queues any command (the server uses this for `Shutdown`).
-    pub fn command(&self, command: Command) -> Result<(), HandleError> {
-        self.queue.push(command)
+        self.mailbox.push(Command::Close(code, reason.into()))
     }
 
     /// Whether the connection has ended.
     pub fn is_closed(&self) -> bool {
-        self.queue.is_closed()
+        self.mailbox.is_closed()
     }
 
-    /// The adapter's queue.
-    pub fn queue(&self) -> &Q {
-        &self.queue
-    }
-}
-
-impl<Q: CommandQueue> Mailbox for ConnectionHandle<Q> {
-    fn deliver(&self, frame: &SharedFrame) {
-        // A full queue is recorded by the adapter's queue; the policy applies there.
-        let _ = self.queue.push(Command::Frame(frame.clone()));
+    pub(crate) fn mailbox(&self) -> &Arc<Mailbox> {
+        &self.mailbox
     }
 }
 
-impl<Q> fmt::Debug for ConnectionHandle<Q> {
+impl fmt::Debug for ConnectionHandle {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("ConnectionHandle")
             .field("id", &self.id)
-            .finish_non_exhaustive()
+            .field("closed", &self.is_closed())
+            .finish()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    use std::task::Wake;
+
+    #[derive(Default)]
+    struct CountingWaker(AtomicUsize);
+    impl Wake for CountingWaker {
+        fn wake(self: Arc<Self>) {
+            self.0.fetch_add(1, Ordering::SeqCst);
+        }
+    }
+
+    #[test]
+    fn a_burst_wakes_once_and_the_bound_marks_overflow() {
+        let counter = Arc::new(CountingWaker::default());
+        let mailbox = Mailbox::default();
+        mailbox.set_waker(&Waker::from(Arc::clone(&counter)));
+        let frame = SharedFrame::text("x");
+        for _ in 0..MAILBOX_CAPACITY {
+            mailbox.push(Command::Deliver(frame.clone())).unwrap();
+        }
+        assert_eq!(counter.0.load(Ordering::SeqCst), 1, "one wake-up per burst");
+        assert_eq!(mailbox.push(Command::Deliver(frame.clone())), Err(HandleError::Full));
+        mailbox.push_urgent(Command::Shutdown);
+        let mut drained = VecDeque::new();
+        assert!(mailbox.drain_into(&mut drained), "the overflow is reported once");
+        assert_eq!(drained.len(), MAILBOX_CAPACITY + 1);
+        assert_eq!(drained.back(), Some(&Command::Shutdown));
+        assert!(!mailbox.drain_into(&mut VecDeque::new()));
+        mailbox.push(Command::Abort).unwrap();
+        assert_eq!(counter.0.load(Ordering::SeqCst), 2);
+        mailbox.close();
+        assert!(!mailbox.has_mail());
+        assert_eq!(mailbox.push(Command::Abort), Err(HandleError::Closed));
     }
 }

@@ -1,6 +1,6 @@
 //! The framework layer: an [`App`] of handshake routes, middleware, event handlers and
-//! hooks, run per connection by a [`Session`] that adapters drive exactly like a
-//! [`Connection`](crate::Connection).
+//! hooks, run per connection by a [`Session`](crate::driver::Session) that adapters drive
+//! exactly like a [`Connection`](crate::Connection).
 //!
 //! This is the Rust form of eventum-asgi's feature table:
 //!
@@ -14,18 +14,21 @@
 //! | `send_text` / `send_bytes` / `send_text(Event(...))` | [`Context::send_text`], [`Context::send_binary`], [`Context::send_event`] |
 //! | `close(code, reason)` | [`Context::close`] |
 //! | flags | [`Context::flags_mut`] ([`Flags`]) |
+//! | send later, from elsewhere | [`Context::handle`] ([`ConnectionHandle`], the same type on every adapter) |
 //! | handshake middleware | [`AppBuilder::middleware`] |
 //! | lifespan `startup` / `shutdown` | [`AppBuilder::on_startup`], [`AppBuilder::on_shutdown`] |
 //!
 //! The JSON envelope (events, replies, acknowledgements) is described in [`envelope`].
 
 mod context;
+pub(crate) mod dispatch;
 pub mod envelope;
+mod extensions;
 mod flags;
+mod guard;
 mod handle;
-mod hub;
+pub(crate) mod hub;
 mod route;
-mod session;
 mod upgrade;
 
 use std::collections::HashMap;
@@ -40,11 +43,11 @@ use crate::event::Closed;
 use crate::handshake::{HttpResponse, Request};
 
 pub use context::{AckCallback, AckError, Action, Context, ReplyError};
-pub use flags::{Flags, State};
-pub use handle::{CommandQueue, ConnectionHandle, HandleError};
-pub use hub::{Hub, Mailbox};
+pub use extensions::Extensions;
+pub use flags::Flags;
+pub(crate) use handle::{Command, Mailbox};
+pub use handle::{ConnectionHandle, HandleError, MAILBOX_CAPACITY};
 pub use route::{Route, UpgradeResult};
-pub use session::{Command, CommandError, Session};
 pub use upgrade::{Next, SubprotocolChooser, Upgrade};
 
 /// A connection's unique id (unique within the process).
@@ -241,6 +244,10 @@ impl App {
         }
     }
 
+    pub(crate) fn inner(&self) -> &AppInner {
+        &self.inner
+    }
+
     /// The protocol settings every connection of this app uses.
     pub fn config(&self) -> &Arc<Config> {
         &self.inner.config
@@ -257,10 +264,6 @@ impl App {
         run_hooks(&self.inner.shutdown, "shutdown");
     }
 
-    /// A new connection of this app, whose first input will be the HTTP request.
-    pub fn session(&self, now: std::time::Instant, peer: Option<std::net::SocketAddr>) -> Session {
-        Session::new(self.clone(), now, peer)
-    }
 }
 
 impl fmt::Debug for App {

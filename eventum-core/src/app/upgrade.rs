@@ -6,7 +6,8 @@ use std::sync::Arc;
 
 use crate::handshake::Request;
 
-use super::flags::{Flags, State};
+use super::extensions::Extensions;
+use super::flags::Flags;
 use super::route::UpgradeResult;
 use super::ConnectionId;
 
@@ -45,7 +46,7 @@ pub struct Upgrade<'a> {
     pub(crate) peer: Option<SocketAddr>,
     pub(crate) params: Vec<(String, String)>,
     pub(crate) flags: Flags,
-    pub(crate) state: State,
+    pub(crate) extensions: Extensions,
     pub(crate) headers: Vec<(String, String)>,
     pub(crate) chooser: Option<SubprotocolChooser>,
 }
@@ -58,7 +59,7 @@ impl<'a> Upgrade<'a> {
             peer,
             params: Vec::new(),
             flags: Flags::default(),
-            state: State::default(),
+            extensions: Extensions::default(),
             headers: Vec::new(),
             chooser: None,
         }
@@ -114,9 +115,10 @@ impl<'a> Upgrade<'a> {
         &self.flags
     }
 
-    /// The connection's typed state, to fill before it opens.
-    pub fn state_mut(&mut self) -> &mut State {
-        &mut self.state
+    /// The connection's typed values, to fill before it opens (e.g. the authenticated
+    /// user); handlers read them with [`Context::extensions`](super::Context::extensions).
+    pub fn extensions_mut(&mut self) -> &mut Extensions {
+        &mut self.extensions
     }
 
     /// Adds a header to the 101 response. Names and values are checked when the response

@@ -1,5 +1,6 @@
 //! The sending side and the lifecycle of a connection: state, output queue, close
-//! handshake and timers. Every state transition of [`State`] happens in this file.
+//! handshake and timers. Every state transition of [`State`] happens in this file, and
+//! every transition that starts a timer is told the time.
 
 use std::sync::Arc;
 use std::time::Instant;
@@ -9,29 +10,24 @@ use crate::config::{Config, SlowConsumerPolicy};
 use crate::error::{CloseError, HandshakeError, ProtocolError, SendError};
 use crate::event::{CloseCause, Closed, State};
 use crate::frame::{OpCode, MAX_CONTROL_PAYLOAD, MAX_HEADER_LEN};
-use crate::handshake::{self, HeadReader};
+use crate::handshake;
 use crate::outbound::{Outbound, SharedFrame};
 
 /// The reason sent with 1011 when the peer ignores keepalive pings.
-pub(crate) const KEEPALIVE_TIMEOUT_REASON: &str = "keepalive timeout";
-/// The reason sent with 1008 when the peer does not read what is pushed to it.
-pub(crate) const SLOW_CONSUMER_REASON: &str = "slow consumer";
+const KEEPALIVE_TIMEOUT_REASON: &str = "keepalive timeout";
+/// The reason sent with 1008 when the peer does not read what is delivered to it.
+const SLOW_CONSUMER_REASON: &str = "slow consumer";
 
 #[derive(Debug)]
 pub(crate) struct Link {
-    pub(crate) config: Arc<Config>,
-    pub(crate) state: State,
-    pub(crate) out: Outbound,
-    /// The latest instant the driver told us about.
-    pub(crate) now: Instant,
-    pub(crate) head: HeadReader,
-    /// An upgrade or HTTP request is waiting to be reported.
-    pub(crate) request_pending: bool,
-    pub(crate) subprotocol: Option<String>,
+    config: Arc<Config>,
+    state: State,
+    out: Outbound,
+    subprotocol: Option<String>,
     /// Reading is paused until the output drains to the low-water mark.
-    pub(crate) throttled: bool,
+    throttled: bool,
     /// The `Closed` event, set when the state becomes `Closed`, taken when reported.
-    pub(crate) closed: Option<Closed>,
+    closed: Option<Closed>,
     /// The close we sent first, while waiting for the peer's answer.
     sent_close: Option<(CloseCode, String)>,
     /// A close frame is queued; RFC 6455 allows one per direction.
@@ -52,9 +48,6 @@ impl Link {
             config,
             state: State::Handshake,
             out: Outbound::default(),
-            now,
-            head: HeadReader::new(),
-            request_pending: false,
             subprotocol: None,
             throttled: false,
             closed: None,
@@ -66,48 +59,91 @@ impl Link {
         }
     }
 
+    // --- getters -------------------------------------------------------------------------
+
+    pub(crate) fn config(&self) -> &Arc<Config> {
+        &self.config
+    }
+
+    pub(crate) fn state(&self) -> State {
+        self.state
+    }
+
+    pub(crate) fn out(&self) -> &Outbound {
+        &self.out
+    }
+
+    pub(crate) fn throttled(&self) -> bool {
+        self.throttled
+    }
+
+    pub(crate) fn subprotocol(&self) -> Option<&str> {
+        self.subprotocol.as_deref()
+    }
+
+    /// Takes the `Closed` event once the state is `Closed`.
+    pub(crate) fn take_closed(&mut self) -> Option<Closed> {
+        self.closed.take()
+    }
+
+    pub(crate) fn has_closed_event(&self) -> bool {
+        self.closed.is_some()
+    }
+
     // --- transitions -------------------------------------------------------------------
 
     /// Handshake → AwaitingDecision: a complete, valid request head. The handshake
     /// deadline keeps running until the application decides.
     pub(crate) fn await_decision(&mut self) {
         self.state = State::AwaitingDecision;
-        self.request_pending = true;
     }
 
-    /// AwaitingDecision → Open: the 101 is queued.
-    pub(crate) fn open(&mut self, response: &[u8]) {
-        self.out_push_raw(response);
+    /// AwaitingDecision → Open: the 101 is queued; `now` starts the keepalive timer.
+    pub(crate) fn open(&mut self, now: Instant, response: &[u8], subprotocol: Option<String>) {
+        self.push_raw(response);
         self.state = State::Open;
-        self.request_pending = false;
+        self.subprotocol = subprotocol;
         self.handshake_deadline = None;
-        self.last_heard = self.now;
+        self.last_heard = now;
+    }
+
+    /// AwaitingDecision → Closed: the application answered with an HTTP response.
+    pub(crate) fn respond(&mut self, now: Instant, response: &[u8], status: u16) {
+        self.push_raw(response);
+        self.finish(now, CloseCode::ABNORMAL, String::new(), CloseCause::Responded { status });
     }
 
     /// Handshake → Closed: the core refuses the request itself.
-    pub(crate) fn fail_handshake(&mut self, error: HandshakeError) {
+    pub(crate) fn fail_handshake(&mut self, now: Instant, error: HandshakeError) {
         let mut bytes = Vec::new();
         // Our own error responses contain only valid headers.
         if handshake::write_response(&handshake::error_response(&error), &mut bytes).is_ok() {
-            self.out_push_raw(&bytes);
+            self.push_raw(&bytes);
         }
-        self.finish(CloseCode::ABNORMAL, String::new(), CloseCause::Handshake(error));
+        self.finish(now, CloseCode::ABNORMAL, String::new(), CloseCause::Handshake(error));
     }
 
     /// Open → Closed: the peer broke the protocol; send the RFC's close code and stop.
-    pub(crate) fn fail_protocol(&mut self, error: ProtocolError) {
+    pub(crate) fn fail_protocol(&mut self, now: Instant, error: ProtocolError) {
         let code = error.close_code();
         let reason = error.to_string();
         if self.state == State::Open {
             self.queue_close(code, &reason);
         }
-        self.finish(code, reason, CloseCause::Protocol(error));
+        self.finish(now, code, reason, CloseCause::Protocol(error));
+    }
+
+    /// Open|Closing → Closed: the peer does not read what it is sent; close with 1008.
+    pub(crate) fn fail_slow_consumer(&mut self, now: Instant) {
+        self.queue_close(CloseCode::POLICY, SLOW_CONSUMER_REASON);
+        let reason = SLOW_CONSUMER_REASON.to_owned();
+        self.finish(now, CloseCode::POLICY, reason, CloseCause::SlowConsumer);
     }
 
     /// Open|Closing → Closed: the peer's close frame arrived.
-    pub(crate) fn close_received(&mut self, payload: Option<(CloseCode, String)>) {
+    pub(crate) fn close_received(&mut self, now: Instant, payload: Option<(CloseCode, String)>) {
         match self.sent_close.take() {
-            Some((code, reason)) => self.finish(code, reason, CloseCause::Local { answered: true }),
+            Some((code, reason)) => self.finish(now, code, reason, CloseCause::Local { answered: true }),
             None => {
                 // Echo the peer's code (RFC 6455 §5.5.1), or an empty close for an empty one.
                 let (code, reason) = match payload {
@@ -126,36 +162,35 @@ impl Link {
                         (CloseCode::NO_STATUS, String::new())
                     }
                 };
-                self.finish(code, reason, CloseCause::Remote);
+                self.finish(now, code, reason, CloseCause::Remote);
             }
         }
     }
 
-    /// Open|Closing → Closed: the transport ended before a close handshake finished.
-    pub(crate) fn transport_ended(&mut self) {
+    /// Any state → Closed: the transport ended before a close handshake finished.
+    pub(crate) fn transport_ended(&mut self, now: Instant) {
         match self.sent_close.take() {
-            Some((code, reason)) => self.finish(code, reason, CloseCause::Local { answered: false }),
-            None => self.finish(CloseCode::ABNORMAL, String::new(), CloseCause::TransportEnded),
+            Some((code, reason)) => self.finish(now, code, reason, CloseCause::Local { answered: false }),
+            None => self.finish(now, CloseCode::ABNORMAL, String::new(), CloseCause::TransportEnded),
         }
     }
 
     /// Any state → Closed: the transport broke; nothing more can be written.
-    pub(crate) fn abort(&mut self) {
+    pub(crate) fn transport_failed(&mut self, now: Instant) {
         self.out.clear();
         self.sent_close = None;
-        self.finish(CloseCode::ABNORMAL, String::new(), CloseCause::TransportEnded);
+        self.finish(now, CloseCode::ABNORMAL, String::new(), CloseCause::TransportEnded);
     }
 
     /// Any state → Closed. The close timeout now bounds how long unsent output may wait.
-    pub(crate) fn finish(&mut self, code: CloseCode, reason: String, cause: CloseCause) {
+    fn finish(&mut self, now: Instant, code: CloseCode, reason: String, cause: CloseCause) {
         if self.state == State::Closed {
             return;
         }
         self.state = State::Closed;
-        self.request_pending = false;
         self.handshake_deadline = None;
         self.ping_sent = None;
-        self.close_deadline = self.now.checked_add(self.config.close_timeout());
+        self.close_deadline = now.checked_add(self.config.close_timeout());
         self.closed = Some(Closed { code, reason, cause });
     }
 
@@ -175,19 +210,15 @@ impl Link {
         Ok(())
     }
 
-    pub(crate) fn push(&mut self, frame: &SharedFrame) -> Result<(), SendError> {
+    /// Queues a frame delivered by someone else, under the slow-consumer policy.
+    pub(crate) fn deliver(&mut self, now: Instant, frame: &SharedFrame) -> Result<(), SendError> {
         self.check_open()?;
         if frame.len() > self.config.max_backlog() {
             return Err(SendError::MessageTooLarge);
         }
         if self.out.len() + frame.len() > self.config.max_backlog() {
             if self.config.slow_consumer() == SlowConsumerPolicy::Close {
-                self.queue_close(CloseCode::POLICY, SLOW_CONSUMER_REASON);
-                self.finish(
-                    CloseCode::POLICY,
-                    SLOW_CONSUMER_REASON.to_owned(),
-                    CloseCause::SlowConsumer,
-                );
+                self.fail_slow_consumer(now);
             }
             return Err(SendError::Full);
         }
@@ -208,8 +239,9 @@ impl Link {
         Ok(())
     }
 
-    /// Open → Closing: the application starts the close handshake.
-    pub(crate) fn close(&mut self, code: CloseCode, reason: &str) -> Result<(), CloseError> {
+    /// Open → Closing: the application starts the close handshake; `now` starts the
+    /// close timeout.
+    pub(crate) fn close(&mut self, now: Instant, code: CloseCode, reason: &str) -> Result<(), CloseError> {
         match self.state {
             State::Open => {}
             State::Closing | State::Closed => return Err(CloseError::AlreadyClosing),
@@ -220,32 +252,22 @@ impl Link {
         self.sent_close = Some((code, reason.to_owned()));
         self.state = State::Closing;
         self.ping_sent = None;
-        self.close_deadline = self.now.checked_add(self.config.close_timeout());
+        self.close_deadline = now.checked_add(self.config.close_timeout());
         Ok(())
     }
 
     /// Answers a ping. A peer that floods pings without reading the pongs (possible only
     /// if the driver keeps reading past `wants_read`) is closed as a slow consumer once
     /// the output passes the hard limit.
-    pub(crate) fn queue_pong(&mut self, payload: &[u8]) {
+    pub(crate) fn queue_pong(&mut self, now: Instant, payload: &[u8]) {
         if self.out.len() + payload.len() + MAX_HEADER_LEN > self.config.max_backlog() {
-            self.queue_close(CloseCode::POLICY, SLOW_CONSUMER_REASON);
-            self.finish(
-                CloseCode::POLICY,
-                SLOW_CONSUMER_REASON.to_owned(),
-                CloseCause::SlowConsumer,
-            );
+            self.fail_slow_consumer(now);
             return;
         }
         self.push_control(OpCode::Pong, payload);
     }
 
-    pub(crate) fn out_push_raw(&mut self, bytes: &[u8]) {
-        self.out.push_raw(bytes);
-        self.after_push();
-    }
-
-    pub(crate) fn consume_output(&mut self, n: usize) {
+    pub(crate) fn transmitted(&mut self, n: usize) {
         self.out.consume(n);
         if self.throttled && self.out.len() <= self.config.low_water() {
             self.throttled = false;
@@ -274,14 +296,14 @@ impl Link {
         let due = |deadline: Option<Instant>| deadline.is_some_and(|d| d <= now);
         match self.state {
             State::Handshake | State::AwaitingDecision if due(self.handshake_deadline) => {
-                self.fail_handshake(HandshakeError::Timeout);
+                self.fail_handshake(now, HandshakeError::Timeout);
                 true
             }
             State::Open if due(self.keepalive_deadline()) => {
                 if self.ping_sent.is_some() {
                     self.queue_close(CloseCode::INTERNAL_ERROR, KEEPALIVE_TIMEOUT_REASON);
                     let reason = KEEPALIVE_TIMEOUT_REASON.to_owned();
-                    self.finish(CloseCode::INTERNAL_ERROR, reason, CloseCause::KeepaliveTimeout);
+                    self.finish(now, CloseCode::INTERNAL_ERROR, reason, CloseCause::KeepaliveTimeout);
                     true
                 } else {
                     self.push_control(OpCode::Ping, b"");
@@ -291,7 +313,7 @@ impl Link {
             }
             State::Closing if due(self.close_deadline) => {
                 // The peer never answered: give up on it and on what it did not read.
-                self.transport_ended();
+                self.transport_ended(now);
                 self.out.clear();
                 true
             }
@@ -348,6 +370,11 @@ impl Link {
     /// which is what keeps them bounded.
     fn push_control(&mut self, opcode: OpCode, payload: &[u8]) {
         self.out.push_frame(opcode, payload);
+        self.after_push();
+    }
+
+    fn push_raw(&mut self, bytes: &[u8]) {
+        self.out.push_raw(bytes);
         self.after_push();
     }
 

@@ -9,8 +9,12 @@ use std::time::{Duration, Instant};
 use proptest::prelude::*;
 
 use super::*;
+use crate::close::CloseCode;
 use crate::config::{Keepalive, SlowConsumerPolicy};
-use crate::event::Closed;
+use crate::error::{ApiMisuse, CloseError, SendError};
+use crate::event::{CloseCause, Closed};
+use crate::handshake::{Accept, HttpResponse};
+use crate::outbound::SharedFrame;
 use crate::frame::{encode_client_frame, OpCode};
 use crate::ProtocolError;
 
@@ -113,7 +117,7 @@ impl Harness {
     }
 
     fn drain(&mut self) {
-        while let Some(event) = self.conn.poll_event() {
+        while let Some((event, mut commands)) = self.conn.poll_event() {
             let ev = match event {
                 Event::UpgradeRequest(r) => Ev::Upgrade(r.path().to_owned()),
                 Event::HttpRequest(r) => Ev::Http(r.path().to_owned()),
@@ -126,11 +130,19 @@ impl Harness {
             let upgrade = matches!(ev, Ev::Upgrade(_));
             self.events.push(ev);
             if upgrade && self.accept {
-                self.conn.accept(self.now, Accept::new()).unwrap();
+                commands.accept(self.now, Accept::new()).unwrap();
             }
         }
-        let _ = self.conn.poll_transmit(&mut self.wire);
+        transmit_all(&mut self.conn, &mut self.wire);
     }
+}
+
+/// Appends everything the connection has for the wire to `out`.
+fn transmit_all(conn: &mut Connection, out: &mut Vec<u8>) {
+    let transmit = conn.poll_transmit();
+    transmit.chunks().for_each(|chunk| out.extend_from_slice(chunk));
+    let n = transmit.len();
+    conn.transmitted(n);
 }
 
 /// Feeds `input` in the given chunks to a fresh connection (opened first when `open`).
@@ -226,6 +238,7 @@ fn frames_wait_while_the_application_decides() {
     assert!(!h.conn.wants_read());
     assert_eq!(h.events, [Ev::Upgrade("/chat".into())]);
     h.conn
+        .commands()
         .accept(
             h.now,
             Accept::new().subprotocol("superchat").header("X-Server", "eventum"),
@@ -246,12 +259,13 @@ fn accept_refuses_a_subprotocol_that_was_not_offered() {
     let mut h = Harness::new(Config::default());
     h.accept = false;
     h.feed(REQUEST);
-    let err = h.conn.accept(h.now, Accept::new().subprotocol("other")).unwrap_err();
+    let err = h.conn.commands().accept(h.now, Accept::new().subprotocol("other")).unwrap_err();
     assert_eq!(err, ApiMisuse::SubprotocolNotOffered("other".into()));
     assert_eq!(h.conn.state(), State::AwaitingDecision);
     assert_eq!(h.conn.buffered_amount(), 0);
     assert_eq!(
         h.conn
+            .commands()
             .accept(h.now, Accept::new().header("Bad\r\nName", "x"))
             .unwrap_err(),
         ApiMisuse::InvalidHeader("Bad\r\nName".into())
@@ -264,6 +278,7 @@ fn application_can_refuse_the_upgrade_with_any_response() {
     h.accept = false;
     h.feed(REQUEST);
     h.conn
+        .commands()
         .respond(h.now, HttpResponse::text(403, "go away").header("X-Why", "policy"))
         .unwrap();
     h.drain();
@@ -274,7 +289,7 @@ Content-Length: 7\r\nConnection: close\r\n\r\ngo away"
     );
     assert_eq!(h.events[1], closed(1006, "", CloseCause::Responded { status: 403 }));
     assert!(h.conn.should_close_transport());
-    assert_eq!(h.conn.accept(h.now, Accept::new()), Err(ApiMisuse::NoPendingRequest));
+    assert_eq!(h.conn.commands().accept(h.now, Accept::new()), Err(ApiMisuse::NoPendingRequest));
 }
 
 fn refused(input: &[u8], config: &Config) -> (u16, String) {
@@ -323,8 +338,8 @@ fn plain_http_gets_400_by_default_and_reaches_the_app_with_fallback() {
     let mut h = Harness::new(Config::builder().http_fallback(true).build().unwrap());
     h.feed(plain);
     assert_eq!(h.events, [Ev::Http("/".into())]);
-    assert_eq!(h.conn.accept(h.now, Accept::new()), Err(ApiMisuse::NotAnUpgrade));
-    h.conn.respond(h.now, HttpResponse::html(200, "<p>hi</p>")).unwrap();
+    assert_eq!(h.conn.commands().accept(h.now, Accept::new()), Err(ApiMisuse::NotAnUpgrade));
+    h.conn.commands().respond(h.now, HttpResponse::html(200, "<p>hi</p>")).unwrap();
     h.drain();
     assert!(h.wire.starts_with(b"HTTP/1.1 200 OK\r\n"));
     assert!(h.wire.ends_with(b"\r\n\r\n<p>hi</p>"));
@@ -625,14 +640,14 @@ fn invalid_close_frames() {
 fn server_close_discards_data_until_the_peer_answers() {
     for code in [1000u16, 3000, 4999] {
         let mut h = Harness::open(Config::default());
-        h.conn.close(h.now, CloseCode(code), "done").unwrap();
+        h.conn.commands().close(h.now, CloseCode(code), "done").unwrap();
         h.drain();
         let mut expected = vec![0x88, 6];
         expected.extend(code.to_be_bytes());
         expected.extend(b"done");
         assert_eq!(h.wire, expected);
         assert_eq!(h.conn.state(), State::Closing);
-        assert_eq!(h.conn.send_text("late"), Err(SendError::Closing));
+        assert_eq!(h.conn.commands().send_text("late"), Err(SendError::Closing));
         let mut input = frame(true, OpCode::Text, b"ignored");
         input.extend(frame(false, OpCode::Binary, b"ignored too"));
         input.extend(frame(true, OpCode::Ping, b""));
@@ -652,26 +667,26 @@ fn server_close_discards_data_until_the_peer_answers() {
 fn server_close_arguments_are_checked_not_truncated() {
     let mut h = Harness::open(Config::default());
     assert_eq!(
-        h.conn.close(h.now, CloseCode(1005), ""),
+        h.conn.commands().close(h.now, CloseCode(1005), ""),
         Err(CloseError::InvalidCode(1005))
     );
     assert_eq!(
-        h.conn.close(h.now, CloseCode(1010), ""),
+        h.conn.commands().close(h.now, CloseCode(1010), ""),
         Err(CloseError::InvalidCode(1010))
     );
     assert_eq!(
-        h.conn.close(h.now, CloseCode(2000), ""),
+        h.conn.commands().close(h.now, CloseCode(2000), ""),
         Err(CloseError::InvalidCode(2000))
     );
     let long = "é".repeat(62);
     assert_eq!(
-        h.conn.close(h.now, CloseCode::NORMAL, &long),
+        h.conn.commands().close(h.now, CloseCode::NORMAL, &long),
         Err(CloseError::ReasonTooLong { len: 124 })
     );
     assert_eq!(h.conn.state(), State::Open);
-    h.conn.close(h.now, CloseCode::NORMAL, &long[..122]).unwrap();
+    h.conn.commands().close(h.now, CloseCode::NORMAL, &long[..122]).unwrap();
     assert_eq!(
-        h.conn.close(h.now, CloseCode::NORMAL, ""),
+        h.conn.commands().close(h.now, CloseCode::NORMAL, ""),
         Err(CloseError::AlreadyClosing)
     );
 }
@@ -679,7 +694,7 @@ fn server_close_arguments_are_checked_not_truncated() {
 #[test]
 fn unanswered_server_close_times_out() {
     let mut h = Harness::open(Config::default());
-    h.conn.close(h.now, CloseCode::GOING_AWAY, "").unwrap();
+    h.conn.commands().close(h.now, CloseCode::GOING_AWAY, "").unwrap();
     h.drain();
     assert_eq!(h.conn.poll_timeout(), Some(h.now + Duration::from_secs(5)));
     h.advance(Duration::from_secs(4));
@@ -772,16 +787,16 @@ fn reading_pauses_above_the_high_water_mark_until_the_low_water_mark() {
         .unwrap();
     let mut h = Harness::open(config);
     assert!(h.conn.wants_read());
-    h.conn.send_binary(&[0u8; 1000]).unwrap(); // a 1004-byte frame
+    h.conn.commands().send_binary(&[0u8; 1000]).unwrap(); // a 1004-byte frame
     assert!(!h.conn.wants_read());
-    h.conn.consume_output(700);
+    h.conn.transmitted(700);
     assert!(!h.conn.wants_read(), "304 bytes left is above the low-water mark");
-    h.conn.consume_output(110);
+    h.conn.transmitted(110);
     assert!(h.conn.wants_read());
     assert_eq!(h.conn.buffered_amount(), 194);
-    assert_eq!(h.conn.send_binary(&[0u8; 4000]), Err(SendError::MessageTooLarge));
-    h.conn.send_binary(&[0u8; 3000]).unwrap();
-    assert_eq!(h.conn.send_binary(&[0u8; 900]), Err(SendError::Full));
+    assert_eq!(h.conn.commands().send_binary(&[0u8; 4000]), Err(SendError::MessageTooLarge));
+    h.conn.commands().send_binary(&[0u8; 3000]).unwrap();
+    assert_eq!(h.conn.commands().send_binary(&[0u8; 900]), Err(SendError::Full));
 }
 
 #[test]
@@ -809,9 +824,9 @@ fn slow_consumer_policy_drop_or_close() {
         .build()
         .unwrap();
     let mut h = Harness::open(drop);
-    h.conn.push(h.now, &shared).unwrap();
-    h.conn.push(h.now, &shared).unwrap();
-    assert_eq!(h.conn.push(h.now, &shared), Err(SendError::Full));
+    h.conn.commands().deliver(h.now, &shared).unwrap();
+    h.conn.commands().deliver(h.now, &shared).unwrap();
+    assert_eq!(h.conn.commands().deliver(h.now, &shared), Err(SendError::Full));
     assert_eq!(h.conn.state(), State::Open);
     assert_eq!(h.conn.buffered_amount(), 2 * shared.len());
 
@@ -821,9 +836,9 @@ fn slow_consumer_policy_drop_or_close() {
         .build()
         .unwrap();
     let mut h = Harness::open(close);
-    h.conn.push(h.now, &shared).unwrap();
-    h.conn.push(h.now, &shared).unwrap();
-    assert_eq!(h.conn.push(h.now, &shared), Err(SendError::Full));
+    h.conn.commands().deliver(h.now, &shared).unwrap();
+    h.conn.commands().deliver(h.now, &shared).unwrap();
+    assert_eq!(h.conn.commands().deliver(h.now, &shared), Err(SendError::Full));
     h.drain();
     assert_eq!(h.events, [closed(1008, "slow consumer", CloseCause::SlowConsumer)]);
     assert!(h.wire.ends_with(b"\x88\x0f\x03\xf0slow consumer"));
@@ -832,7 +847,7 @@ fn slow_consumer_policy_drop_or_close() {
 #[test]
 fn unsent_output_is_abandoned_after_the_close_timeout() {
     let mut h = Harness::open(Config::default());
-    h.conn.send_text("never read").unwrap();
+    h.conn.commands().send_text("never read").unwrap();
     h.conn.handle_input(h.now, &close_frame(1000, b""));
     while h.conn.poll_event().is_some() {}
     assert!(!h.conn.should_close_transport(), "waits to flush the close reply");
@@ -862,7 +877,7 @@ fn the_handshake_deadline_also_bounds_the_applications_decision() {
 fn commands_arm_timers_from_the_instant_they_are_given() {
     let mut h = Harness::open(Config::builder().keepalive(None).build().unwrap());
     let later = h.now + Duration::from_secs(60);
-    h.conn.close(later, CloseCode::NORMAL, "").unwrap();
+    h.conn.commands().close(later, CloseCode::NORMAL, "").unwrap();
     assert_eq!(h.conn.poll_timeout(), Some(later + Duration::from_secs(5)));
 }
 
@@ -883,7 +898,7 @@ fn huge_timeouts_mean_never_and_do_not_overflow() {
     assert_eq!(h.conn.poll_timeout(), None);
     assert!(h.conn.wants_read());
     h.feed(&frame(true, OpCode::Text, b"still fine"));
-    h.conn.close(h.now, CloseCode::NORMAL, "").unwrap();
+    h.conn.commands().close(h.now, CloseCode::NORMAL, "").unwrap();
     h.advance(Duration::from_secs(3600));
     assert_eq!(h.conn.state(), State::Closing);
 }
@@ -891,8 +906,8 @@ fn huge_timeouts_mean_never_and_do_not_overflow() {
 #[test]
 fn abort_drops_output_and_closes_at_once() {
     let mut h = Harness::open(Config::default());
-    h.conn.send_text("unsendable").unwrap();
-    h.conn.abort(h.now);
+    h.conn.commands().send_text("unsendable").unwrap();
+    h.conn.handle_transport_error(h.now);
     h.drain();
     assert_eq!(h.events, [closed(1006, "", CloseCause::TransportEnded)]);
     assert!(h.wire.is_empty());
@@ -936,25 +951,25 @@ fn receive_buffer_gives_back_the_room_of_a_large_frame() {
 #[test]
 fn sending_requires_an_open_websocket() {
     let mut h = Harness::new(Config::default());
-    assert_eq!(h.conn.send_text("x"), Err(SendError::NotOpen));
-    assert_eq!(h.conn.close(h.now, CloseCode::NORMAL, ""), Err(CloseError::NotOpen));
+    assert_eq!(h.conn.commands().send_text("x"), Err(SendError::NotOpen));
+    assert_eq!(h.conn.commands().close(h.now, CloseCode::NORMAL, ""), Err(CloseError::NotOpen));
     h.feed(REQUEST);
     h.feed(&close_frame(1000, b""));
-    assert_eq!(h.conn.send_text("x"), Err(SendError::Closed));
-    assert_eq!(h.conn.ping(b""), Err(SendError::Closed));
+    assert_eq!(h.conn.commands().send_text("x"), Err(SendError::Closed));
+    assert_eq!(h.conn.commands().ping(b""), Err(SendError::Closed));
 }
 
 #[test]
 fn echo_through_the_sender_without_copying_the_message() {
     let mut h = Harness::open(Config::default());
     h.conn.handle_input(h.now, &frame(true, OpCode::Binary, b"echo me"));
-    let Some((Event::Binary(data), mut sender)) = h.conn.poll_event_with_sender() else {
+    let Some((Event::Binary(data), mut sender)) = h.conn.poll_event() else {
         panic!()
     };
     sender.send_binary(data).unwrap();
     assert_eq!(sender.ping(&[0u8; 126]), Err(SendError::ControlPayloadTooLong));
     let mut wire = Vec::new();
-    let _ = h.conn.poll_transmit(&mut wire);
+    transmit_all(&mut h.conn, &mut wire);
     assert_eq!(wire, b"\x82\x07echo me");
 }
 

@@ -47,11 +47,10 @@ pub fn apply_mask(buf: &mut [u8], key: [u8; 4], offset: u64) {
     }
 }
 
-/// Reference implementation of [`apply_mask`], one byte at a time.
-///
-/// Kept for differential tests, the fuzz target and the benchmark; not part of the API.
-#[doc(hidden)]
-pub fn apply_mask_bytewise(buf: &mut [u8], key: [u8; 4], offset: u64) {
+/// Reference implementation of [`apply_mask`], one byte at a time, for the differential
+/// tests and the `unmask` fuzz target.
+#[cfg(any(test, feature = "fuzzing"))]
+pub(crate) fn apply_mask_bytewise(buf: &mut [u8], key: [u8; 4], offset: u64) {
     let phase = (offset % 4) as usize;
     for (byte, k) in buf.iter_mut().zip(key.iter().cycle().skip(phase)) {
         *byte ^= k;

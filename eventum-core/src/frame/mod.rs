@@ -28,8 +28,8 @@ mod mask;
 pub use encode::{encode_client_frame, encode_header, header_bytes};
 pub use header::decode_header;
 pub use mask::apply_mask;
-#[doc(hidden)]
-pub use mask::apply_mask_bytewise;
+#[cfg(any(test, feature = "fuzzing"))]
+pub(crate) use mask::apply_mask_bytewise;
 
 /// The longest possible frame header: 2 bytes, an 8-byte extended length and a 4-byte mask.
 pub const MAX_HEADER_LEN: usize = 14;

@@ -1,0 +1,373 @@
+//! Dispatch: the app's side of one connection. It takes the protocol events of a
+//! [`Connection`] and runs the app's middleware, routes, handlers and hooks for them.
+
+use std::collections::VecDeque;
+use std::net::SocketAddr;
+use std::time::Instant;
+
+use crate::close::CloseCode;
+use crate::connection::{Commands, Connection};
+use crate::event::{Closed, Event};
+use crate::handshake::{Accept, HttpResponse, Request};
+
+use super::context::{AckError, Action, ConnData, Context, Current};
+use super::envelope::{self, Parsed};
+use super::guard::{guard, run_handler, server_error};
+use super::upgrade::{Next, Upgrade};
+use super::{AppInner, ConnectionHandle, ConnectionId, EventBody, EventMessage, Extensions, Flags, Flow, UpgradeResult};
+
+/// The app's state for one connection, and the dispatch of its events.
+pub(crate) struct Dispatcher {
+    data: ConnData,
+    /// The upgrade was accepted: the disconnect hook is owed.
+    opened: bool,
+    /// The Closed event was handled; nothing runs any more.
+    finished: bool,
+}
+
+/// What to do once the borrowed event is released.
+enum FollowUp {
+    None,
+    Accept(Box<Accepted>),
+    Respond(HttpResponse),
+    Close(CloseCode, String),
+}
+
+impl From<Result<(), super::guard::Panicked>> for FollowUp {
+    fn from(result: Result<(), super::guard::Panicked>) -> Self {
+        match result {
+            Ok(()) => FollowUp::None,
+            Err(panicked) => {
+                let (code, reason) = panicked.close();
+                FollowUp::Close(code, reason)
+            }
+        }
+    }
+}
+
+struct Accepted {
+    accept: Accept,
+    params: Vec<(String, String)>,
+    flags: Flags,
+    extensions: Extensions,
+}
+
+impl Dispatcher {
+    pub(crate) fn new(handle: ConnectionHandle, peer: Option<SocketAddr>) -> Self {
+        Dispatcher {
+            data: ConnData::new(handle, peer),
+            opened: false,
+            finished: false,
+        }
+    }
+
+    pub(crate) fn id(&self) -> ConnectionId {
+        self.data.id()
+    }
+
+    pub(crate) fn handle(&self) -> &ConnectionHandle {
+        &self.data.handle
+    }
+
+    /// Whether the app accepted the upgrade and the connection has not ended.
+    pub(crate) fn is_open(&self) -> bool {
+        self.opened && !self.finished
+    }
+
+    /// Whether the connection's end was handled (hooks run, acks settled).
+    pub(crate) fn is_finished(&self) -> bool {
+        self.finished
+    }
+
+    pub(crate) fn flags(&self) -> &Flags {
+        &self.data.flags
+    }
+
+    pub(crate) fn rooms(&self) -> impl Iterator<Item = &str> {
+        self.data.rooms.iter().map(String::as_str)
+    }
+
+    /// What the handlers asked of other connections, in order.
+    pub(crate) fn actions(&mut self) -> &mut VecDeque<Action> {
+        &mut self.data.actions
+    }
+
+    /// The earliest acknowledgement deadline.
+    pub(crate) fn poll_timeout(&self) -> Option<Instant> {
+        if self.finished {
+            return None;
+        }
+        self.data.acks.iter().map(|a| a.deadline).min()
+    }
+
+    /// Takes every event the connection has and runs its handlers at `now`.
+    pub(crate) fn process(&mut self, app: &AppInner, conn: &mut Connection, now: Instant) {
+        while let Some((event, commands)) = conn.poll_event() {
+            let follow_up = match event {
+                Event::UpgradeRequest(request) => decide_upgrade(app, request, &self.data),
+                Event::HttpRequest(request) => {
+                    let response = match &app.http_fallback {
+                        Some(handler) => guard("the HTTP fallback", || handler(request)).unwrap_or_else(server_error),
+                        None => HttpResponse::text(400, crate::HandshakeError::NotWebSocket.to_string()),
+                    };
+                    FollowUp::Respond(response)
+                }
+                Event::Text(text) => dispatch_text(&mut self.context(commands, app, now), text),
+                Event::Binary(bytes) => {
+                    let mut ctx = self.context(commands, app, now);
+                    match &app.on_binary {
+                        Some(handler) => run_handler(&mut ctx, "the binary handler", |ctx| handler(ctx, bytes)).into(),
+                        None => {
+                            log::debug!("connection {}: binary message ignored (no binary handler)", ctx.id());
+                            FollowUp::None
+                        }
+                    }
+                }
+                Event::Closed(closed) => {
+                    if !std::mem::replace(&mut self.finished, true) && self.opened {
+                        let mut ctx = self.context(commands, app, now);
+                        disconnect(&mut ctx, app, &closed);
+                    }
+                    FollowUp::None
+                }
+                _ => FollowUp::None,
+            };
+            self.follow_up(app, conn, now, follow_up);
+        }
+    }
+
+    /// Runs the callbacks of acknowledgements whose time ran out.
+    pub(crate) fn expire_acks(&mut self, app: &AppInner, conn: &mut Connection, now: Instant) {
+        if self.finished || self.data.acks.iter().all(|a| a.deadline > now) {
+            return;
+        }
+        let (due, waiting) = std::mem::take(&mut self.data.acks)
+            .into_iter()
+            .partition(|a| a.deadline <= now);
+        self.data.acks = waiting;
+        let mut ctx = self.context(conn.commands(), app, now);
+        for ack in due {
+            let callback = ack.callback;
+            let result = run_handler(&mut ctx, "an acknowledgement callback", |ctx| {
+                callback(ctx, Err(AckError::Timeout))
+            });
+            if let Err(panicked) = result {
+                let (code, reason) = panicked.close();
+                let _ = ctx.commands.close(now, code, &reason);
+            }
+        }
+    }
+
+    fn context<'a>(&'a mut self, commands: Commands<'a>, app: &'a AppInner, now: Instant) -> Context<'a> {
+        Context {
+            commands,
+            data: &mut self.data,
+            app,
+            current: None,
+            now,
+        }
+    }
+
+    fn follow_up(&mut self, app: &AppInner, conn: &mut Connection, now: Instant, follow_up: FollowUp) {
+        let mut commands = conn.commands();
+        match follow_up {
+            FollowUp::None => {}
+            FollowUp::Accept(accepted) => self.open(app, commands, now, *accepted),
+            FollowUp::Respond(response) => {
+                if let Err(e) = commands.respond(now, response) {
+                    log::error!("connection {}: invalid HTTP response from the app: {e}", self.id());
+                    let _ = commands.respond(now, HttpResponse::text(500, "Internal Server Error"));
+                }
+            }
+            FollowUp::Close(code, reason) => {
+                let _ = commands.close(now, code, &reason);
+            }
+        }
+    }
+
+    /// Sends the 101 and runs the connect hook.
+    fn open(&mut self, app: &AppInner, mut commands: Commands<'_>, now: Instant, accepted: Accepted) {
+        if let Err(e) = commands.accept(now, accepted.accept) {
+            log::error!("connection {}: cannot accept the upgrade: {e}", self.id());
+            let _ = commands.respond(now, HttpResponse::text(500, "Internal Server Error"));
+            return;
+        }
+        self.opened = true;
+        self.data.params = accepted.params;
+        self.data.flags = accepted.flags;
+        self.data.extensions.extend(accepted.extensions);
+        if let Some(hook) = &app.on_connect {
+            let mut ctx = self.context(commands, app, now);
+            if let Err(panicked) = run_handler(&mut ctx, "the connect hook", |ctx| hook(ctx)) {
+                let (code, reason) = panicked.close();
+                let _ = ctx.commands.close(now, code, &reason);
+            }
+        }
+    }
+}
+
+/// The connection is over: settle acknowledgements, run the disconnect hook (once: the
+/// caller checks), leave every room.
+fn disconnect(ctx: &mut Context<'_>, app: &AppInner, closed: &Closed) {
+    for ack in std::mem::take(&mut ctx.data.acks) {
+        let callback = ack.callback;
+        let _ = run_handler(ctx, "an acknowledgement callback", |ctx| {
+            callback(ctx, Err(AckError::Disconnected))
+        });
+    }
+    if let Some(hook) = &app.on_disconnect {
+        let _ = run_handler(ctx, "the disconnect hook", |ctx| hook(ctx, closed));
+    }
+    for room in std::mem::take(&mut ctx.data.rooms) {
+        ctx.data.actions.push_back(Action::Leave { room });
+    }
+}
+
+/// Runs middleware and routing for an upgrade request.
+fn decide_upgrade(app: &AppInner, request: &Request, data: &ConnData) -> FollowUp {
+    let mut upgrade = Upgrade::new(request, data.id(), data.peer);
+    let endpoint = |upgrade: &mut Upgrade<'_>| route(app, upgrade);
+    let next = Next {
+        chain: &app.middleware,
+        endpoint: &endpoint,
+    };
+    let decision = guard("handshake middleware or route", || {
+        next.run(&mut upgrade)?;
+        // The chooser is user code too: run it under the same guard.
+        Ok(upgrade.chosen_subprotocol())
+    })
+    .unwrap_or_else(|r| Err(server_error(r)));
+    match decision {
+        Ok(subprotocol) => {
+            let mut accept = Accept::new();
+            if let Some(protocol) = subprotocol {
+                accept = accept.subprotocol(protocol);
+            }
+            for (name, value) in std::mem::take(&mut upgrade.headers) {
+                accept = accept.header(name, value);
+            }
+            FollowUp::Accept(Box::new(Accepted {
+                accept,
+                params: upgrade.params,
+                flags: upgrade.flags,
+                extensions: upgrade.extensions,
+            }))
+        }
+        Err(response) => FollowUp::Respond(response),
+    }
+}
+
+/// The innermost step of the middleware chain: find the route, check its headers, run it.
+fn route(app: &AppInner, upgrade: &mut Upgrade<'_>) -> UpgradeResult {
+    let path = upgrade.request.path();
+    let Some((route, params)) = app.routes.iter().find_map(|r| r.pattern.matches(path).map(|p| (r, p))) else {
+        return Err(HttpResponse::text(404, "Not Found"));
+    };
+    if route
+        .required_headers
+        .iter()
+        .any(|name| upgrade.request.header(name).is_none())
+    {
+        return Err(HttpResponse::text(400, "Missing required headers"));
+    }
+    upgrade.params = params;
+    match &route.handler {
+        Some(handler) => handler(upgrade),
+        None => Ok(()),
+    }
+}
+
+/// Routes a text message: raw handler, acknowledgement, or JSON event.
+fn dispatch_text(ctx: &mut Context<'_>, text: &str) -> FollowUp {
+    let app = ctx.app;
+    if let Some(handler) = &app.on_text {
+        return run_handler(ctx, "the text handler", |ctx| handler(ctx, text)).into();
+    }
+    let (name, id) = match envelope::parse(text) {
+        Parsed::Event { name, id } => (name, id),
+        Parsed::Ack(n) => return settle_ack(ctx, n, text),
+        Parsed::NoEvent => {
+            return match &app.on_no_event {
+                Some(handler) => run_handler(ctx, "the no-event fallback", |ctx| handler(ctx, text)).into(),
+                None => {
+                    log::debug!("connection {}: JSON without an event field ignored", ctx.id());
+                    FollowUp::None
+                }
+            }
+        }
+        Parsed::NotJson => {
+            return match &app.on_non_json {
+                Some(handler) => run_handler(ctx, "the non-JSON fallback", |ctx| handler(ctx, text)).into(),
+                None => {
+                    log::debug!("connection {}: non-JSON text ignored", ctx.id());
+                    FollowUp::None
+                }
+            }
+        }
+    };
+    ctx.current = Some(Current {
+        name: name.clone().into_owned(),
+        id,
+    });
+    let handler = app.events.get(name.as_ref());
+    // Parse the whole value only for someone who will look at it.
+    let wants_value = match handler {
+        Some(handler) => handler.wants_value,
+        None => app.on_unknown_event.is_some(),
+    } || !app.event_middleware.is_empty();
+    let value = if wants_value {
+        serde_json::from_str(text).ok()
+    } else {
+        None
+    };
+    let message = EventMessage {
+        name: name.into_owned(),
+        value: value.unwrap_or(serde_json::Value::Null),
+    };
+    for middleware in &app.event_middleware {
+        let mut flow = Flow::Continue;
+        if let Err(panicked) = run_handler(ctx, "event middleware", |ctx| flow = middleware(ctx, &message)) {
+            return Err(panicked).into();
+        }
+        match flow {
+            Flow::Continue => {}
+            Flow::Drop => return FollowUp::None,
+            Flow::Reject(reply) => {
+                let _ = ctx.send_json(&reply);
+                return FollowUp::None;
+            }
+            Flow::Close(code, reason) => return FollowUp::Close(code, reason),
+        }
+    }
+    match handler {
+        Some(handler) => {
+            let body = EventBody {
+                text,
+                value: wants_value.then_some(message.value),
+            };
+            run_handler(ctx, "an event handler", |ctx| (handler.run)(ctx, body)).into()
+        }
+        None => match &app.on_unknown_event {
+            Some(fallback) => run_handler(ctx, "the unknown-event fallback", |ctx| fallback(ctx, message)).into(),
+            None => {
+                log::debug!("connection {}: no handler for event {:?}", ctx.id(), message.name);
+                FollowUp::None
+            }
+        },
+    }
+}
+
+/// Hands a client's acknowledgement to the callback waiting for it.
+fn settle_ack(ctx: &mut Context<'_>, n: u64, text: &str) -> FollowUp {
+    let Some(index) = ctx.data.acks.iter().position(|a| a.id == n) else {
+        log::debug!("connection {}: acknowledgement {n} matches no request", ctx.id());
+        return FollowUp::None;
+    };
+    let ack = ctx.data.acks.swap_remove(index);
+    let data = serde_json::from_str::<serde_json::Value>(text)
+        .ok()
+        .and_then(|mut v| v.get_mut("data").map(serde_json::Value::take))
+        .unwrap_or(serde_json::Value::Null);
+    let callback = ack.callback;
+    run_handler(ctx, "an acknowledgement callback", |ctx| callback(ctx, Ok(data))).into()
+}

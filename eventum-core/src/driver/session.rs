@@ -1,0 +1,270 @@
+//! [`Session`]: one connection of an app, as an adapter drives it.
+
+use std::collections::VecDeque;
+use std::sync::Arc;
+use std::task::Waker;
+use std::time::Instant;
+
+use crate::app::dispatch::Dispatcher;
+use crate::app::{Command, ConnectionHandle, ConnectionId, Flags, Mailbox};
+use crate::close::CloseCode;
+use crate::config::SlowConsumerPolicy;
+use crate::connection::Connection;
+use crate::error::CloseError;
+use crate::event::State;
+use crate::handshake::Request;
+use crate::outbound::Transmit;
+
+use super::Endpoint;
+
+/// One connection of an app, admitted by an [`Endpoint`]. Drive it exactly like a
+/// [`Connection`]: give it input, end of stream, time and mail; write its output; sleep
+/// until its deadline, readable bytes, or its waker. Handlers run inside the input calls,
+/// and what they ask of other connections (rooms, broadcasts, sends by id) is handed to
+/// the endpoint's hub before the call returns.
+///
+/// Dropping a session at any point ends the connection cleanly: its disconnect hook runs
+/// (once) if it was open, it leaves every room, its handles start failing with
+/// [`HandleError::Closed`](crate::app::HandleError::Closed), and its slot is freed.
+///
+/// ```
+/// use eventum_core::app::{App, Route};
+/// use eventum_core::driver::Endpoint;
+/// use std::time::Instant;
+///
+/// let app = App::builder().route(Route::new("/echo")).on_text(|ctx, text| {
+///     let _ = ctx.send_text(text);
+/// }).build();
+/// let endpoint = Endpoint::new(app);
+/// let mut session = endpoint.admit(Instant::now(), None).unwrap();
+/// session.handle_input(Instant::now(), b"GET /echo HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\n\
+///     Connection: Upgrade\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n");
+/// assert!(session.poll_transmit().first().starts_with(b"HTTP/1.1 101 "));
+/// ```
+pub struct Session {
+    conn: Connection,
+    dispatcher: Dispatcher,
+    endpoint: Endpoint,
+    /// Commands taken from the mailbox and not yet applied (kept to reuse its memory).
+    mail: VecDeque<Command>,
+    /// The latest instant an input carried.
+    now: Instant,
+}
+
+impl Session {
+    pub(crate) fn new(endpoint: Endpoint, handle: ConnectionHandle, now: Instant, peer: Option<std::net::SocketAddr>) -> Self {
+        let config = Arc::clone(endpoint.app().config());
+        Session {
+            conn: Connection::new(config, now),
+            dispatcher: Dispatcher::new(handle, peer),
+            endpoint,
+            mail: VecDeque::new(),
+            now,
+        }
+    }
+
+    /// The connection's id.
+    pub fn id(&self) -> ConnectionId {
+        self.dispatcher.id()
+    }
+
+    // --- inputs ------------------------------------------------------------------------
+
+    /// Takes bytes from the transport and runs the handlers they trigger.
+    pub fn handle_input(&mut self, now: Instant, data: &[u8]) {
+        self.now = now;
+        self.conn.handle_input(now, data);
+        self.process(now);
+    }
+
+    /// The transport's read side ended.
+    pub fn handle_eof(&mut self, now: Instant) {
+        self.now = now;
+        self.conn.handle_eof(now);
+        self.process(now);
+    }
+
+    /// Acts on passed deadlines: protocol timers and acknowledgement timeouts. Calling it
+    /// early or often is harmless.
+    pub fn handle_timeout(&mut self, now: Instant) {
+        self.now = now;
+        self.conn.handle_timeout(now);
+        let app = self.endpoint.shared().app.inner();
+        self.dispatcher.expire_acks(app, &mut self.conn, now);
+        self.process(now);
+    }
+
+    /// The transport failed (a write error, a reset): pending output is dropped and the
+    /// connection ends now (its disconnect hook runs).
+    pub fn handle_transport_error(&mut self, now: Instant) {
+        self.now = now;
+        self.conn.handle_transport_error(now);
+        self.process(now);
+    }
+
+    /// Carries out what arrived in the mailbox (frames from broadcasts, handles and sends
+    /// by id; closes; the server's shutdown). Call it when the waker fires; calling it
+    /// with an empty mailbox is harmless.
+    pub fn handle_mail(&mut self, now: Instant) {
+        self.now = now;
+        self.apply_mail(now);
+        self.process(now);
+    }
+
+    // --- outputs -----------------------------------------------------------------------
+
+    /// The bytes waiting for the wire; see [`Connection::poll_transmit`].
+    pub fn poll_transmit(&self) -> Transmit<'_> {
+        self.conn.poll_transmit()
+    }
+
+    /// Marks the first `n` bytes of [`poll_transmit`](Self::poll_transmit) as written.
+    pub fn transmitted(&mut self, n: usize) {
+        self.conn.transmitted(n);
+    }
+
+    /// The earliest deadline: the connection's timers and pending acknowledgements.
+    pub fn poll_timeout(&self) -> Option<Instant> {
+        match (self.conn.poll_timeout(), self.dispatcher.poll_timeout()) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
+        }
+    }
+
+    /// Sets the waker woken when mail arrives (from a handle, the hub or the server) for
+    /// [`handle_mail`](Self::handle_mail). An async driver passes its task's waker each
+    /// time it waits; a thread passes one that unparks it; an event loop one that marks
+    /// the connection and wakes the loop.
+    pub fn set_waker(&self, waker: &Waker) {
+        self.mailbox().set_waker(waker);
+    }
+
+    /// Whether mail waits for [`handle_mail`](Self::handle_mail).
+    pub fn has_mail(&self) -> bool {
+        self.mailbox().has_mail()
+    }
+
+    // --- getters -----------------------------------------------------------------------
+
+    /// See [`Connection::wants_read`].
+    pub fn wants_read(&self) -> bool {
+        self.conn.wants_read()
+    }
+
+    /// See [`Connection::should_close_transport`].
+    pub fn should_close_transport(&self) -> bool {
+        self.conn.should_close_transport()
+    }
+
+    /// See [`Connection::state`].
+    pub fn state(&self) -> State {
+        self.conn.state()
+    }
+
+    /// See [`Connection::buffered_amount`].
+    pub fn buffered_amount(&self) -> usize {
+        self.conn.buffered_amount()
+    }
+
+    /// The upgrade request, once read.
+    pub fn request(&self) -> Option<&Request> {
+        self.conn.request()
+    }
+
+    /// Whether the app accepted the upgrade and the connection has not ended.
+    pub fn is_open(&self) -> bool {
+        self.dispatcher.is_open()
+    }
+
+    /// The rooms the connection is in.
+    pub fn rooms(&self) -> impl Iterator<Item = &str> {
+        self.dispatcher.rooms()
+    }
+
+    /// The connection's flags.
+    pub fn flags(&self) -> &Flags {
+        self.dispatcher.flags()
+    }
+
+    // --- internals ---------------------------------------------------------------------
+
+    fn mailbox(&self) -> &Mailbox {
+        self.dispatcher.handle().mailbox()
+    }
+
+    /// Runs the handlers for every event, then hands their actions to the hub; mail the
+    /// actions sent to this very connection (its own broadcasts) is applied at once.
+    fn process(&mut self, now: Instant) {
+        for _ in 0..2 {
+            let shared = self.endpoint.shared();
+            self.dispatcher.process(shared.app.inner(), &mut self.conn, now);
+            let id = self.dispatcher.id();
+            let mut sent = false;
+            while let Some(action) = self.dispatcher.actions().pop_front() {
+                shared.hub.apply(id, action);
+                sent = true;
+            }
+            if !(sent && self.mailbox().has_mail()) {
+                return;
+            }
+            self.apply_mail(now);
+        }
+    }
+
+    fn apply_mail(&mut self, now: Instant) {
+        let overflowed = self.dispatcher.handle().mailbox().drain_into(&mut self.mail);
+        if overflowed && self.endpoint.app().config().slow_consumer() == SlowConsumerPolicy::Close {
+            log::debug!("connection {}: mailbox overflowed; closing as a slow consumer", self.id());
+            self.conn.commands().close_slow_consumer(now);
+        }
+        while let Some(command) = self.mail.pop_front() {
+            let mut commands = self.conn.commands();
+            let result = match command {
+                Command::Deliver(frame) => commands.deliver(now, &frame).map_err(|e| e.to_string()),
+                Command::Close(code, reason) => commands.close(now, code, &reason).map_err(|e| e.to_string()),
+                Command::Shutdown => match commands.close(now, CloseCode::GOING_AWAY, "server shutting down") {
+                    Err(CloseError::NotOpen) => {
+                        commands.transport_failed(now);
+                        Ok(())
+                    }
+                    other => other.map_err(|e| e.to_string()),
+                },
+                Command::Abort => {
+                    commands.transport_failed(now);
+                    Ok(())
+                }
+            };
+            if let Err(e) = result {
+                log::debug!("connection {}: mail not carried out: {e}", self.id());
+            }
+        }
+        if self.mail.capacity() > 64 {
+            self.mail = VecDeque::new();
+        }
+    }
+}
+
+impl Drop for Session {
+    fn drop(&mut self) {
+        if !self.dispatcher.is_finished() {
+            // The driver stopped before the connection ended (a cancelled future, a
+            // panic in the adapter): end it here, at the last instant it was told.
+            let now = self.now;
+            self.conn.handle_transport_error(now);
+            self.process(now);
+        }
+        let shared = self.endpoint.shared();
+        shared.hub.unregister(self.id());
+        self.mailbox().close();
+        shared.release();
+    }
+}
+
+impl std::fmt::Debug for Session {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Session")
+            .field("id", &self.id())
+            .field("state", &self.conn.state())
+            .finish_non_exhaustive()
+    }
+}
