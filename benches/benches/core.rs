@@ -19,7 +19,8 @@ use std::time::{Duration, Instant, SystemTime};
 use criterion::{criterion_group, BenchmarkId, Criterion, Throughput};
 use eventum_benches::report::{self, Comparison};
 use eventum_benches::{client_frames, MemStream, BROWSER_REQUEST};
-use eventum_core::app::{App, Route, Session};
+use eventum_core::app::{App, Route};
+use eventum_core::driver::{Endpoint, Session};
 use eventum_core::frame::{apply_mask, OpCode};
 use eventum_core::{handshake::Accept, Config, Connection, Event};
 use serde::Deserialize;
@@ -53,19 +54,37 @@ fn open_connection(config: &Arc<Config>) -> Connection {
     let mut conn = Connection::new(Arc::clone(config), now);
     conn.handle_input(now, BROWSER_REQUEST);
     while conn.poll_event().is_some() {}
-    conn.accept(now, Accept::new()).expect("upgrade accepted");
-    let mut sink = Vec::new();
-    conn.poll_transmit(&mut sink);
+    conn.commands().accept(now, Accept::new()).expect("upgrade accepted");
+    transmit_connection(&mut conn, &mut Vec::new());
     conn
 }
 
-/// A session of `app` past its handshake.
+/// Appends everything the connection has for the wire to `sink`, as a driver writes it;
+/// returns how many bytes.
+fn transmit_connection(conn: &mut Connection, sink: &mut Vec<u8>) -> usize {
+    let transmit = conn.poll_transmit();
+    transmit.chunks().for_each(|chunk| sink.extend_from_slice(chunk));
+    let n = transmit.len();
+    conn.transmitted(n);
+    n
+}
+
+/// The same for a session.
+fn transmit_session(session: &mut Session, sink: &mut Vec<u8>) -> usize {
+    let transmit = session.poll_transmit();
+    transmit.chunks().for_each(|chunk| sink.extend_from_slice(chunk));
+    let n = transmit.len();
+    session.transmitted(n);
+    n
+}
+
+/// A session of `app` past its handshake (the endpoint is leaked: benches run once).
 fn open_session(app: &App) -> Session {
     let now = Instant::now();
-    let mut session = app.session(now, None);
+    let mut session = Endpoint::new(app.clone()).admit(now, None).expect("a free slot");
     session.handle_input(now, BROWSER_REQUEST);
     let mut sink = Vec::new();
-    session.poll_transmit(&mut sink);
+    transmit_session(&mut session, &mut sink);
     assert!(sink.starts_with(b"HTTP/1.1 101 "), "the app accepts the upgrade");
     session
 }
@@ -119,7 +138,7 @@ fn decode_group(c: &mut Criterion, name: &str, opcode: OpCode) {
         let eventum_iter = |conn: &mut Connection| {
             conn.handle_input(Instant::now(), &input);
             let (mut n, mut bytes) = (0, 0);
-            while let Some(event) = conn.poll_event() {
+            while let Some((event, _)) = conn.poll_event() {
                 match event {
                     Event::Binary(data) => bytes += data.len(),
                     Event::Text(text) => bytes += text.len(),
@@ -209,10 +228,10 @@ fn encode(c: &mut Criterion) {
         let mut sink = Vec::with_capacity(wire_len);
         let eventum_iter = |conn: &mut Connection, sink: &mut Vec<u8>| {
             for _ in 0..count {
-                conn.send_binary(&payload).expect("queued");
+                conn.commands().send_binary(&payload).expect("queued");
             }
             sink.clear();
-            conn.poll_transmit(sink)
+            transmit_connection(conn, sink)
         };
         assert_eq!(eventum_iter(&mut conn, &mut sink), wire_len);
         group.bench_with_input(BenchmarkId::new("eventum", size), &size, |b, _| {
@@ -252,18 +271,18 @@ fn handshake(c: &mut Criterion) {
         let mut conn = Connection::new(Arc::clone(&config), now);
         conn.handle_input(now, black_box(BROWSER_REQUEST));
         match conn.poll_event() {
-            Some(Event::UpgradeRequest(_)) => {}
+            Some((Event::UpgradeRequest(_), mut commands)) => commands.accept(now, Accept::new()).expect("accepted"),
             other => panic!("unexpected {other:?}"),
         }
-        conn.accept(now, Accept::new()).expect("accepted");
         sink.clear();
-        conn.poll_transmit(sink)
+        transmit_connection(&mut conn, sink)
     };
+    let endpoint = Endpoint::new(app);
     let session_iter = |sink: &mut Vec<u8>| {
-        let mut session = app.session(now, None);
+        let mut session = endpoint.admit(now, None).expect("a free slot");
         session.handle_input(now, black_box(BROWSER_REQUEST));
         sink.clear();
-        session.poll_transmit(sink)
+        transmit_session(&mut session, sink)
     };
     let tungstenite_iter = || {
         let ws = tungstenite::accept(MemStream::new(black_box(BROWSER_REQUEST))).expect("accepted");
@@ -355,7 +374,7 @@ fn events(c: &mut Criterion) {
     let session_iter = |session: &mut Session, sink: &mut Vec<u8>| {
         session.handle_input(Instant::now(), &input);
         sink.clear();
-        session.poll_transmit(sink)
+        transmit_session(session, sink)
     };
     check("the session", &mut || {
         assert_eq!(session_iter(&mut session, &mut sink), 0)
@@ -367,7 +386,7 @@ fn events(c: &mut Criterion) {
     let mut conn = open_connection(&config());
     let conn_iter = |conn: &mut Connection| {
         conn.handle_input(Instant::now(), &input);
-        while let Some(event) = conn.poll_event() {
+        while let Some((event, _)) = conn.poll_event() {
             if let Event::Text(text) = event {
                 hand_dispatch(&handlers, text);
             }
@@ -415,12 +434,12 @@ fn echo(c: &mut Criterion) {
             sink.clear();
             for _ in 0..reads {
                 conn.handle_input(Instant::now(), &input);
-                while let Some((event, mut sender)) = conn.poll_event_with_sender() {
+                while let Some((event, mut sender)) = conn.poll_event() {
                     if let Event::Text(text) = event {
                         sender.send_text(text).expect("queued");
                     }
                 }
-                conn.poll_transmit(sink);
+                transmit_connection(conn, sink);
             }
             sink.len()
         };
@@ -434,7 +453,7 @@ fn echo(c: &mut Criterion) {
             sink.clear();
             for _ in 0..reads {
                 session.handle_input(Instant::now(), &input);
-                session.poll_transmit(sink);
+                transmit_session(session, sink);
             }
             sink.len()
         };

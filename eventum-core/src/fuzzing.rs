@@ -138,7 +138,9 @@ pub fn handshake(data: &[u8]) {
     match outcome {
         Outcome::Upgrade(key, protocol) => {
             let accept = protocol.iter().fold(Accept::new(), |a, p| a.subprotocol(p.as_str()));
-            conn.commands().accept(now, accept).expect("accepting a validated upgrade");
+            conn.commands()
+                .accept(now, accept)
+                .expect("accepting a validated upgrade");
             assert_eq!(conn.state(), State::Open);
             assert!(conn.buffered_amount() <= 256 + protocol.as_ref().map_or(0, String::len));
             transmit_all(&mut conn, &mut out);
@@ -626,14 +628,23 @@ pub fn session(data: &[u8]) {
         drop(std::mem::replace(&mut session, admit(now)));
     }
     step(&mut observer, &mut observer_wire, now);
-    let hooks = disconnects.lock().map_or(0, |ids| ids.iter().filter(|&&d| d == id).count());
+    let hooks = disconnects
+        .lock()
+        .map_or(0, |ids| ids.iter().filter(|&&d| d == id).count());
     assert_eq!(hooks, 1, "the disconnect hook runs exactly once");
     assert!(endpoint.connection(id).is_none(), "the hub still knows the connection");
-    assert!(handle.is_closed(), "the handle of an ended connection still accepts mail");
+    assert!(
+        handle.is_closed(),
+        "the handle of an ended connection still accepts mail"
+    );
     for room in ["lobby", "a", "b"] {
         assert!(!endpoint.room_members(room).contains(&id), "still in room {room}");
     }
-    assert_eq!(endpoint.connections(), 2, "the observer and the replacement hold the slots");
+    assert_eq!(
+        endpoint.connections(),
+        2,
+        "the observer and the replacement hold the slots"
+    );
     for output in [&wire, &observer_wire] {
         check_server_frames(output);
     }
@@ -666,7 +677,9 @@ fn session_app(disconnects: Arc<std::sync::Mutex<Vec<crate::app::ConnectionId>>>
         .on_connect(|ctx| ctx.join("lobby"))
         .on_typed("join", |ctx, join: Room| ctx.join(&join.room))
         .on_typed("leave", |ctx, leave: Room| ctx.leave(&leave.room))
-        .on_typed("say", |ctx, say: Say| ctx.broadcast(&say.room, SharedFrame::text(&say.text)))
+        .on_typed("say", |ctx, say: Say| {
+            ctx.broadcast(&say.room, SharedFrame::text(&say.text))
+        })
         .on("all", |ctx, _| ctx.broadcast_all(SharedFrame::text("all")))
         .on("dm", |ctx, event| {
             let to = event.get("to").and_then(serde_json::Value::as_u64).unwrap_or(0);

@@ -186,10 +186,13 @@ impl Outbound {
     /// The pending chunks in order (the first without its written prefix).
     pub(crate) fn chunks(&self) -> impl Iterator<Item = &[u8]> {
         let offset = self.front_offset;
-        self.chunks
-            .iter()
-            .enumerate()
-            .map(move |(i, chunk)| if i == 0 { &chunk.bytes()[offset..] } else { chunk.bytes() })
+        self.chunks.iter().enumerate().map(move |(i, chunk)| {
+            if i == 0 {
+                &chunk.bytes()[offset..]
+            } else {
+                chunk.bytes()
+            }
+        })
     }
 
     /// Fills `slices` with the pending chunks in order, for a vectored write; returns how

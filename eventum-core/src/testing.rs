@@ -198,7 +198,12 @@ impl TestServer {
 
     /// How many connections are open.
     pub fn open_connections(&self) -> usize {
-        self.world.borrow().slots.values().filter(|s| s.session.is_open()).count()
+        self.world
+            .borrow()
+            .slots
+            .values()
+            .filter(|s| s.session.is_open())
+            .count()
     }
 }
 
@@ -454,7 +459,11 @@ impl TestClient {
 
     /// Whether the server closed the transport.
     pub fn is_closed(&self) -> bool {
-        self.world.borrow().slots.get(&self.id).is_none_or(|s| s.transport_closed)
+        self.world
+            .borrow()
+            .slots
+            .get(&self.id)
+            .is_none_or(|s| s.transport_closed)
     }
 
     /// The server-side flags of this connection.

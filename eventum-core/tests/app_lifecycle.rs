@@ -294,7 +294,11 @@ fn shutdown_and_transport_errors_run_the_disconnect_hook_once() {
     session.handle_transport_error(now);
     assert_eq!(
         log.items(),
-        vec![closed(1001, "server shutting down", CloseCause::Local { answered: false })]
+        vec![closed(
+            1001,
+            "server shutting down",
+            CloseCause::Local { answered: false }
+        )]
     );
 
     second.handle_transport_error(now);

@@ -307,7 +307,10 @@ fn a_dropped_session_leaves_every_room_and_disconnects_once() {
     // Ada's own copies were applied before her input call returned; Bob's wait in his
     // mailbox until his driver takes them. Each frame went out as it was encoded.
     let expected = |texts: &[&str]| -> Vec<u8> {
-        texts.iter().flat_map(|t| SharedFrame::text(t).as_bytes().to_vec()).collect()
+        texts
+            .iter()
+            .flat_map(|t| SharedFrame::text(t).as_bytes().to_vec())
+            .collect()
     };
     assert_eq!(take_output(&mut ada), expected(&["to a", "to all"]));
     assert!(bob.has_mail());
@@ -322,7 +325,10 @@ fn a_dropped_session_leaves_every_room_and_disconnects_once() {
     assert!(endpoint.room_members("b").is_empty());
     assert!(endpoint.connection(ada_id).is_none());
     assert!(ada_handle.is_closed());
-    assert_eq!(ada_handle.send_text("late"), Err(eventum_core::app::HandleError::Closed));
+    assert_eq!(
+        ada_handle.send_text("late"),
+        Err(eventum_core::app::HandleError::Closed)
+    );
     assert_eq!(endpoint.connections(), 1);
 
     // A connection that ended normally disconnects once too, and is gone when dropped.

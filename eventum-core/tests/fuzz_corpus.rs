@@ -429,8 +429,21 @@ fn session_seeds() -> Vec<(&'static str, Vec<u8>)> {
         ("ack_times_out", with(0x80 | 9, &[&text(r#"{"event":"ask"}"#), &chat])),
         ("fragmented_event", with(1, &[&fragmented, &close(1000, b"")])),
         ("handler_panics", with(0, &[&text(r#"{"event":"boom"}"#), &chat])),
-        ("app_closes", with(2, &[&text(r#"{"event":"close"}"#), &close(3000, b"")])),
-        ("binary_and_invalid", with(4, &[&masked(true, OpCode::Binary, &[0, 1, 2]), &text("not json"), &[0x81, 0x05]])),
+        (
+            "app_closes",
+            with(2, &[&text(r#"{"event":"close"}"#), &close(3000, b"")]),
+        ),
+        (
+            "binary_and_invalid",
+            with(
+                4,
+                &[
+                    &masked(true, OpCode::Binary, &[0, 1, 2]),
+                    &text("not json"),
+                    &[0x81, 0x05],
+                ],
+            ),
+        ),
     ]
 }
 

@@ -13,8 +13,8 @@ use std::io::{self, Read, Write};
 use std::net::{Shutdown, SocketAddr, TcpStream};
 use std::time::{Duration, Instant};
 
-use eventum_core::app::{App, ConnectionId};
-use eventum_core::CloseCode;
+use eventum_core::app::{App, ConnectionHandle, ConnectionId};
+use eventum_core::driver::ServerOptions;
 use serde_json::Value;
 use tungstenite::protocol::frame::coding::CloseCode as WsCloseCode;
 use tungstenite::protocol::{CloseFrame, Role, WebSocketConfig};
@@ -83,18 +83,19 @@ impl Adapter {
     pub fn start_with(self, app: App, options: Options) -> TestServer {
         let running = match self {
             Adapter::Smol => {
-                let options = eventum_smol::ServerOptions {
-                    threads: options.threads,
+                let threads = options.threads;
+                let options = ServerOptions {
                     max_connections: options.max_connections,
                     shutdown_timeout: options.shutdown_timeout,
                 };
                 let running = eventum_smol::Server::with_options(app, options)
+                    .threads(threads)
                     .listen("127.0.0.1:0")
                     .expect("smol server listens");
                 Running::Smol(running)
             }
             Adapter::Std => {
-                let options = eventum_std::ServerOptions {
+                let options = ServerOptions {
                     max_connections: options.max_connections,
                     shutdown_timeout: options.shutdown_timeout,
                 };
@@ -148,8 +149,8 @@ impl TestServer {
     /// How many connections the server is serving.
     pub fn connections(&self) -> usize {
         match self.running.as_ref().expect("server running") {
-            Running::Smol(r) => r.server().connections(),
-            Running::Std(r) => r.server().connections(),
+            Running::Smol(r) => r.server().endpoint().connections(),
+            Running::Std(r) => r.server().endpoint().connections(),
         }
     }
 
@@ -158,11 +159,11 @@ impl TestServer {
         wait_until(WAIT, || self.connections() == n)
     }
 
-    /// A handle to the open connection `id`.
-    pub fn connection(&self, id: u64) -> Option<Handle> {
+    /// A handle to the open connection `id` (the same type on both adapters).
+    pub fn connection(&self, id: u64) -> Option<ConnectionHandle> {
         match self.running.as_ref().expect("server running") {
-            Running::Smol(r) => r.server().connection(ConnectionId(id)).map(Handle::Smol),
-            Running::Std(r) => r.server().connection(ConnectionId(id)).map(Handle::Std),
+            Running::Smol(r) => r.server().endpoint().connection(ConnectionId(id)),
+            Running::Std(r) => r.server().endpoint().connection(ConnectionId(id)),
         }
     }
 
@@ -198,49 +199,6 @@ impl std::fmt::Debug for TestServer {
             .field("adapter", &self.adapter)
             .field("addr", &self.addr)
             .finish_non_exhaustive()
-    }
-}
-
-/// A connection handle of either adapter: cloneable, usable from any thread.
-#[derive(Clone, Debug)]
-pub enum Handle {
-    /// `eventum_smol::ConnectionHandle`.
-    Smol(eventum_smol::ConnectionHandle),
-    /// `eventum_std::ConnectionHandle`.
-    Std(eventum_std::ConnectionHandle),
-}
-
-impl Handle {
-    /// Queues a text message.
-    pub fn send_text(&self, text: &str) -> Result<(), String> {
-        match self {
-            Handle::Smol(h) => h.send_text(text).map_err(|e| e.to_string()),
-            Handle::Std(h) => h.send_text(text).map_err(|e| e.to_string()),
-        }
-    }
-
-    /// Queues a binary message.
-    pub fn send_binary(&self, data: &[u8]) -> Result<(), String> {
-        match self {
-            Handle::Smol(h) => h.send_binary(data).map_err(|e| e.to_string()),
-            Handle::Std(h) => h.send_binary(data).map_err(|e| e.to_string()),
-        }
-    }
-
-    /// Starts the close handshake.
-    pub fn close(&self, code: u16, reason: &str) -> Result<(), String> {
-        match self {
-            Handle::Smol(h) => h.close(CloseCode(code), reason).map_err(|e| e.to_string()),
-            Handle::Std(h) => h.close(CloseCode(code), reason).map_err(|e| e.to_string()),
-        }
-    }
-
-    /// Whether the connection has ended.
-    pub fn is_closed(&self) -> bool {
-        match self {
-            Handle::Smol(h) => h.is_closed(),
-            Handle::Std(h) => h.is_closed(),
-        }
     }
 }
 

@@ -592,9 +592,13 @@ fn close_by_handle_from_another_thread(adapter: Adapter) {
     let id = whoami(&mut a)["id"].as_u64().expect("id");
     let handle = server.connection(id).expect("handle");
     let closer = handle.clone();
-    std::thread::spawn(move || closer.close(4002, "closed from afar").expect("queued"))
-        .join()
-        .expect("closer thread");
+    std::thread::spawn(move || {
+        closer
+            .close(eventum_core::CloseCode(4002), "closed from afar")
+            .expect("queued")
+    })
+    .join()
+    .expect("closer thread");
     assert_eq!(a.expect_close(), (4002, "closed from afar".to_owned()));
     assert!(
         wait_until(WAIT, || handle.is_closed()),
@@ -1367,7 +1371,7 @@ fn std_threads_serves_a_unix_socket_pair() {
         .recv_timeout(WAIT)
         .expect("serve_stream returned")
         .expect("served without error");
-    assert_eq!(server.connections(), 0);
+    assert_eq!(server.endpoint().connections(), 0);
     counters.expect_disconnects(1);
 
     // The raw-handshake client works over it too, and a refusal is an HTTP response.
@@ -1398,7 +1402,7 @@ fn smol_serves_a_unix_socket_pair() {
         .recv_timeout(WAIT)
         .expect("serve_stream returned")
         .expect("served without error");
-    assert_eq!(server.connections(), 0);
+    assert_eq!(server.endpoint().connections(), 0);
     counters.expect_disconnects(1);
 
     let (served, ours) = ::smol::net::unix::UnixStream::pair().unwrap();

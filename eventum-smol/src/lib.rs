@@ -1,25 +1,23 @@
 //! eventum's smol adapter: serves an [`App`](eventum_core::app::App) over smol /
 //! async-io, one task per connection on a multi-threaded executor.
 //!
-//! * [`Server::listen`] binds a TCP address and serves on a pool of threads, with a
-//!   connection limit (`503` beyond it), peer addresses, lifespan hooks, and graceful
-//!   [`Running::shutdown`] (close 1001, bounded wait, shutdown hooks).
+//! * [`Server::listen`] binds a TCP address and serves on a pool of executor threads;
+//!   [`Running::shutdown`] stops it gracefully (close 1001, a bounded wait, shutdown hooks).
 //! * [`Server::serve_stream`] serves any `AsyncRead + AsyncWrite` stream (TLS, Unix
 //!   socket, in-memory pipe) with the same driver.
-//! * [`ConnectionHandle`] sends to or closes a connection from any task or thread; rooms,
-//!   broadcasts and sends by id go through the core's sharded [`Hub`](eventum_core::app::Hub).
 //!
-//! The driver is the core's loop: read (while the core wants input) → `handle_input`,
-//! write the output, wait for the next deadline, deliver the actions. A client that does
-//! not read only fills its own output queue, which the core bounds.
+//! Everything but the runtime comes from eventum-core's [driver kit](eventum_core::driver):
+//! the connection limit and its `503`, rooms and broadcasts, the portable
+//! [`ConnectionHandle`] handlers get from `ctx.handle()`, the mailbox and its slow-consumer
+//! policy, and the shutdown plan. What is here is the driver loop with smol's read,
+//! write, timer and wake-up.
 #![forbid(unsafe_code)]
 #![warn(missing_docs)]
 
 mod driver;
-mod handle;
 mod server;
 
 pub use eventum_core as core;
-pub use eventum_core::app::HandleError;
-pub use handle::{ConnectionHandle, Inbox};
-pub use server::{Running, Server, ServerOptions};
+pub use eventum_core::app::{ConnectionHandle, HandleError};
+pub use eventum_core::driver::ServerOptions;
+pub use server::{Running, Server};

@@ -1,53 +1,22 @@
-//! Serving an app: the shared state of a server, the accept loop, the executor threads and
-//! graceful shutdown.
+//! Serving an app: the accept loop, the executor threads and graceful shutdown.
 
+use std::future::poll_fn;
 use std::io;
 use std::net::{SocketAddr, TcpListener as StdListener, ToSocketAddrs};
-use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::pin::Pin;
 use std::sync::Arc;
+use std::task::Poll;
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
-use eventum_core::app::{App, Command, ConnectionId, Hub};
-use eventum_core::handshake::HttpResponse;
-use smol::future::FutureExt;
+use eventum_core::app::App;
+use eventum_core::driver::{Endpoint, ServerOptions};
+use smol::future::Future;
 use smol::io::{AsyncRead, AsyncWrite, AsyncWriteExt};
 use smol::net::TcpListener;
-use smol::Executor;
+use smol::{Executor, Timer};
 
 use crate::driver::drive;
-use crate::handle::ConnectionHandle;
-
-/// How a server runs.
-#[derive(Debug, Clone)]
-pub struct ServerOptions {
-    /// Executor threads; default: the number of cores.
-    pub threads: usize,
-    /// Most connections served at once; beyond it new ones get `503`. Default 10 000.
-    pub max_connections: usize,
-    /// How long [`Running::shutdown`] waits for connections to finish their close
-    /// handshake before dropping them; default 5 s.
-    pub shutdown_timeout: Duration,
-}
-
-impl Default for ServerOptions {
-    fn default() -> Self {
-        ServerOptions {
-            threads: std::thread::available_parallelism().map_or(1, |n| n.get()),
-            max_connections: 10_000,
-            shutdown_timeout: Duration::from_secs(5),
-        }
-    }
-}
-
-pub(crate) struct Shared {
-    pub(crate) app: App,
-    pub(crate) hub: Hub<ConnectionHandle>,
-    pub(crate) active: AtomicUsize,
-    /// Set when shutdown starts: no new connections, and late ones close at once.
-    pub(crate) stopping: AtomicBool,
-    options: ServerOptions,
-}
 
 /// An app ready to serve connections: over TCP with [`Server::listen`], or over any byte
 /// stream with [`Server::serve_stream`]. Cloning is cheap; clones share connections and rooms.
@@ -63,13 +32,14 @@ pub(crate) struct Shared {
 /// println!("listening on {}", running.local_addr());
 /// running.wait();
 /// ```
-#[derive(Clone)]
+#[derive(Clone, Debug)]
 pub struct Server {
-    shared: Arc<Shared>,
+    endpoint: Endpoint,
+    threads: usize,
 }
 
 impl Server {
-    /// A server for `app` with default options.
+    /// A server for `app` with the default [`ServerOptions`], on one executor thread per core.
     pub fn new(app: App) -> Self {
         Self::with_options(app, ServerOptions::default())
     }
@@ -77,46 +47,41 @@ impl Server {
     /// A server for `app` with `options`.
     pub fn with_options(app: App, options: ServerOptions) -> Self {
         Server {
-            shared: Arc::new(Shared {
-                app,
-                hub: Hub::new(),
-                active: AtomicUsize::new(0),
-                stopping: AtomicBool::new(false),
-                options,
-            }),
+            endpoint: Endpoint::with_options(app, options),
+            threads: std::thread::available_parallelism().map_or(1, |n| n.get()),
         }
+    }
+
+    /// Sets how many executor threads [`listen`](Self::listen) starts (at least one).
+    pub fn threads(mut self, threads: usize) -> Self {
+        self.threads = threads.max(1);
+        self
+    }
+
+    /// The kit's endpoint: connection handles by id, counts, room members, the app.
+    pub fn endpoint(&self) -> &Endpoint {
+        &self.endpoint
     }
 
     /// Serves one connection over any byte stream (TLS, a Unix socket, an in-memory
-    /// pipe) until it ends, on whatever executor runs the returned future.
+    /// pipe) until it ends, on whatever executor runs the returned future. Over the
+    /// connection limit the stream gets `503` and is closed.
     ///
     /// # Cancel safety
     ///
-    /// Dropping the future drops the connection (its disconnect hook does not run); no
-    /// other connection is affected.
-    pub async fn serve_stream<S>(&self, stream: S, peer: Option<SocketAddr>) -> io::Result<()>
+    /// Dropping the future ends the connection: its disconnect hook runs once, it leaves
+    /// every room, and its slot is freed. No other connection is affected.
+    pub async fn serve_stream<S>(&self, mut stream: S, peer: Option<SocketAddr>) -> io::Result<()>
     where
         S: AsyncRead + AsyncWrite + Unpin,
     {
-        if !self.try_reserve() {
-            return refuse_busy(stream).await;
+        match self.endpoint.admit(Instant::now(), peer) {
+            Ok(session) => drive(session, stream, self.endpoint.app().config().close_timeout()).await,
+            Err(busy) => {
+                stream.write_all(busy.response()).await?;
+                stream.close().await
+            }
         }
-        drive(Arc::clone(&self.shared), stream, peer).await
-    }
-
-    /// A handle to the open connection `id`, to send to it from anywhere.
-    pub fn connection(&self, id: ConnectionId) -> Option<ConnectionHandle> {
-        self.shared.hub.mailbox(id)
-    }
-
-    /// How many connections are being served.
-    pub fn connections(&self) -> usize {
-        self.shared.active.load(Ordering::Acquire)
-    }
-
-    /// The app being served.
-    pub fn app(&self) -> &App {
-        &self.shared.app
     }
 
     /// Binds `addr`, runs the startup hooks and serves on a pool of executor threads.
@@ -124,21 +89,13 @@ impl Server {
         let listener = StdListener::bind(addr)?;
         let local_addr = listener.local_addr()?;
         let listener = TcpListener::try_from(listener)?;
-        self.shared.app.startup();
-
+        self.endpoint.app().startup();
         let executor = Arc::new(Executor::new());
-        let (stop_accepting, accept_stopped) = async_channel::bounded::<()>(1);
         let (stop_threads, threads_stopped) = async_channel::bounded::<()>(1);
-        let accept = {
-            let server = self.clone();
-            let executor = Arc::clone(&executor);
-            async move { server.accept_loop(listener, executor, accept_stopped).await }
-        };
-        let accept_task = executor.spawn(accept);
-        let threads = (0..self.shared.options.threads.max(1))
+        let accept_task = executor.spawn(self.clone().accept_loop(listener, Arc::clone(&executor)));
+        let threads = (0..self.threads)
             .map(|i| {
-                let executor = Arc::clone(&executor);
-                let stop = threads_stopped.clone();
+                let (executor, stop) = (Arc::clone(&executor), threads_stopped.clone());
                 std::thread::Builder::new()
                     .name(format!("eventum-smol-{i}"))
                     .spawn(move || smol::block_on(executor.run(async { stop.recv().await.ok() })))
@@ -147,77 +104,34 @@ impl Server {
         Ok(Running {
             server: self,
             local_addr,
-            stop_accepting,
             stop_threads,
             threads,
             accept_task: Some(accept_task),
         })
     }
 
-    async fn accept_loop(
-        &self,
-        listener: TcpListener,
-        executor: Arc<Executor<'static>>,
-        stop: async_channel::Receiver<()>,
-    ) {
+    async fn accept_loop(self, listener: TcpListener, executor: Arc<Executor<'static>>) {
         loop {
-            let accepted = async { Some(listener.accept().await) }.or(async {
-                let _ = stop.recv().await;
-                None
-            });
-            let (stream, peer) = match accepted.await {
-                None => return,
-                Some(Ok(pair)) => pair,
-                Some(Err(e)) => {
+            let (stream, peer) = match listener.accept().await {
+                Ok(pair) => pair,
+                Err(e) => {
                     // Out of file descriptors and the like: back off instead of spinning.
                     log::warn!("accept failed: {e}");
-                    smol::Timer::after(Duration::from_millis(50)).await;
+                    Timer::after(Duration::from_millis(50)).await;
                     continue;
                 }
             };
             let _ = stream.set_nodelay(true);
-            if !self.try_reserve() {
-                executor.spawn(async move { refuse_busy(stream).await }).detach();
-                continue;
-            }
-            let shared = Arc::clone(&self.shared);
+            let server = self.clone();
             executor
                 .spawn(async move {
-                    if let Err(e) = drive(shared, stream, Some(peer)).await {
+                    if let Err(e) = server.serve_stream(stream, Some(peer)).await {
                         log::debug!("connection from {peer} ended with {e}");
                     }
                 })
                 .detach();
         }
     }
-
-    /// Counts a new connection if there is room for it.
-    fn try_reserve(&self) -> bool {
-        let max = self.shared.options.max_connections;
-        !self.shared.stopping.load(Ordering::Acquire)
-            && self
-                .shared
-                .active
-                .fetch_update(Ordering::AcqRel, Ordering::Acquire, |n| (n < max).then_some(n + 1))
-                .is_ok()
-    }
-}
-
-impl std::fmt::Debug for Server {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Server")
-            .field("connections", &self.connections())
-            .finish_non_exhaustive()
-    }
-}
-
-/// Answers `503` to a connection over the limit, without reading its request.
-async fn refuse_busy<S: AsyncWrite + Unpin>(mut stream: S) -> io::Result<()> {
-    let response = HttpResponse::text(503, "Server busy: too many connections")
-        .to_bytes()
-        .map_err(|e| io::Error::new(io::ErrorKind::InvalidInput, e))?;
-    stream.write_all(&response).await?;
-    stream.close().await
 }
 
 /// A server listening on a TCP address. Dropping it without [`shutdown`](Self::shutdown)
@@ -225,7 +139,6 @@ async fn refuse_busy<S: AsyncWrite + Unpin>(mut stream: S) -> io::Result<()> {
 pub struct Running {
     server: Server,
     local_addr: SocketAddr,
-    stop_accepting: async_channel::Sender<()>,
     stop_threads: async_channel::Sender<()>,
     threads: Vec<JoinHandle<Option<()>>>,
     accept_task: Option<smol::Task<()>>,
@@ -237,7 +150,7 @@ impl Running {
         self.local_addr
     }
 
-    /// The server, for handles and counts.
+    /// The server, for its endpoint (handles, counts).
     pub fn server(&self) -> &Server {
         &self.server
     }
@@ -260,29 +173,24 @@ impl Running {
         let Some(accept_task) = self.accept_task.take() else {
             return;
         };
-        let shared = &self.server.shared;
-        shared.stopping.store(true, Ordering::Release);
-        let _ = self.stop_accepting.try_send(());
-        // Wait for the accept loop to end, so the listener is closed when we return.
-        smol::block_on(accept_task);
-        let deadline = Instant::now() + shared.options.shutdown_timeout;
-        while shared.active.load(Ordering::Acquire) > 0 && Instant::now() < deadline {
-            // Repeated each pass (closing twice is harmless) so that a connection that
-            // registered late is told too; urgent commands get through a full queue.
-            shared.hub.command_all(&Command::Shutdown);
-            std::thread::sleep(Duration::from_millis(20));
-        }
-        // Whoever did not finish the close handshake in time is dropped, hooks included.
-        let grace = Instant::now() + Duration::from_millis(500);
-        while shared.active.load(Ordering::Acquire) > 0 && Instant::now() < grace {
-            shared.hub.command_all(&Command::Abort);
-            std::thread::sleep(Duration::from_millis(10));
-        }
+        // Cancelling the accept loop closes the listener before the plan starts.
+        smol::block_on(accept_task.cancel());
+        let mut plan = self.server.endpoint.shutdown(Instant::now());
+        let mut timer = Timer::never();
+        smol::block_on(poll_fn(|cx| loop {
+            let Some(until) = plan.poll(Instant::now(), cx.waker()) else {
+                return Poll::Ready(());
+            };
+            timer.set_at(until);
+            if Pin::new(&mut timer).poll(cx).is_pending() {
+                return Poll::Pending;
+            }
+        }));
         self.stop_threads.close();
         for thread in std::mem::take(&mut self.threads) {
             let _ = thread.join();
         }
-        shared.app.shutdown();
+        self.server.endpoint.app().shutdown();
     }
 }
 

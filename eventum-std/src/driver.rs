@@ -1,87 +1,89 @@
 //! The per-connection threads: a reader that feeds the session, and a writer that owns
-//! the output, the timers and the command queue.
+//! the output, the timers and the mailbox. The session sits behind a mutex that neither
+//! holds while it waits on the socket.
 
-use std::io::{self, ErrorKind};
-use std::net::{Shutdown, SocketAddr};
-use std::sync::atomic::Ordering;
-use std::sync::mpsc::{channel, Receiver, RecvTimeoutError};
-use std::sync::Arc;
+use std::io::ErrorKind;
+use std::net::Shutdown;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::task::{Wake, Waker};
+use std::thread::Thread;
 use std::time::{Duration, Instant};
 
-use eventum_core::app::{Action, Command, CommandQueue, Session};
-use eventum_core::{CloseCode, SlowConsumerPolicy};
+use eventum_core::driver::Session;
 
-use crate::conn::{ConnectionHandle, Job, Queue, Shared};
-use crate::server::ServerShared;
 use crate::transport::Transport;
 
 /// Bytes read from the transport per call.
 const READ_CHUNK: usize = 16 * 1024;
+/// Most bytes copied out of the session for one write.
+const WRITE_CHUNK: usize = 64 * 1024;
 /// How long one blocking write may take before the writer looks at its timers again.
 const WRITE_SLICE: Duration = Duration::from_millis(250);
 /// Upper bound on one wait, so a missed wake-up costs at most this much.
 const MAX_WAIT: Duration = Duration::from_secs(1);
 
-/// Serves one connection on the calling thread (the writer) and one more thread (the
-/// reader) until it is over.
-pub(crate) fn drive<T: Transport>(server: &Arc<ServerShared>, stream: T, peer: Option<SocketAddr>) -> io::Result<()> {
+/// What the two threads of a connection share.
+struct Shared {
+    session: Mutex<Session>,
+    /// The connection is over: the reader stops.
+    done: AtomicBool,
+}
+
+impl Shared {
+    /// Handlers' panics are caught inside the core, so a poisoned lock can only come from
+    /// a bug in this crate; the session itself stays consistent.
+    fn lock(&self) -> MutexGuard<'_, Session> {
+        self.session.lock().unwrap_or_else(|e| e.into_inner())
+    }
+}
+
+/// Wakes a parked thread.
+struct Unpark(Thread);
+
+impl Wake for Unpark {
+    fn wake(self: Arc<Self>) {
+        self.0.unpark();
+    }
+    fn wake_by_ref(self: &Arc<Self>) {
+        self.0.unpark();
+    }
+}
+
+/// A waker that unparks the calling thread.
+pub(crate) fn unpark_me() -> Waker {
+    Waker::from(Arc::new(Unpark(std::thread::current())))
+}
+
+/// Serves one admitted connection on the calling thread (the writer) and one more thread
+/// (the reader) until it is over.
+pub(crate) fn drive<T: Transport>(session: Session, stream: T) -> std::io::Result<()> {
     let reader_stream = stream.try_clone()?;
     let _ = stream.set_write_timeout(Some(WRITE_SLICE));
-    let (jobs, inbox) = channel();
-    let queue = Queue::new(jobs);
-    let session = server.app.session(Instant::now(), peer);
-    let shared = Shared::new(session, queue.clone());
-    let handle = ConnectionHandle::new(shared.id, queue);
-    shared.lock().state_mut().insert(handle.clone());
-    server.hub.register(shared.id, handle);
-    // From here on, every way out (errors, panics) goes through the guard's teardown.
-    let teardown = Teardown {
-        server,
-        shared: &shared,
-    };
-    if server.stopping.load(std::sync::atomic::Ordering::Acquire) {
-        // Accepted while the server stops: it will not be in shutdown's list.
-        shared.queue.push_urgent(Command::Shutdown);
-    }
-
+    let writer = unpark_me();
+    session.set_waker(&writer);
+    let shared = Arc::new(Shared {
+        session: Mutex::new(session),
+        done: AtomicBool::new(false),
+    });
     let reader = {
         let shared = Arc::clone(&shared);
-        let server = Arc::clone(server);
         std::thread::Builder::new()
-            .name(format!("eventum-read-{}", shared.id))
-            .spawn(move || read_loop(&server, &shared, reader_stream))?
+            .name("eventum-read".into())
+            .spawn(move || read_loop(&shared, reader_stream, &writer))?
     };
-    let _ = shared.reader.set(reader.thread().clone());
-    write_loop(server, &shared, stream, &inbox);
-    drop(teardown);
+    write_loop(&shared, stream, reader.thread());
+    shared.done.store(true, Ordering::Release);
+    reader.thread().unpark();
     let _ = reader.join();
+    // The last reference: dropping the session unregisters it and frees its slot.
+    drop(shared);
     Ok(())
 }
 
-/// Ends a connection however its driver stops: marks it closed, wakes its reader, leaves
-/// the hub, and breaks the session's reference to its own handle.
-struct Teardown<'a> {
-    server: &'a ServerShared,
-    shared: &'a Shared,
-}
-
-impl Drop for Teardown<'_> {
-    fn drop(&mut self) {
-        let shared = self.shared;
-        shared.queue.state.closed.store(true, Ordering::Release);
-        shared.wake_reader();
-        let mut session = shared.lock();
-        self.server.hub.unregister(shared.id, session.rooms());
-        session.state_mut().remove::<ConnectionHandle>();
-    }
-}
-
-fn read_loop<T: Transport>(server: &ServerShared, shared: &Shared, mut stream: T) {
+fn read_loop<T: Transport>(shared: &Shared, mut stream: T, writer: &Waker) {
     let mut buf = vec![0u8; READ_CHUNK];
-    loop {
-        if shared.queue.state.closed.load(Ordering::Acquire) {
-            return;
-        }
+    while !shared.done.load(Ordering::Acquire) {
         if !shared.lock().wants_read() {
             // Output is backed up, a request waits for its decision, or input ended:
             // the writer unparks us when that changes.
@@ -93,116 +95,76 @@ fn read_loop<T: Transport>(server: &ServerShared, shared: &Shared, mut stream: T
             continue;
         }
         let now = Instant::now();
-        with_actions(server, shared, |session| match result {
+        let mut session = shared.lock();
+        match result {
             Ok(0) => session.handle_eof(now),
             Ok(n) => session.handle_input(now, &buf[..n]),
-            Err(_) => session.abort(now),
-        });
-        shared.queue.wake();
+            Err(_) => session.handle_transport_error(now),
+        }
+        drop(session);
+        writer.wake_by_ref();
     }
 }
 
-fn write_loop<T: Transport>(server: &ServerShared, shared: &Shared, mut stream: T, inbox: &Receiver<Job>) {
-    let slow_policy = server.app.config().slow_consumer();
-    let mut received: Option<Job> = None;
+fn write_loop<T: Transport>(shared: &Shared, mut stream: T, reader: &Thread) {
+    // Bytes copied out of the session (its output's front) and how many are written;
+    // they are reported as transmitted only once written.
+    let (mut pending, mut written, mut unreported) = (Vec::new(), 0, 0);
     let mut unflushed = false;
     loop {
-        // Under the session lock: commands, timers, then one write. Holding the lock while
-        // writing makes input processing for this one connection wait on a client that
-        // does not read, which is the backpressure it deserves; handles never take it.
-        let (idle_wait, close_now) = with_actions(server, shared, |session| {
+        let wait = {
+            let mut session = shared.lock();
             let now = Instant::now();
-            let queued = received
-                .take()
-                .into_iter()
-                .chain(std::iter::from_fn(|| inbox.try_recv().ok()));
-            for job in queued {
-                shared.queue.taken(&job);
-                if let Job::Run(command) = job {
-                    run_command(session, now, command);
-                }
-            }
-            if let Some(command) = shared.queue.take_urgent() {
-                run_command(session, now, command);
-            }
-            if shared.queue.state.overflowed.swap(false, Ordering::Relaxed) && slow_policy == SlowConsumerPolicy::Close
-            {
-                log::debug!(
-                    "connection {}: command queue overflowed; closing as a slow consumer",
-                    shared.id
-                );
-                let _ = session.close(now, CloseCode::POLICY, "slow consumer");
+            session.transmitted(std::mem::take(&mut unreported));
+            if session.has_mail() {
+                session.handle_mail(now);
             }
             if session.poll_timeout().is_some_and(|t| t <= now) {
                 session.handle_timeout(now);
             }
             if session.should_close_transport() {
-                return (None, true);
+                break;
             }
-            let output = session.output();
-            if output.is_empty() {
-                if std::mem::take(&mut unflushed) && stream.flush().is_err() {
-                    // Buffering transports (TLS) hold written bytes until flushed.
-                    session.abort(now);
-                    return (None, false);
+            if pending.is_empty() {
+                let transmit = session.poll_transmit();
+                for chunk in transmit.chunks() {
+                    let room = WRITE_CHUNK.saturating_sub(pending.len());
+                    pending.extend_from_slice(&chunk[..chunk.len().min(room)]);
                 }
-                let wait = session
-                    .poll_timeout()
-                    .map_or(MAX_WAIT, |t| t.saturating_duration_since(now));
-                return (Some(wait.min(MAX_WAIT)), false);
             }
-            match stream.write(output) {
-                Ok(0) => session.abort(now),
-                Ok(n) => {
-                    session.consume_output(n);
-                    unflushed = true;
-                }
-                Err(e)
-                    if matches!(
-                        e.kind(),
-                        ErrorKind::WouldBlock | ErrorKind::TimedOut | ErrorKind::Interrupted
-                    ) => {}
-                Err(_) => session.abort(now),
+            let deadline = session.poll_timeout();
+            pending
+                .is_empty()
+                .then(|| deadline.map_or(MAX_WAIT, |t| t.saturating_duration_since(now)))
+        };
+        // Writing may have let the core want input again (below its low-water mark).
+        reader.unpark();
+        if let Some(wait) = wait {
+            if std::mem::take(&mut unflushed) && stream.flush().is_err() {
+                // Buffering transports (TLS) hold written bytes until flushed.
+                shared.lock().handle_transport_error(Instant::now());
+                continue;
             }
-            (None, false)
-        });
-        if close_now {
-            // The server closes the TCP connection first (RFC 6455 §7.1.1).
-            let _ = stream.flush();
-            let _ = stream.shutdown(Shutdown::Write);
-            let _ = stream.shutdown(Shutdown::Both);
-            return;
+            std::thread::park_timeout(wait.min(MAX_WAIT));
+            continue;
         }
-        shared.wake_reader();
-        if let Some(wait) = idle_wait {
-            match inbox.recv_timeout(wait) {
-                Ok(job) => received = Some(job),
-                Err(RecvTimeoutError::Timeout) => {}
-                Err(RecvTimeoutError::Disconnected) => return,
+        match stream.write(&pending[written..]) {
+            Ok(n) if n > 0 => {
+                (written, unreported, unflushed) = (written + n, n, true);
+                if written == pending.len() {
+                    (pending, written) = (Vec::new(), 0);
+                }
             }
+            Err(e)
+                if matches!(
+                    e.kind(),
+                    ErrorKind::WouldBlock | ErrorKind::TimedOut | ErrorKind::Interrupted
+                ) => {}
+            _ => shared.lock().handle_transport_error(Instant::now()),
         }
     }
-}
-
-fn run_command(session: &mut Session, now: Instant, command: Command) {
-    if let Err(e) = session.apply_command(now, command) {
-        log::debug!("connection {}: {e}", session.id());
-    }
-}
-
-/// Runs `f` on the session, then hands the actions it produced to the hub, in order with
-/// the other thread's batches and with no session lock held (deliveries to this very
-/// connection only queue a command, so they cannot deadlock).
-fn with_actions<R>(server: &ServerShared, shared: &Shared, f: impl FnOnce(&mut Session) -> R) -> R {
-    let _ordered = shared.lock_actions();
-    let (result, actions) = {
-        let mut session = shared.lock();
-        let result = f(&mut session);
-        let actions: Vec<Action> = std::iter::from_fn(|| session.poll_action()).collect();
-        (result, actions)
-    };
-    for action in actions {
-        server.hub.apply(shared.id, action);
-    }
-    result
+    // The server closes the TCP connection first (RFC 6455 §7.1.1).
+    let _ = stream.flush();
+    let _ = stream.shutdown(Shutdown::Write);
+    let _ = stream.shutdown(Shutdown::Both);
 }

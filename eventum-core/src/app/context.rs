@@ -4,6 +4,7 @@
 use std::collections::{BTreeSet, VecDeque};
 use std::fmt;
 use std::net::SocketAddr;
+use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
 use serde::Serialize;
@@ -88,7 +89,23 @@ pub type AckCallback = Box<dyn FnOnce(&mut Context<'_>, Result<Value, AckError>)
 pub(crate) struct PendingAck {
     pub(crate) id: u64,
     pub(crate) deadline: Instant,
-    pub(crate) callback: AckCallback,
+    /// Behind a mutex only so that a session is `Sync` (an async driver holds `&Session`
+    /// across an await); it is only ever taken out, never locked while shared.
+    callback: Mutex<AckCallback>,
+}
+
+impl PendingAck {
+    pub(crate) fn new(id: u64, deadline: Instant, callback: AckCallback) -> Self {
+        PendingAck {
+            id,
+            deadline,
+            callback: Mutex::new(callback),
+        }
+    }
+
+    pub(crate) fn into_callback(self) -> AckCallback {
+        self.callback.into_inner().unwrap_or_else(|e| e.into_inner())
+    }
 }
 
 /// Everything the framework keeps about one connection besides the protocol state.
@@ -329,11 +346,9 @@ impl Context<'_> {
         let text = encode_event(name, None, Some(id), data)?;
         self.commands.send_text(&text)?;
         self.data.next_ack += 1;
-        self.data.acks.push(PendingAck {
-            id,
-            deadline: self.now + timeout,
-            callback: Box::new(callback),
-        });
+        self.data
+            .acks
+            .push(PendingAck::new(id, self.now + timeout, Box::new(callback)));
         Ok(id)
     }
 

@@ -14,7 +14,9 @@ use super::context::{AckError, Action, ConnData, Context, Current};
 use super::envelope::{self, Parsed};
 use super::guard::{guard, run_handler, server_error};
 use super::upgrade::{Next, Upgrade};
-use super::{AppInner, ConnectionHandle, ConnectionId, EventBody, EventMessage, Extensions, Flags, Flow, UpgradeResult};
+use super::{
+    AppInner, ConnectionHandle, ConnectionId, EventBody, EventMessage, Extensions, Flags, Flow, UpgradeResult,
+};
 
 /// The app's state for one connection, and the dispatch of its events.
 pub(crate) struct Dispatcher {
@@ -147,7 +149,7 @@ impl Dispatcher {
         self.data.acks = waiting;
         let mut ctx = self.context(conn.commands(), app, now);
         for ack in due {
-            let callback = ack.callback;
+            let callback = ack.into_callback();
             let result = run_handler(&mut ctx, "an acknowledgement callback", |ctx| {
                 callback(ctx, Err(AckError::Timeout))
             });
@@ -210,7 +212,7 @@ impl Dispatcher {
 /// caller checks), leave every room.
 fn disconnect(ctx: &mut Context<'_>, app: &AppInner, closed: &Closed) {
     for ack in std::mem::take(&mut ctx.data.acks) {
-        let callback = ack.callback;
+        let callback = ack.into_callback();
         let _ = run_handler(ctx, "an acknowledgement callback", |ctx| {
             callback(ctx, Err(AckError::Disconnected))
         });
@@ -368,6 +370,6 @@ fn settle_ack(ctx: &mut Context<'_>, n: u64, text: &str) -> FollowUp {
         .ok()
         .and_then(|mut v| v.get_mut("data").map(serde_json::Value::take))
         .unwrap_or(serde_json::Value::Null);
-    let callback = ack.callback;
+    let callback = ack.into_callback();
     run_handler(ctx, "an acknowledgement callback", |ctx| callback(ctx, Ok(data))).into()
 }

@@ -239,7 +239,13 @@ mod tests {
         };
         hub.apply(ConnectionId(1), everyone);
         assert_eq!(handles.iter().map(count).collect::<Vec<_>>(), [1, 1, 1, 1]);
-        hub.apply(ConnectionId(1), Action::SendTo { to: ConnectionId(3), frame });
+        hub.apply(
+            ConnectionId(1),
+            Action::SendTo {
+                to: ConnectionId(3),
+                frame,
+            },
+        );
         assert_eq!(count(&handles[3]), 1);
         assert_eq!(hub.members("r").len(), 2);
     }

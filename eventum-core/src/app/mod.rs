@@ -263,7 +263,6 @@ impl App {
     pub fn shutdown(&self) {
         run_hooks(&self.inner.shutdown, "shutdown");
     }
-
 }
 
 impl fmt::Debug for App {

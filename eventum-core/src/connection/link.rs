@@ -110,7 +110,12 @@ impl Link {
     /// AwaitingDecision → Closed: the application answered with an HTTP response.
     pub(crate) fn respond(&mut self, now: Instant, response: &[u8], status: u16) {
         self.push_raw(response);
-        self.finish(now, CloseCode::ABNORMAL, String::new(), CloseCause::Responded { status });
+        self.finish(
+            now,
+            CloseCode::ABNORMAL,
+            String::new(),
+            CloseCause::Responded { status },
+        );
     }
 
     /// Handshake → Closed: the core refuses the request itself.

@@ -13,9 +13,9 @@ use crate::close::CloseCode;
 use crate::config::{Keepalive, SlowConsumerPolicy};
 use crate::error::{ApiMisuse, CloseError, SendError};
 use crate::event::{CloseCause, Closed};
+use crate::frame::{encode_client_frame, OpCode};
 use crate::handshake::{Accept, HttpResponse};
 use crate::outbound::SharedFrame;
-use crate::frame::{encode_client_frame, OpCode};
 use crate::ProtocolError;
 
 const KEY: [u8; 4] = [0x37, 0xfa, 0x21, 0x3d];
@@ -259,7 +259,11 @@ fn accept_refuses_a_subprotocol_that_was_not_offered() {
     let mut h = Harness::new(Config::default());
     h.accept = false;
     h.feed(REQUEST);
-    let err = h.conn.commands().accept(h.now, Accept::new().subprotocol("other")).unwrap_err();
+    let err = h
+        .conn
+        .commands()
+        .accept(h.now, Accept::new().subprotocol("other"))
+        .unwrap_err();
     assert_eq!(err, ApiMisuse::SubprotocolNotOffered("other".into()));
     assert_eq!(h.conn.state(), State::AwaitingDecision);
     assert_eq!(h.conn.buffered_amount(), 0);
@@ -289,7 +293,10 @@ Content-Length: 7\r\nConnection: close\r\n\r\ngo away"
     );
     assert_eq!(h.events[1], closed(1006, "", CloseCause::Responded { status: 403 }));
     assert!(h.conn.should_close_transport());
-    assert_eq!(h.conn.commands().accept(h.now, Accept::new()), Err(ApiMisuse::NoPendingRequest));
+    assert_eq!(
+        h.conn.commands().accept(h.now, Accept::new()),
+        Err(ApiMisuse::NoPendingRequest)
+    );
 }
 
 fn refused(input: &[u8], config: &Config) -> (u16, String) {
@@ -338,8 +345,14 @@ fn plain_http_gets_400_by_default_and_reaches_the_app_with_fallback() {
     let mut h = Harness::new(Config::builder().http_fallback(true).build().unwrap());
     h.feed(plain);
     assert_eq!(h.events, [Ev::Http("/".into())]);
-    assert_eq!(h.conn.commands().accept(h.now, Accept::new()), Err(ApiMisuse::NotAnUpgrade));
-    h.conn.commands().respond(h.now, HttpResponse::html(200, "<p>hi</p>")).unwrap();
+    assert_eq!(
+        h.conn.commands().accept(h.now, Accept::new()),
+        Err(ApiMisuse::NotAnUpgrade)
+    );
+    h.conn
+        .commands()
+        .respond(h.now, HttpResponse::html(200, "<p>hi</p>"))
+        .unwrap();
     h.drain();
     assert!(h.wire.starts_with(b"HTTP/1.1 200 OK\r\n"));
     assert!(h.wire.ends_with(b"\r\n\r\n<p>hi</p>"));
@@ -794,7 +807,10 @@ fn reading_pauses_above_the_high_water_mark_until_the_low_water_mark() {
     h.conn.transmitted(110);
     assert!(h.conn.wants_read());
     assert_eq!(h.conn.buffered_amount(), 194);
-    assert_eq!(h.conn.commands().send_binary(&[0u8; 4000]), Err(SendError::MessageTooLarge));
+    assert_eq!(
+        h.conn.commands().send_binary(&[0u8; 4000]),
+        Err(SendError::MessageTooLarge)
+    );
     h.conn.commands().send_binary(&[0u8; 3000]).unwrap();
     assert_eq!(h.conn.commands().send_binary(&[0u8; 900]), Err(SendError::Full));
 }
@@ -952,7 +968,10 @@ fn receive_buffer_gives_back_the_room_of_a_large_frame() {
 fn sending_requires_an_open_websocket() {
     let mut h = Harness::new(Config::default());
     assert_eq!(h.conn.commands().send_text("x"), Err(SendError::NotOpen));
-    assert_eq!(h.conn.commands().close(h.now, CloseCode::NORMAL, ""), Err(CloseError::NotOpen));
+    assert_eq!(
+        h.conn.commands().close(h.now, CloseCode::NORMAL, ""),
+        Err(CloseError::NotOpen)
+    );
     h.feed(REQUEST);
     h.feed(&close_frame(1000, b""));
     assert_eq!(h.conn.commands().send_text("x"), Err(SendError::Closed));

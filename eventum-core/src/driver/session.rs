@@ -52,7 +52,12 @@ pub struct Session {
 }
 
 impl Session {
-    pub(crate) fn new(endpoint: Endpoint, handle: ConnectionHandle, now: Instant, peer: Option<std::net::SocketAddr>) -> Self {
+    pub(crate) fn new(
+        endpoint: Endpoint,
+        handle: ConnectionHandle,
+        now: Instant,
+        peer: Option<std::net::SocketAddr>,
+    ) -> Self {
         let config = Arc::clone(endpoint.app().config());
         Session {
             conn: Connection::new(config, now),
@@ -214,7 +219,10 @@ impl Session {
     fn apply_mail(&mut self, now: Instant) {
         let overflowed = self.dispatcher.handle().mailbox().drain_into(&mut self.mail);
         if overflowed && self.endpoint.app().config().slow_consumer() == SlowConsumerPolicy::Close {
-            log::debug!("connection {}: mailbox overflowed; closing as a slow consumer", self.id());
+            log::debug!(
+                "connection {}: mailbox overflowed; closing as a slow consumer",
+                self.id()
+            );
             self.conn.commands().close_slow_consumer(now);
         }
         while let Some(command) = self.mail.pop_front() {
@@ -259,6 +267,13 @@ impl Drop for Session {
         shared.release();
     }
 }
+
+/// An async driver keeps `&Session` across awaits on a multi-threaded executor.
+const _: () = {
+    const fn assert_send_sync<T: Send + Sync>() {}
+    assert_send_sync::<Session>();
+    assert_send_sync::<Endpoint>();
+};
 
 impl std::fmt::Debug for Session {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {

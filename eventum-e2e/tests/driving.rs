@@ -1,0 +1,191 @@
+//! The driver kit end to end: one app, unchanged, on both adapters and on the hand-written
+//! mio loop of `eventum-std/examples/custom_loop.rs`; a cancelled connection future that
+//! still leaves its rooms; and a peer that stops reading without blocking anyone else.
+
+use std::net::TcpListener;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{mpsc, Arc};
+use std::time::Duration;
+
+use eventum_core::app::{App, Route};
+use eventum_core::{Config, SharedFrame};
+use eventum_e2e::{wait_until, Adapter, Client, RawClient, WAIT};
+use serde_json::{json, Value};
+
+#[allow(dead_code)] // its `main` is the example's; the test runs its `serve`
+#[path = "../../eventum-std/examples/custom_loop.rs"]
+mod custom_loop;
+
+/// Handlers that finish work later, from another thread, through `ctx.handle()` (the same
+/// type on every adapter), and rooms with broadcasts.
+fn later_app(disconnects: &Arc<AtomicUsize>) -> App {
+    let disconnects = Arc::clone(disconnects);
+    App::builder()
+        .route(Route::new("/ws"))
+        .on("later", |ctx, event| {
+            let text = event.data().and_then(Value::as_str).unwrap_or_default().to_owned();
+            let handle = ctx.handle();
+            std::thread::spawn(move || {
+                std::thread::sleep(Duration::from_millis(20)); // e.g. a database call
+                handle.send_text(&format!("later: {text}")).expect("the connection is open");
+            });
+            let _ = ctx.send_text("queued");
+        })
+        .on("join", |ctx, event| {
+            let room = event.data().and_then(Value::as_str).unwrap_or_default().to_owned();
+            ctx.join(&room);
+            let _ = ctx.send_text(&format!("joined {room}"));
+        })
+        .on("say", |ctx, event| {
+            let text = event.data().and_then(Value::as_str).unwrap_or_default().to_owned();
+            ctx.broadcast_others("r", SharedFrame::text(&text));
+        })
+        .on("flood", |ctx, event| {
+            // Queues `data` MiB for this connection, to fill a peer that does not read.
+            let mib = event.data().and_then(Value::as_u64).unwrap_or(1);
+            let chunk = vec![b'x'; 1 << 20];
+            for _ in 0..mib {
+                ctx.send_binary(&chunk).expect("within the backlog");
+            }
+        })
+        .on_disconnect(move |_, _| {
+            disconnects.fetch_add(1, Ordering::SeqCst);
+        })
+        .config(
+            Config::builder()
+                .water_marks(64 << 20, 16 << 20)
+                .max_backlog(128 << 20)
+                .build()
+                .expect("valid limits"),
+        )
+        .build()
+}
+
+fn send_event<S: std::io::Read + std::io::Write>(client: &mut Client<S>, event: &str, data: Value) {
+    client.send_json(&json!({"event": event, "data": data}));
+}
+
+/// The handler returns first ("queued"), its thread sends later through the handle.
+fn assert_sends_later(addr: std::net::SocketAddr, driver: &str) {
+    let mut client = Client::connect(addr, "/ws").unwrap_or_else(|e| panic!("{driver}: {e:?}"));
+    for i in 0..3 {
+        send_event(&mut client, "later", json!(format!("{driver} {i}")));
+        assert_eq!(client.recv_text(), "queued", "{driver}");
+        assert_eq!(client.recv_text(), format!("later: {driver} {i}"));
+    }
+    let _ = client.close(1000, "");
+}
+
+#[test]
+fn one_app_sends_later_through_its_handle_on_every_driver() {
+    let disconnects = Arc::new(AtomicUsize::new(0));
+    for adapter in Adapter::ALL {
+        let server = adapter.start(later_app(&disconnects));
+        assert_sends_later(server.addr(), &format!("{adapter:?}"));
+        server.shutdown();
+    }
+    // The custom loop serves forever on its own thread; the test process ends it.
+    let listener = TcpListener::bind("127.0.0.1:0").expect("a free port");
+    let addr = listener.local_addr().expect("bound");
+    let app = later_app(&disconnects);
+    std::thread::spawn(move || custom_loop::serve(listener, app));
+    assert_sends_later(addr, "custom loop");
+    assert!(wait_until(WAIT, || disconnects.load(Ordering::SeqCst) == 3), "each driver ran the hook");
+}
+
+#[test]
+fn the_custom_loop_delivers_rooms_and_broadcasts() {
+    let listener = TcpListener::bind("127.0.0.1:0").expect("a free port");
+    let addr = listener.local_addr().expect("bound");
+    let disconnects = Arc::new(AtomicUsize::new(0));
+    let app = later_app(&disconnects);
+    std::thread::spawn(move || custom_loop::serve(listener, app));
+    let mut members: Vec<Client> = (0..3).map(|_| Client::connect(addr, "/ws").expect("upgrade")).collect();
+    for member in &mut members {
+        send_event(member, "join", json!("r"));
+        assert_eq!(member.recv_text(), "joined r");
+    }
+    send_event(&mut members[0], "say", json!("hello room"));
+    for member in &mut members[1..] {
+        assert_eq!(member.recv_text(), "hello room");
+    }
+    members[0].expect_silence(Duration::from_millis(100));
+}
+
+/// Dropping a `serve_stream` future mid-session (the docs allow it) ends the connection
+/// completely: it leaves every room, its disconnect hook runs once, its slot is freed.
+#[test]
+fn a_cancelled_smol_connection_leaves_its_rooms_and_disconnects_once() {
+    let disconnects = Arc::new(AtomicUsize::new(0));
+    let server = eventum_smol::Server::new(later_app(&disconnects));
+    let (served, ours) = ::smol::net::unix::UnixStream::pair().expect("a socket pair");
+    let (cancel_tx, cancel_rx) = mpsc::channel::<()>();
+    let serving = server.clone();
+    let task = std::thread::spawn(move || {
+        ::smol::block_on(async {
+            let serve = serving.serve_stream(served, None);
+            let cancel = ::smol::unblock(move || cancel_rx.recv());
+            // Whichever ends first: the cancel drops the serve future mid-session.
+            ::smol::future::or(async { Some(serve.await) }, async {
+                let _ = cancel.await;
+                None
+            })
+            .await
+        })
+    });
+    let ours = {
+        let inner: Arc<::smol::Async<std::os::unix::net::UnixStream>> = ours.into();
+        let stream = Arc::try_unwrap(inner).expect("sole owner").into_inner().expect("deregistered");
+        stream.set_nonblocking(false).expect("blocking");
+        stream.set_read_timeout(Some(WAIT)).expect("timeout");
+        stream
+    };
+    let mut client = Client::over_stream(ours, "/ws").expect("upgrade");
+    send_event(&mut client, "join", json!("r"));
+    assert_eq!(client.recv_text(), "joined r");
+    send_event(&mut client, "join", json!("s"));
+    assert_eq!(client.recv_text(), "joined s");
+    assert_eq!(server.endpoint().room_members("r").len(), 1);
+
+    cancel_tx.send(()).expect("the serving thread waits");
+    assert!(task.join().expect("serving thread").is_none(), "the future was cancelled, not finished");
+    assert_eq!(disconnects.load(Ordering::SeqCst), 1, "the disconnect hook ran once");
+    assert!(server.endpoint().room_members("r").is_empty(), "still in room r");
+    assert!(server.endpoint().room_members("s").is_empty(), "still in room s");
+    assert_eq!(server.endpoint().connections(), 0, "the slot is free");
+}
+
+/// A member that stops reading while megabytes are queued for it still gets its own
+/// input handled: its broadcasts reach the others. (The blocking adapter once wrote to
+/// the socket while holding the session's lock, so the stalled write locked its reader out.)
+fn a_stalled_reader_still_broadcasts(adapter: Adapter) {
+    let disconnects = Arc::new(AtomicUsize::new(0));
+    let server = adapter.start(later_app(&disconnects));
+    let mut other = server.client("/ws");
+    send_event(&mut other, "join", json!("r"));
+    assert_eq!(other.recv_text(), "joined r");
+
+    let mut stalled = RawClient::connect(server.addr(), "/ws");
+    let event = |name: &str, data: Value| json!({"event": name, "data": data}).to_string();
+    stalled.send_frame(0x1, event("join", json!("r")).as_bytes());
+    // 32 MiB for a peer that never reads: far more than the socket buffers hold, so
+    // the server's write blocks, and below the high-water mark, so reading goes on.
+    stalled.send_frame(0x1, event("flood", json!(32)).as_bytes());
+    std::thread::sleep(Duration::from_millis(300));
+    for i in 0..3 {
+        stalled.send_frame(0x1, event("say", json!(format!("still here {i}"))).as_bytes());
+        assert_eq!(other.recv_text(), format!("still here {i}"), "{adapter:?}");
+    }
+    drop(stalled);
+    server.shutdown();
+}
+
+#[test]
+fn smol_a_stalled_reader_still_broadcasts() {
+    a_stalled_reader_still_broadcasts(Adapter::Smol);
+}
+
+#[test]
+fn std_threads_a_stalled_reader_still_broadcasts() {
+    a_stalled_reader_still_broadcasts(Adapter::Std);
+}
