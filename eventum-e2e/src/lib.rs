@@ -14,7 +14,7 @@ use std::net::{Shutdown, SocketAddr, TcpStream};
 use std::time::{Duration, Instant};
 
 use eventum_core::app::{App, ConnectionHandle, ConnectionId};
-use eventum_core::driver::ServerOptions;
+use eventum_core::driver::{Endpoint, ServerOptions};
 use serde_json::Value;
 use tungstenite::protocol::frame::coding::CloseCode as WsCloseCode;
 use tungstenite::protocol::{CloseFrame, Role, WebSocketConfig};
@@ -88,7 +88,7 @@ impl Adapter {
                     max_connections: options.max_connections,
                     shutdown_timeout: options.shutdown_timeout,
                 };
-                let running = eventum_smol::Server::with_options(app, options)
+                let running = eventum_smol::Server::from(Endpoint::with_options(app, options))
                     .threads(threads)
                     .listen("127.0.0.1:0")
                     .expect("smol server listens");
@@ -99,7 +99,7 @@ impl Adapter {
                     max_connections: options.max_connections,
                     shutdown_timeout: options.shutdown_timeout,
                 };
-                let running = eventum_std::Server::with_options(app, options)
+                let running = eventum_std::Server::from(Endpoint::with_options(app, options))
                     .listen("127.0.0.1:0")
                     .expect("std server listens");
                 Running::Std(running)

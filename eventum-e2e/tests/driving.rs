@@ -27,7 +27,9 @@ fn later_app(disconnects: &Arc<AtomicUsize>) -> App {
             let handle = ctx.handle();
             std::thread::spawn(move || {
                 std::thread::sleep(Duration::from_millis(20)); // e.g. a database call
-                handle.send_text(&format!("later: {text}")).expect("the connection is open");
+                handle
+                    .send_text(&format!("later: {text}"))
+                    .expect("the connection is open");
             });
             let _ = ctx.send_text("queued");
         })
@@ -90,7 +92,10 @@ fn one_app_sends_later_through_its_handle_on_every_driver() {
     let app = later_app(&disconnects);
     std::thread::spawn(move || custom_loop::serve(listener, app));
     assert_sends_later(addr, "custom loop");
-    assert!(wait_until(WAIT, || disconnects.load(Ordering::SeqCst) == 3), "each driver ran the hook");
+    assert!(
+        wait_until(WAIT, || disconnects.load(Ordering::SeqCst) == 3),
+        "each driver ran the hook"
+    );
 }
 
 #[test]
@@ -135,7 +140,10 @@ fn a_cancelled_smol_connection_leaves_its_rooms_and_disconnects_once() {
     });
     let ours = {
         let inner: Arc<::smol::Async<std::os::unix::net::UnixStream>> = ours.into();
-        let stream = Arc::try_unwrap(inner).expect("sole owner").into_inner().expect("deregistered");
+        let stream = Arc::try_unwrap(inner)
+            .expect("sole owner")
+            .into_inner()
+            .expect("deregistered");
         stream.set_nonblocking(false).expect("blocking");
         stream.set_read_timeout(Some(WAIT)).expect("timeout");
         stream
@@ -148,7 +156,10 @@ fn a_cancelled_smol_connection_leaves_its_rooms_and_disconnects_once() {
     assert_eq!(server.endpoint().room_members("r").len(), 1);
 
     cancel_tx.send(()).expect("the serving thread waits");
-    assert!(task.join().expect("serving thread").is_none(), "the future was cancelled, not finished");
+    assert!(
+        task.join().expect("serving thread").is_none(),
+        "the future was cancelled, not finished"
+    );
     assert_eq!(disconnects.load(Ordering::SeqCst), 1, "the disconnect hook ran once");
     assert!(server.endpoint().room_members("r").is_empty(), "still in room r");
     assert!(server.endpoint().room_members("s").is_empty(), "still in room s");

@@ -5,15 +5,11 @@ use std::io::{self, IoSlice};
 use std::task::Poll;
 use std::time::{Duration, Instant};
 
-use eventum_core::driver::Session;
+use eventum_core::driver::{ReadBuffer, Session};
 use smol::future::{self, FutureExt};
 use smol::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use smol::Timer;
 
-/// The read buffer starts small, so idle connections stay cheap, and doubles up to the
-/// largest size whenever a read fills it.
-const READ_CHUNK_MIN: usize = 512;
-const READ_CHUNK_MAX: usize = 64 * 1024;
 /// Most output chunks handed to one vectored write.
 const WRITE_SLICES: usize = 32;
 
@@ -22,7 +18,6 @@ enum Wake {
     Mail,
     Timer,
     Wrote(io::Result<usize>),
-    Flushed(io::Result<()>),
     Read(io::Result<usize>),
 }
 
@@ -34,11 +29,11 @@ where
     S: AsyncRead + AsyncWrite + Unpin,
 {
     let (mut reader, mut writer) = smol::io::split(stream);
-    let mut buf = Vec::new();
+    let mut buf = ReadBuffer::default();
     // One timer for the connection's life, moved only when the deadline comes earlier:
     // a wake-up before a later deadline is harmless (handle_timeout does nothing).
     let (mut timer, mut armed) = (Timer::never(), None::<Instant>);
-    let (mut unflushed, mut reads_in_a_row) = (false, 0u32);
+    let mut reads_in_a_row = 0u32;
     loop {
         if session.should_close_transport() {
             // The server closes the TCP connection first (RFC 6455 §7.1.1); a transport
@@ -63,9 +58,6 @@ where
             armed = Some(deadline);
         }
         let wants_read = session.wants_read();
-        if wants_read && buf.is_empty() {
-            buf.resize(READ_CHUNK_MIN, 0);
-        }
         let transmit = session.poll_transmit();
         let wake = {
             let mail = poll_fn(|cx| {
@@ -81,20 +73,21 @@ where
                 Wake::Timer
             };
             let write = async {
-                if !transmit.is_empty() {
-                    let mut slices = [IoSlice::new(&[]); WRITE_SLICES];
-                    let filled = transmit.io_slices(&mut slices);
-                    Wake::Wrote(writer.write_vectored(&slices[..filled]).await)
-                } else if unflushed {
-                    // Buffering transports (TLS) hold written bytes until flushed.
-                    Wake::Flushed(writer.flush().await)
-                } else {
-                    future::pending().await
+                if transmit.is_empty() {
+                    return future::pending().await;
                 }
+                let mut slices = [IoSlice::new(&[]); WRITE_SLICES];
+                let filled = transmit.io_slices(&mut slices);
+                let written = async {
+                    let n = writer.write_vectored(&slices[..filled]).await?;
+                    writer.flush().await?; // buffering transports (TLS) hold bytes until flushed
+                    Ok(n)
+                };
+                Wake::Wrote(written.await)
             };
             let read = async {
                 if wants_read {
-                    Wake::Read(reader.read(&mut buf).await)
+                    Wake::Read(reader.read(buf.space()).await)
                 } else {
                     future::pending().await
                 }
@@ -103,36 +96,17 @@ where
             mail.or(timer).or(write).or(read).await
         };
         let now = Instant::now();
-        reads_in_a_row = if matches!(wake, Wake::Read(_)) {
-            reads_in_a_row + 1
-        } else {
-            0
-        };
+        // Counts reads in a row; anything else resets the count.
+        reads_in_a_row = (reads_in_a_row + 1) * u32::from(matches!(wake, Wake::Read(_)));
         match wake {
             Wake::Mail => session.handle_mail(now),
             Wake::Timer => {
                 armed = None;
                 session.handle_timeout(now);
             }
-            Wake::Wrote(Ok(0) | Err(_)) | Wake::Flushed(Err(_)) | Wake::Read(Err(_)) => {
-                session.handle_transport_error(now)
-            }
-            Wake::Wrote(Ok(n)) => {
-                session.transmitted(n);
-                unflushed = true;
-            }
-            Wake::Flushed(Ok(())) => unflushed = false,
-            Wake::Read(Ok(0)) => session.handle_eof(now),
-            Wake::Read(Ok(n)) => {
-                session.handle_input(now, &buf[..n]);
-                if n == buf.len() && buf.len() < READ_CHUNK_MAX {
-                    buf.resize(buf.len() * 2, 0);
-                }
-                if !session.wants_read() {
-                    // Idle or paused connections keep no read buffer.
-                    buf = Vec::new();
-                }
-            }
+            Wake::Wrote(Ok(0) | Err(_)) | Wake::Read(Err(_)) => session.handle_transport_error(now),
+            Wake::Wrote(Ok(n)) => session.transmitted(n),
+            Wake::Read(Ok(n)) => buf.feed(&mut session, now, n),
         }
     }
 }

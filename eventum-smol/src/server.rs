@@ -10,7 +10,7 @@ use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
 use eventum_core::app::App;
-use eventum_core::driver::{Endpoint, ServerOptions};
+use eventum_core::driver::Endpoint;
 use smol::future::Future;
 use smol::io::{AsyncRead, AsyncWrite, AsyncWriteExt};
 use smol::net::TcpListener;
@@ -39,17 +39,10 @@ pub struct Server {
 }
 
 impl Server {
-    /// A server for `app` with the default [`ServerOptions`], on one executor thread per core.
+    /// A server for `app` with the default [`ServerOptions`]; for other options, build it
+    /// from an endpoint: `Server::from(Endpoint::with_options(app, options))`.
     pub fn new(app: App) -> Self {
-        Self::with_options(app, ServerOptions::default())
-    }
-
-    /// A server for `app` with `options`.
-    pub fn with_options(app: App, options: ServerOptions) -> Self {
-        Server {
-            endpoint: Endpoint::with_options(app, options),
-            threads: std::thread::available_parallelism().map_or(1, |n| n.get()),
-        }
+        Self::from(Endpoint::new(app))
     }
 
     /// Sets how many executor threads [`listen`](Self::listen) starts (at least one).
@@ -134,8 +127,17 @@ impl Server {
     }
 }
 
+impl From<Endpoint> for Server {
+    /// A server for the endpoint's app and options, on one executor thread per core.
+    fn from(endpoint: Endpoint) -> Self {
+        let threads = std::thread::available_parallelism().map_or(1, |n| n.get());
+        Server { endpoint, threads }
+    }
+}
+
 /// A server listening on a TCP address. Dropping it without [`shutdown`](Self::shutdown)
 /// shuts it down all the same.
+#[derive(Debug)]
 pub struct Running {
     server: Server,
     local_addr: SocketAddr,
@@ -197,13 +199,5 @@ impl Running {
 impl Drop for Running {
     fn drop(&mut self) {
         self.stop();
-    }
-}
-
-impl std::fmt::Debug for Running {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Running")
-            .field("local_addr", &self.local_addr)
-            .finish_non_exhaustive()
     }
 }

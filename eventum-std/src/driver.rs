@@ -10,12 +10,10 @@ use std::task::{Wake, Waker};
 use std::thread::Thread;
 use std::time::{Duration, Instant};
 
-use eventum_core::driver::Session;
+use eventum_core::driver::{ReadBuffer, Session};
 
 use crate::transport::Transport;
 
-/// Bytes read from the transport per call.
-const READ_CHUNK: usize = 16 * 1024;
 /// Most bytes copied out of the session for one write.
 const WRITE_CHUNK: usize = 64 * 1024;
 /// How long one blocking write may take before the writer looks at its timers again.
@@ -82,7 +80,7 @@ pub(crate) fn drive<T: Transport>(session: Session, stream: T) -> std::io::Resul
 }
 
 fn read_loop<T: Transport>(shared: &Shared, mut stream: T, writer: &Waker) {
-    let mut buf = vec![0u8; READ_CHUNK];
+    let mut buf = ReadBuffer::default();
     while !shared.done.load(Ordering::Acquire) {
         if !shared.lock().wants_read() {
             // Output is backed up, a request waits for its decision, or input ended:
@@ -90,15 +88,14 @@ fn read_loop<T: Transport>(shared: &Shared, mut stream: T, writer: &Waker) {
             std::thread::park_timeout(MAX_WAIT);
             continue;
         }
-        let result = stream.read(&mut buf);
+        let result = stream.read(buf.space());
         if matches!(&result, Err(e) if e.kind() == ErrorKind::Interrupted) {
             continue;
         }
         let now = Instant::now();
         let mut session = shared.lock();
         match result {
-            Ok(0) => session.handle_eof(now),
-            Ok(n) => session.handle_input(now, &buf[..n]),
+            Ok(n) => buf.feed(&mut session, now, n),
             Err(_) => session.handle_transport_error(now),
         }
         drop(session);

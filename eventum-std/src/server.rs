@@ -6,7 +6,7 @@ use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
 use eventum_core::app::App;
-use eventum_core::driver::{Busy, Endpoint, ServerOptions, Session};
+use eventum_core::driver::{Busy, Endpoint, Session};
 
 use crate::driver::{drive, unpark_me};
 use crate::transport::Transport;
@@ -31,16 +31,10 @@ pub struct Server {
 }
 
 impl Server {
-    /// A server for `app` with the default [`ServerOptions`].
+    /// A server for `app` with the default [`ServerOptions`]; for other options, build it
+    /// from an endpoint: `Server::from(Endpoint::with_options(app, options))`.
     pub fn new(app: App) -> Self {
-        Self::with_options(app, ServerOptions::default())
-    }
-
-    /// A server for `app` with `options`.
-    pub fn with_options(app: App, options: ServerOptions) -> Self {
-        Server {
-            endpoint: Endpoint::with_options(app, options),
-        }
+        Self::from(Endpoint::new(app))
     }
 
     /// The kit's endpoint: connection handles by id, counts, room members, the app.
@@ -98,6 +92,13 @@ impl Server {
                 }
             }
         }
+    }
+}
+
+impl From<Endpoint> for Server {
+    /// A server for the endpoint's app and options.
+    fn from(endpoint: Endpoint) -> Self {
+        Server { endpoint }
     }
 }
 

@@ -7,6 +7,7 @@
 //!   what they ask of other connections to the hub; its bounded mailbox receives
 //!   broadcasts, sends by id and the server's commands, under the slow-consumer policy;
 //!   dropping it always unregisters it completely.
+//! * [`ReadBuffer`]: how much to read at once, small while idle.
 //!
 //! An adapter is then: accept → [`Endpoint::admit`] → for each connection run the driver
 //! loop with its runtime's read, write, sleep and wake-up. Nothing in here reads a
@@ -63,9 +64,11 @@
 //! hand-written mio (epoll) loop, rooms and broadcasts included, in under 150 lines.
 
 mod endpoint;
+mod read_buffer;
 mod session;
 mod shutdown;
 
 pub use endpoint::{Busy, Endpoint, ServerOptions};
+pub use read_buffer::ReadBuffer;
 pub use session::Session;
 pub use shutdown::Shutdown;
