@@ -33,6 +33,8 @@ export interface StateDetail {
   /** The close code of the connection that ended (reconnecting, closed). */
   code?: number;
   reason?: string;
+  /** Whether the connection that ended had opened (false: an attempt that failed). */
+  opened?: boolean;
   /** The reconnection attempt (1-based). */
   attempt?: number;
   /** The delay before that attempt, in milliseconds. */

@@ -219,12 +219,14 @@ class Client {
       socket = this._protocols === undefined ? new this._WebSocket(this.url) : new this._WebSocket(this.url, this._protocols);
     } catch (e) {
       this._report(e instanceof Error ? e : new EventumError(String(e)));
-      this._closed(1006, "cannot open");
+      this._closed(1006, "cannot open", false);
       return;
     }
     this._socket = socket;
+    let opened = false;
     socket.onopen = () => {
       if (this._socket !== socket) return;
+      opened = true;
       const reconnected = this._everOpened;
       this._everOpened = true;
       this._attempt = 0;
@@ -244,19 +246,19 @@ class Client {
     socket.onclose = (e) => {
       if (this._socket !== socket) return;
       this._socket = null;
-      this._closed(e.code, e.reason);
+      this._closed(e.code, e.reason, opened);
     };
     socket.onerror = () => {};
   }
 
-  _closed(code, reason) {
+  _closed(code, reason, opened) {
     this.closeCode = code;
     this.closeReason = reason;
     // Requests in flight cannot be answered on a new connection.
     this._failPending(code, reason, true);
     const o = this._options;
     if (this._closedByUser || !o.reconnect || this._attempt >= o.maxAttempts || !o.shouldReconnect({ code, reason })) {
-      this._setState("closed", { code, reason });
+      this._setState("closed", { code, reason, opened });
       if (!this._closedByUser) {
         // Given up: what waits in the queue will never be sent.
         this._failPending(code, reason);
@@ -270,7 +272,7 @@ class Client {
     }
     const delay = backoff(this._attempt, o);
     this._attempt += 1;
-    this._setState("reconnecting", { code, reason, attempt: this._attempt, delay });
+    this._setState("reconnecting", { code, reason, opened, attempt: this._attempt, delay });
     this._timer = setTimeout(() => {
       this._timer = null;
       if (this._closedByUser) return;
