@@ -3,8 +3,8 @@
 //! generated from the handlers registered on the [`AppBuilder`], and the opt-in routes
 //! that serve them (with the client itself) from the plain-HTTP fallback, on every adapter.
 //!
-//! Events registered with [`AppBuilder::event`], [`AppBuilder::request`] and
-//! [`AppBuilder::emits`] (feature `schema`) carry their Rust types' JSON Schema (from
+//! Events registered with `AppBuilder::event`, `AppBuilder::request` and
+//! `AppBuilder::emits` (feature `schema`) carry their Rust types' JSON Schema (from
 //! `schemars`, draft 7, subschemas inlined); the others are listed with an open payload
 //! (`{}`, `unknown` in TypeScript).
 
@@ -345,7 +345,7 @@ impl App {
     /// The app's [AsyncAPI 3.0](https://www.asyncapi.com/docs/reference/specification/v3.0.0)
     /// document: one channel (the app's WebSocket routes), a `receive` operation for every
     /// client event (with a `reply` for requests), a `send` operation for every server event
-    /// declared with [`AppBuilder::declare_event`] or [`AppBuilder::emits`], plus
+    /// declared with [`AppBuilder::declare_event`] or `AppBuilder::emits` (feature `schema`), plus
     /// `validation_error`. Payloads describe the whole message, envelope included.
     ///
     /// ```
