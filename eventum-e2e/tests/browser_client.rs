@@ -79,7 +79,12 @@ fn client_in_the_browser(adapter: Adapter) {
     let addr = server.addr();
     let Some(browser) = chromium_or_skip(&test) else { return };
     let mut page = browser.open_page(&server.http_url("/")).expect("open a tab");
-    wait(&mut page, &browser, "document.readyState === 'complete'");
+    // The tab starts at about:blank, where "/eventum.js" cannot resolve: wait for the page.
+    wait(
+        &mut page,
+        &browser,
+        "document.title === 'eventum.js test' && document.readyState === 'complete'",
+    );
     assert_eq!(eval(&mut page, &browser, SETUP), json!(true));
     wait(&mut page, &browser, "window.c.state === 'open'");
 
