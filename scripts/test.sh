@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # The whole test suite, as a newcomer and CI run it: installs Debian's Chromium for the
-# browser test when it is missing, then runs `cargo test --workspace` with the browser
-# test required (it fails instead of skipping).
+# browser tests when it is missing, Node.js 20+ and the pinned npm packages of
+# eventum-e2e/js (the AsyncAPI parser, TypeScript) for the JavaScript tests, then runs
+# `cargo test --workspace` with the browser tests required (they fail instead of skipping).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -17,6 +18,26 @@ if ! command -v chromium >/dev/null 2>&1; then
     fi
     $SUDO apt-get update -qq
     DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq chromium >/dev/null
+fi
+
+if ! command -v node >/dev/null 2>&1 || ! command -v npm >/dev/null 2>&1; then
+    echo "Node.js or npm is missing; installing Debian's nodejs and npm for the JavaScript tests."
+    if [ "$(id -u)" = 0 ]; then SUDO=""; elif command -v sudo >/dev/null 2>&1; then SUDO="sudo"; else
+        echo "error: run as root or install Node.js 20+ and npm first" >&2
+        exit 1
+    fi
+    $SUDO apt-get update -qq
+    DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq nodejs npm >/dev/null
+fi
+node_major="$(node -p 'process.versions.node.split(".")[0]')"
+if [ "$node_major" -lt 20 ]; then
+    echo "error: the JavaScript tests need Node.js 20 or later (its WebSocket); found $(node --version)" >&2
+    exit 1
+fi
+if [ ! -f eventum-e2e/js/node_modules/@asyncapi/parser/package.json ] \
+    || [ ! -f eventum-e2e/js/node_modules/typescript/bin/tsc ]; then
+    echo "Installing the JavaScript tests' npm packages (npm ci in eventum-e2e/js)."
+    (cd eventum-e2e/js && npm ci --no-audit --no-fund)
 fi
 
 export EVENTUM_BROWSER_TEST=required

@@ -6,11 +6,15 @@
 use eventum_core::app::{App, Route};
 use eventum_core::handshake::HttpResponse;
 use eventum_core::{CloseCode, Config, SharedFrame};
-use serde::Deserialize;
-use serde_json::json;
+use schemars::JsonSchema;
+use serde::{Deserialize, Serialize};
 
 /// The chat page served at `GET /`.
 pub const CHAT_PAGE: &str = include_str!("../static/chat.html");
+
+/// The chat's event typings for `eventum.js`, generated from [`chat_app`] (kept up to date
+/// by a test; rewrite with `cargo run -p eventum-demo --example export_chat_schema`).
+pub const CHAT_TYPINGS: &str = include_str!("../static/chat-events.d.ts");
 
 /// An echo server for conformance and load tests: accepts any path and sends every
 /// message back unchanged (text as text, binary as binary). Limits are raised to 64 MiB
@@ -35,43 +39,92 @@ pub fn echo_app() -> App {
         .build()
 }
 
-#[derive(Deserialize)]
-struct Join {
-    room: String,
-    name: String,
+/// `join`: enter a room under a nickname.
+#[derive(Deserialize, JsonSchema)]
+pub struct Join {
+    /// The room (1 to 2000 bytes).
+    pub room: String,
+    /// Your nickname in it (1 to 2000 bytes).
+    pub name: String,
 }
 
-#[derive(Deserialize)]
-struct Say {
-    room: String,
-    text: String,
+/// `message` from a client: say something in a room one has joined.
+#[derive(Deserialize, JsonSchema)]
+pub struct Say {
+    /// The room.
+    pub room: String,
+    /// The message (at most 2000 bytes).
+    pub text: String,
 }
 
-#[derive(Deserialize)]
-struct Leave {
-    room: String,
+/// `leave`: leave a room.
+#[derive(Deserialize, JsonSchema)]
+pub struct Leave {
+    /// The room.
+    pub room: String,
 }
+
+/// `joined` / `left`, to a room's members: who came or went.
+#[derive(Serialize, JsonSchema)]
+pub struct Presence {
+    /// The room.
+    pub room: String,
+    /// The member's nickname.
+    pub name: String,
+}
+
+/// `message` from the server: a member said something.
+#[derive(Serialize, JsonSchema)]
+pub struct Said {
+    /// The room.
+    pub room: String,
+    /// Who said it.
+    pub name: String,
+    /// What they said.
+    pub text: String,
+}
+
+/// `error`: what the client asked for cannot be done (e.g. a message to a room it has not joined).
+#[derive(Serialize, JsonSchema)]
+pub struct ChatError {
+    /// Why.
+    pub message: String,
+}
+
+/// `rooms` (a request): the rooms this connection is in.
+#[derive(Deserialize, JsonSchema)]
+pub struct RoomsQuery {}
 
 /// Longest room name, nickname or message the chat accepts.
 const MAX_FIELD: usize = 2000;
 
-/// The chat app: its page at `GET /`, WebSocket events at `/ws`.
+/// The chat app: its page at `GET /`, WebSocket events at `/ws`, the JavaScript client at
+/// `/eventum.js`, its AsyncAPI document at `/asyncapi.json` and its TypeScript typings at
+/// `/chat-events.d.ts` (the same as `static/chat-events.d.ts`, written by
+/// `cargo run -p eventum-demo --example export_chat_schema`).
 ///
-/// Client events: `{"event":"join","room":R,"name":N}`, `{"event":"message","room":R,"text":T}`,
-/// `{"event":"leave","room":R}`. Server events to the room's members:
-/// `{"event":"joined","room":R,"name":N}`, `{"event":"message","room":R,"name":N,"text":T}`,
-/// `{"event":"left","room":R,"name":N}` (also when a member disconnects). A malformed
-/// event gets the validation error; a message to a room one has not joined gets
-/// `{"event":"error","message":...}` and nothing is broadcast. The nickname lives in the
-/// connection's flags.
+/// Messages use eventum's envelope ([`eventum_core::app::envelope`]). Client events:
+/// `join` `{room, name}`, `message` `{room, text}`, `leave` `{room}` (the original's flat
+/// form, `{"event":"join","room":R,"name":N}`, works too), and the request `rooms` (`{}`),
+/// answered with the list of rooms the connection is in. Server events to the room's
+/// members: `joined` `{room, name}`, `message` `{room, name, text}`, `left` `{room, name}`
+/// (also when a member disconnects). A malformed event gets the validation error; a
+/// message to a room one has not joined gets `error` `{message}` and nothing is
+/// broadcast. The nickname lives in the connection's flags.
 pub fn chat_app() -> App {
     App::builder()
         .route(Route::new("/ws"))
         .http_fallback(|request| match request.path() {
             "/" | "/index.html" => HttpResponse::html(200, CHAT_PAGE),
+            "/chat-events.d.ts" => HttpResponse::new(200)
+                .header("Content-Type", "application/typescript; charset=utf-8")
+                .body(CHAT_TYPINGS),
             _ => HttpResponse::text(404, "Not Found"),
         })
-        .on_typed("join", |ctx, join: Join| {
+        .serve_client()
+        .serve_asyncapi()
+        .asyncapi_info("eventum chat", env!("CARGO_PKG_VERSION"))
+        .event("join", |ctx, join: Join| {
             if join.room.is_empty()
                 || join.name.is_empty()
                 || join.room.len() > MAX_FIELD
@@ -82,30 +135,48 @@ pub fn chat_app() -> App {
             }
             ctx.flags_mut().add("name", join.name.clone());
             ctx.join(&join.room);
-            let joined = json!({"event": "joined", "room": join.room, "name": join.name});
-            broadcast(ctx, &join.room, &joined);
+            let joined = Presence {
+                room: join.room.clone(),
+                name: join.name,
+            };
+            broadcast(ctx, &join.room, "joined", &joined);
         })
-        .on_typed("message", |ctx, say: Say| {
+        .event("message", |ctx, say: Say| {
             if !ctx.in_room(&say.room) {
-                let error = json!({"event": "error", "message": format!("you have not joined room {:?}", say.room)});
-                let _ = ctx.send_json(&error);
+                let error = ChatError {
+                    message: format!("you have not joined room {:?}", say.room),
+                };
+                let _ = ctx.send_event("error", &error);
                 return;
             }
             if say.text.len() > MAX_FIELD {
                 let _ = ctx.send_validation_error("text", "messages are at most 2000 bytes");
                 return;
             }
-            let name = nickname(ctx);
-            let message = json!({"event": "message", "room": say.room, "name": name, "text": say.text});
-            broadcast(ctx, &say.room, &message);
+            let message = Said {
+                room: say.room.clone(),
+                name: nickname(ctx),
+                text: say.text,
+            };
+            broadcast(ctx, &say.room, "message", &message);
         })
-        .on_typed("leave", |ctx, leave: Leave| {
+        .event("leave", |ctx, leave: Leave| {
             if ctx.in_room(&leave.room) {
-                let left = json!({"event": "left", "room": leave.room, "name": nickname(ctx)});
-                broadcast(ctx, &leave.room, &left);
+                let left = Presence {
+                    room: leave.room.clone(),
+                    name: nickname(ctx),
+                };
+                broadcast(ctx, &leave.room, "left", &left);
                 ctx.leave(&leave.room);
             }
         })
+        .request("rooms", |ctx, _: RoomsQuery| -> Vec<String> {
+            ctx.rooms().map(str::to_owned).collect()
+        })
+        .emits::<Presence>("joined")
+        .emits::<Said>("message")
+        .emits::<Presence>("left")
+        .emits::<ChatError>("error")
         .on_binary(|ctx, _| {
             let _ = ctx.close(CloseCode::UNSUPPORTED_DATA, "the chat speaks JSON text");
         })
@@ -113,9 +184,12 @@ pub fn chat_app() -> App {
             let name = nickname(ctx);
             let rooms: Vec<String> = ctx.rooms().map(str::to_owned).collect();
             for room in rooms {
-                let left = json!({"event": "left", "room": room, "name": name});
-                if let Ok(frame) = SharedFrame::json(&left) {
-                    ctx.broadcast_others(&room, frame);
+                let left = Presence {
+                    room,
+                    name: name.clone(),
+                };
+                if let Ok(frame) = SharedFrame::event("left", &left) {
+                    ctx.broadcast_others(&left.room, frame);
                 }
             }
         })
@@ -128,8 +202,8 @@ fn nickname(ctx: &eventum_core::app::Context<'_>) -> String {
     ctx.flags().get_str("name").unwrap_or("anonymous").to_owned()
 }
 
-fn broadcast(ctx: &mut eventum_core::app::Context<'_>, room: &str, event: &serde_json::Value) {
-    match SharedFrame::json(event) {
+fn broadcast<T: Serialize>(ctx: &mut eventum_core::app::Context<'_>, room: &str, event: &str, data: &T) {
+    match SharedFrame::event(event, data) {
         Ok(frame) => ctx.broadcast(room, frame),
         Err(e) => log::error!("cannot encode {event}: {e}"),
     }
@@ -139,6 +213,7 @@ fn broadcast(ctx: &mut eventum_core::app::Context<'_>, room: &str, event: &serde
 mod tests {
     use super::*;
     use eventum_core::testing::{Message, TestServer};
+    use serde_json::json;
 
     #[test]
     fn echo_returns_text_as_text_and_binary_as_binary() {
@@ -171,9 +246,9 @@ mod tests {
         assert_eq!(
             ada.recv_all(),
             [
-                Message::Text(r#"{"event":"joined","name":"ada","room":"r"}"#.into()),
-                Message::Text(r#"{"event":"joined","name":"bob","room":"r"}"#.into()),
-                Message::Text(r#"{"event":"message","name":"ada","room":"r","text":"hi"}"#.into()),
+                Message::Text(r#"{"event":"joined","data":{"room":"r","name":"ada"}}"#.into()),
+                Message::Text(r#"{"event":"joined","data":{"room":"r","name":"bob"}}"#.into()),
+                Message::Text(r#"{"event":"message","data":{"room":"r","name":"ada","text":"hi"}}"#.into()),
             ]
         );
         assert_eq!(bob.recv_all().len(), 2);
@@ -187,12 +262,12 @@ mod tests {
         bob.disconnect();
         assert_eq!(
             ada.recv_json().unwrap(),
-            json!({"event": "left", "room": "r", "name": "bob"})
+            json!({"event": "left", "data": {"room": "r", "name": "bob"}})
         );
         ada.send_json(&json!({"event": "leave", "room": "r"}));
         assert_eq!(
             ada.recv_json().unwrap(),
-            json!({"event": "left", "room": "r", "name": "ada"})
+            json!({"event": "left", "data": {"room": "r", "name": "ada"}})
         );
         assert!(server.room_members("r").is_empty());
     }
@@ -205,5 +280,53 @@ mod tests {
         assert!(response.contains("<title>eventum chat</title>"));
         let missing = String::from_utf8(server.raw(b"GET /nope HTTP/1.1\r\nHost: x\r\n\r\n")).unwrap();
         assert!(missing.starts_with("HTTP/1.1 404 "));
+    }
+
+    #[test]
+    fn chat_speaks_the_envelope_and_answers_the_rooms_request() {
+        let server = TestServer::new(chat_app());
+        let mut ada = server.connect("/ws").unwrap();
+        ada.send_json(&json!({"event": "join", "data": {"room": "r", "name": "ada"}}));
+        assert_eq!(
+            ada.recv_json().unwrap(),
+            json!({"event": "joined", "data": {"room": "r", "name": "ada"}})
+        );
+        ada.send_json(&json!({"event": "rooms", "id": 1, "data": {}}));
+        assert_eq!(
+            ada.recv_json().unwrap(),
+            json!({"event": "rooms", "id": 1, "data": ["r"]})
+        );
+        ada.send_json(&json!({"event": "message", "id": 2, "data": {"room": 5}}));
+        assert_eq!(
+            ada.recv_json().unwrap(),
+            json!({"event": "validation_error", "id": 2, "message": "Invalid data received"})
+        );
+    }
+
+    #[test]
+    fn chat_typings_are_generated_from_the_app() {
+        // Stale typings fail here: rewrite them with
+        // `cargo run -p eventum-demo --example export_chat_schema`.
+        assert_eq!(
+            CHAT_TYPINGS,
+            chat_app().typescript(),
+            "static/chat-events.d.ts is stale: run `cargo run -p eventum-demo --example export_chat_schema`"
+        );
+        assert!(CHAT_TYPINGS.contains("\"join\": {"));
+    }
+
+    #[test]
+    fn chat_serves_the_client_its_document_and_typings() {
+        let server = TestServer::new(chat_app());
+        let get = |path: &str| {
+            let request = format!("GET {path} HTTP/1.1\r\nHost: x\r\n\r\n");
+            String::from_utf8(server.raw(request.as_bytes())).unwrap()
+        };
+        let js = get("/eventum.js");
+        assert!(js.starts_with("HTTP/1.1 200 OK\r\n") && js.contains("export function connect("));
+        let doc = get("/asyncapi.json");
+        assert!(doc.starts_with("HTTP/1.1 200 OK\r\n") && doc.contains("\"asyncapi\":\"3.0.0\""));
+        assert!(get("/chat-events.d.ts").ends_with(CHAT_TYPINGS));
+        assert!(get("/nope").starts_with("HTTP/1.1 404 "));
     }
 }

@@ -8,6 +8,7 @@
 #![forbid(unsafe_code)]
 
 pub mod browser;
+pub mod js;
 
 use std::io::{self, Read, Write};
 use std::net::{Shutdown, SocketAddr, TcpStream};
@@ -81,43 +82,41 @@ impl Adapter {
 
     /// Starts `app` on `127.0.0.1:0`.
     pub fn start_with(self, app: App, options: Options) -> TestServer {
+        self.listen(app, "127.0.0.1:0", options)
+            .unwrap_or_else(|e| panic!("{self:?} server listens: {e}"))
+    }
+
+    /// Starts `app` on `addr` (e.g. the address of a server that was just shut down, to
+    /// restart it where its clients reconnect).
+    pub fn listen(self, app: App, addr: &str, options: Options) -> io::Result<TestServer> {
+        let endpoint = Endpoint::with_options(
+            app,
+            ServerOptions {
+                max_connections: options.max_connections,
+                shutdown_timeout: options.shutdown_timeout,
+            },
+        );
         let running = match self {
-            Adapter::Smol => {
-                let threads = options.threads;
-                let options = ServerOptions {
-                    max_connections: options.max_connections,
-                    shutdown_timeout: options.shutdown_timeout,
-                };
-                let running = eventum_smol::Server::from(Endpoint::with_options(app, options))
-                    .threads(threads)
-                    .listen("127.0.0.1:0")
-                    .expect("smol server listens");
-                Running::Smol(running)
-            }
-            Adapter::Std => {
-                let options = ServerOptions {
-                    max_connections: options.max_connections,
-                    shutdown_timeout: options.shutdown_timeout,
-                };
-                let running = eventum_std::Server::from(Endpoint::with_options(app, options))
-                    .listen("127.0.0.1:0")
-                    .expect("std server listens");
-                Running::Std(running)
-            }
+            Adapter::Smol => Running::Smol(
+                eventum_smol::Server::from(endpoint)
+                    .threads(options.threads)
+                    .listen(addr)?,
+            ),
+            Adapter::Std => Running::Std(eventum_std::Server::from(endpoint).listen(addr)?),
         };
         let addr = match &running {
             Running::Smol(r) => r.local_addr(),
             Running::Std(r) => r.local_addr(),
         };
-        TestServer {
+        Ok(TestServer {
             adapter: self,
             addr,
             running: Some(running),
-        }
+        })
     }
 }
 
-enum Running {
+pub(crate) enum Running {
     Smol(eventum_smol::Running),
     Std(eventum_std::Running),
 }

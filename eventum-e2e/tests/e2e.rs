@@ -766,9 +766,12 @@ fn chat_flow(adapter: Adapter) {
     let mut eve = server.client("/ws");
 
     ada.send_json(&json!({"event": "join", "room": "r", "name": "ada"}));
-    assert_eq!(ada.recv_json(), json!({"event": "joined", "room": "r", "name": "ada"}));
+    assert_eq!(
+        ada.recv_json(),
+        json!({"event": "joined", "data": {"room": "r", "name": "ada"}})
+    );
     bob.send_json(&json!({"event": "join", "room": "r", "name": "bob"}));
-    let bob_joined = json!({"event": "joined", "room": "r", "name": "bob"});
+    let bob_joined = json!({"event": "joined", "data": {"room": "r", "name": "bob"}});
     assert_eq!(ada.recv_json(), bob_joined);
     assert_eq!(bob.recv_json(), bob_joined);
 
@@ -776,10 +779,10 @@ fn chat_flow(adapter: Adapter) {
     eve.send_json(&json!({"event": "message", "room": "r", "text": "sneaky"}));
     let error = eve.recv_json();
     assert_eq!(error["event"], "error", "{error}");
-    assert!(error["message"].is_string());
+    assert!(error["data"]["message"].is_string());
 
     ada.send_json(&json!({"event": "message", "room": "r", "text": "hi bob"}));
-    let message = json!({"event": "message", "room": "r", "name": "ada", "text": "hi bob"});
+    let message = json!({"event": "message", "data": {"room": "r", "name": "ada", "text": "hi bob"}});
     assert_eq!(ada.recv_json(), message);
     assert_eq!(bob.recv_json(), message);
 
@@ -793,11 +796,17 @@ fn chat_flow(adapter: Adapter) {
 
     // A member who disconnects is announced as left to those still there.
     bob.drop_abruptly();
-    assert_eq!(ada.recv_json(), json!({"event": "left", "room": "r", "name": "bob"}));
+    assert_eq!(
+        ada.recv_json(),
+        json!({"event": "left", "data": {"room": "r", "name": "bob"}})
+    );
 
     // Leaving explicitly.
     ada.send_json(&json!({"event": "leave", "room": "r"}));
-    assert_eq!(ada.recv_json(), json!({"event": "left", "room": "r", "name": "ada"}));
+    assert_eq!(
+        ada.recv_json(),
+        json!({"event": "left", "data": {"room": "r", "name": "ada"}})
+    );
     ada.send_json(&json!({"event": "message", "room": "r", "text": "gone"}));
     assert_eq!(ada.recv_json()["event"], "error");
 

@@ -417,10 +417,13 @@ impl Context<'_> {
         self.data.actions.push_back(Action::SendTo { to, frame });
     }
 
-    /// The app's validation-error reply, for handlers that validate by hand.
+    /// The app's validation-error reply, for handlers that validate by hand. When the
+    /// event being handled is a request (it has an `id`), the reply carries that `id`, so
+    /// the client settles the request with the error.
     pub fn send_validation_error(&mut self, path: &str, reason: &str) -> Result<(), SendError> {
         let event = self.current.as_ref().map_or("", |c| c.name.as_str());
-        let text = self.app.validation_reply(event, path, reason);
+        let id = self.current.as_ref().and_then(|c| c.id.as_ref());
+        let text = self.app.validation_reply(event, id, path, reason);
         self.commands.send_text(&text)
     }
 }

@@ -1,17 +1,39 @@
 //! The JSON event envelope, both ways.
 //!
-//! * Client → server: a text message holding a JSON object with a string `event` field,
-//!   routed by that name; the handler gets the whole object. An `id` field (any JSON
-//!   value) asks for a reply: [`Context::reply`](super::Context::reply) answers
-//!   `{"event": name, "id": id, "data": ...}`.
-//! * Server → client: [`Context::send_event`](super::Context::send_event) sends
-//!   `{"event": name, "data": ...}`. [`Context::request_ack`](super::Context::request_ack)
-//!   adds `"ack": n` (a number unique on the connection); the client acknowledges with
-//!   `{"ack": n, "data": ...}` (no `event` field), which goes to the callback given with
-//!   the request instead of to an event handler.
-//! * Validation failures are answered with
-//!   `{"event": "validation_error", "message": "Invalid data received"}`, plus, when
-//!   enabled, `"details": {"event": name, "path": "field.path", "reason": "..."}`.
+//! Every message of an eventum app is one JSON object in a text frame, of this shape:
+//!
+//! ```text
+//! {"event": string, "data"?: any, "id"?: any, "ack"?: number}
+//! ```
+//!
+//! | direction | shape | meaning |
+//! |---|---|---|
+//! | client → server | `{"event": E, "data": D}` | an event, routed by `E` |
+//! | client → server | `{"event": E, "data": D, "id": I}` | a request: the client waits for the reply with the same `id` |
+//! | server → client | `{"event": E, "data": R, "id": I}` | the reply to request `I` ([`Context::reply`](super::Context::reply)) |
+//! | server → client | `{"event": E, "data": D}` | an event ([`Context::send_event`](super::Context::send_event), [`SharedFrame::event`]) |
+//! | server → client | `{"event": E, "data": D, "ack": N}` | a server request ([`Context::request_ack`](super::Context::request_ack)); `N` is a number unique on the connection |
+//! | client → server | `{"ack": N, "data": R}` | the client's answer to server request `N` (no `event`); it goes to the callback given with the request, not to an event handler |
+//! | server → client | `{"event": "validation_error", "message": M, "id"?: I, "details"?: {...}}` | the event (or request `I`) did not fit its handler's type |
+//!
+//! * `data` is the payload. The typed handlers that read the payload
+//!   ([`AppBuilder::on_event`](super::AppBuilder::on_event),
+//!   [`AppBuilder::on_request`](super::AppBuilder::on_request)) deserialize it from
+//!   `data`; a message **without** a `data` field is the original eventum-asgi's flat
+//!   form, `{"event": "join", "room": "r"}`, and the whole object is the payload. Untyped
+//!   handlers ([`AppBuilder::on`](super::AppBuilder::on)) and
+//!   [`AppBuilder::on_typed`](super::AppBuilder::on_typed) see the whole object, as in the
+//!   original.
+//! * `id` may be any JSON value; the reply carries it back unchanged, with the request's
+//!   own event name. A request nobody answers is the client's to time out.
+//! * The validation error keeps the original's flat `message` (so eventum-asgi clients
+//!   read it unchanged) and adds the failed request's `id`, so a client can settle that
+//!   request with the error; with
+//!   [`AppBuilder::validation_details`](super::AppBuilder::validation_details) it also
+//!   carries `"details": {"event": E, "path": "field.path", "reason": "..."}`.
+//! * Fields not listed here are ignored, so both ends can add some later.
+//!
+//! The JavaScript client [`eventum.js`](super::client) speaks exactly this envelope.
 
 use std::borrow::Cow;
 
@@ -92,9 +114,12 @@ pub(crate) fn encode_event<T: Serialize + ?Sized>(
     })
 }
 
-/// The text of a validation-error reply.
-pub(crate) fn validation_error(message: &str, details: Option<(&str, &str, &str)>) -> String {
+/// The text of a validation-error reply; `id` is the failed request's, if it was one.
+pub(crate) fn validation_error(message: &str, id: Option<&Value>, details: Option<(&str, &str, &str)>) -> String {
     let mut reply = serde_json::json!({ "event": "validation_error", "message": message });
+    if let Some(id) = id {
+        reply["id"] = id.clone();
+    }
     if let Some((event, path, reason)) = details {
         reply["details"] = serde_json::json!({ "event": event, "path": path, "reason": reason });
     }
@@ -161,11 +186,15 @@ mod tests {
     #[test]
     fn validation_error_text() {
         assert_eq!(
-            validation_error("Invalid data received", None),
+            validation_error("Invalid data received", None, None),
             r#"{"event":"validation_error","message":"Invalid data received"}"#
         );
+        assert_eq!(
+            validation_error("Invalid data received", Some(&json!(4)), None),
+            r#"{"event":"validation_error","id":4,"message":"Invalid data received"}"#
+        );
         let detailed: Value =
-            serde_json::from_str(&validation_error("bad", Some(("join", "room", "missing")))).unwrap();
+            serde_json::from_str(&validation_error("bad", None, Some(("join", "room", "missing")))).unwrap();
         assert_eq!(
             detailed["details"],
             json!({"event": "join", "path": "room", "reason": "missing"})

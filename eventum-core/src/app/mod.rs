@@ -18,17 +18,22 @@
 //! | handshake middleware | [`AppBuilder::middleware`] |
 //! | lifespan `startup` / `shutdown` | [`AppBuilder::on_startup`], [`AppBuilder::on_shutdown`] |
 //!
-//! The JSON envelope (events, replies, acknowledgements) is described in [`envelope`].
+//! The JSON envelope (events, replies, acknowledgements) is described in [`envelope`]; the
+//! JavaScript client that speaks it is [`client`], and [`schema`] exports the app's events
+//! as AsyncAPI and TypeScript.
 
+pub mod client;
 mod context;
 pub(crate) mod dispatch;
 pub mod envelope;
+mod events;
 mod extensions;
 mod flags;
 mod guard;
 mod handle;
 pub(crate) mod hub;
 mod route;
+pub mod schema;
 mod upgrade;
 
 use std::collections::HashMap;
@@ -216,6 +221,7 @@ pub(crate) struct AppInner {
     shutdown: Vec<Hook>,
     validation_message: String,
     validation_details: bool,
+    docs: schema::Docs,
 }
 
 impl App {
@@ -240,6 +246,7 @@ impl App {
                 shutdown: Vec::new(),
                 validation_message: "Invalid data received".to_owned(),
                 validation_details: false,
+                docs: schema::Docs::default(),
             },
         }
     }
@@ -283,10 +290,16 @@ fn run_hooks(hooks: &[Hook], what: &str) {
 }
 
 impl AppInner {
-    /// The validation-error reply text for `event`.
-    pub(crate) fn validation_reply(&self, event: &str, path: &str, reason: &str) -> String {
+    /// The validation-error reply text for `event` (and its request `id`, if any).
+    pub(crate) fn validation_reply(
+        &self,
+        event: &str,
+        id: Option<&serde_json::Value>,
+        path: &str,
+        reason: &str,
+    ) -> String {
         let details = self.validation_details.then_some((event, path, reason));
-        envelope::validation_error(&self.validation_message, details)
+        envelope::validation_error(&self.validation_message, id, details)
     }
 }
 
@@ -466,6 +479,7 @@ impl AppBuilder {
 
     /// Finishes the app. Malformed route patterns are logged (they match nothing).
     pub fn build(mut self) -> App {
+        schema::install_routes(&mut self.inner);
         for route in &self.inner.routes {
             if !route.pattern.is_valid() {
                 log::error!(

@@ -1,0 +1,402 @@
+// eventum.js: the JavaScript client of eventum (https://example.invalid/eventum).
+// A dependency-free ES module for browsers and Node 20+ (global WebSocket, or pass one in).
+// It speaks the envelope documented in eventum_core::app::envelope:
+//   {"event": E, "data": D}            an event, both ways
+//   {"event": E, "data": D, "id": I}   a client request / the server's reply to it
+//   {"event": E, "data": D, "ack": N}  a server request; the client answers {"ack": N, "data": R}
+//   {"event": "validation_error", "message": M, "id"?: I, "details"?: {...}}
+// Types: eventum.d.ts beside this file.
+
+/** Base class of every error this client reports. */
+export class EventumError extends Error {
+  constructor(message) {
+    super(message);
+    this.name = "EventumError";
+  }
+}
+
+/** The server refused an event's or a request's data (its `validation_error`). */
+export class ValidationError extends EventumError {
+  constructor(reply) {
+    super(reply && typeof reply.message === "string" ? reply.message : "Invalid data received");
+    this.name = "ValidationError";
+    this.details = reply && reply.details !== undefined ? reply.details : null;
+    this.reply = reply;
+  }
+}
+
+/** A request got no reply within its timeout. */
+export class TimeoutError extends EventumError {
+  constructor(event, timeout) {
+    super(`request ${JSON.stringify(event)} got no reply within ${timeout} ms`);
+    this.name = "TimeoutError";
+    this.event = event;
+    this.timeout = timeout;
+  }
+}
+
+/** The offline queue was full: this event or request was not queued (nothing else was dropped). */
+export class QueueFullError extends EventumError {
+  constructor(event, data, limit) {
+    super(`offline queue full (${limit}): ${JSON.stringify(event)} not queued`);
+    this.name = "QueueFullError";
+    this.event = event;
+    this.data = data;
+    this.limit = limit;
+  }
+}
+
+/** The connection closed (or the client was closed) before a request's reply arrived. */
+export class ConnectionClosedError extends EventumError {
+  constructor(code, reason) {
+    super(`connection closed (${code}${reason ? ": " + reason : ""})`);
+    this.name = "ConnectionClosedError";
+    this.code = code;
+    this.reason = reason;
+  }
+}
+
+const DEFAULTS = {
+  reconnect: true,
+  initialDelay: 500,
+  maxDelay: 10000,
+  factor: 2,
+  jitter: 0.5,
+  maxAttempts: Infinity,
+  queueLimit: 100,
+  requestTimeout: 10000,
+};
+
+/** The delay before reconnection attempt `attempt` (0-based): exponential, capped, jittered down. */
+export function backoff(attempt, options = {}) {
+  const o = { ...DEFAULTS, ...options };
+  const base = Math.min(o.maxDelay, o.initialDelay * Math.pow(o.factor, attempt));
+  const jitter = Math.min(1, Math.max(0, o.jitter));
+  return Math.round(base * (1 - jitter * Math.random()));
+}
+
+/** Opens a client to the eventum app at `url` (ws:// or wss://; a path like "/ws" is resolved against the page). */
+export function connect(url, options = {}) {
+  return new Client(url, options);
+}
+
+function resolveUrl(url) {
+  if (/^wss?:\/\//i.test(url)) return url;
+  if (typeof location !== "undefined" && location.host) {
+    const u = new URL(url, location.href);
+    u.protocol = u.protocol === "https:" ? "wss:" : "ws:";
+    return u.href;
+  }
+  throw new EventumError(`not a WebSocket URL: ${url}`);
+}
+
+class Client {
+  constructor(url, options) {
+    const reconnect = options.reconnect === undefined ? true : options.reconnect;
+    this._options = {
+      ...DEFAULTS,
+      ...(typeof reconnect === "object" && reconnect !== null ? reconnect : {}),
+      reconnect: reconnect !== false,
+      queueLimit: options.queueLimit !== undefined ? options.queueLimit : DEFAULTS.queueLimit,
+      requestTimeout: options.requestTimeout !== undefined ? options.requestTimeout : DEFAULTS.requestTimeout,
+      shouldReconnect: options.shouldReconnect || (() => true),
+    };
+    this._WebSocket = options.WebSocket || globalThis.WebSocket;
+    if (typeof this._WebSocket !== "function") {
+      throw new EventumError(
+        "no WebSocket: pass one as options.WebSocket (Node 20 needs --experimental-websocket for a global one)"
+      );
+    }
+    this.url = resolveUrl(url);
+    this._protocols = options.protocols;
+    this._onReconnect = options.onReconnect || null;
+    this._handlers = new Map(); // event -> Set of handlers
+    this._stateHandlers = new Set();
+    this._errorHandlers = new Set();
+    if (options.onState) this._stateHandlers.add(options.onState);
+    if (options.onError) this._errorHandlers.add(options.onError);
+    this._queue = []; // texts waiting for the connection
+    this._pending = new Map(); // request id -> {event, resolve, reject, timer}
+    this._nextId = 1;
+    this._attempt = 0;
+    this._timer = null;
+    this._socket = null;
+    this._closedByUser = false;
+    this._everOpened = false;
+    /** "connecting" | "open" | "reconnecting" | "closed" */
+    this.state = "connecting";
+    /** The last close's code and reason (null until a close). */
+    this.closeCode = null;
+    this.closeReason = null;
+    this._open();
+  }
+
+  /** Sends an event. Returns true when sent or queued; false when the offline queue was full (reported to onError). */
+  emit(event, data) {
+    return this._sendOrQueue(JSON.stringify({ event, data: data === undefined ? null : data }), event, data, null);
+  }
+
+  /** Sends a request and resolves with the reply's data; rejects with TimeoutError, ValidationError,
+   * QueueFullError or ConnectionClosedError. */
+  request(event, data, options = {}) {
+    const timeout = options.timeout !== undefined ? options.timeout : this._options.requestTimeout;
+    const id = this._nextId++;
+    return new Promise((resolve, reject) => {
+      if (this._closedByUser) {
+        reject(new ConnectionClosedError(this.closeCode == null ? 1000 : this.closeCode, "client closed"));
+        return;
+      }
+      const entry = { event, resolve, reject, timer: null };
+      entry.timer = setTimeout(() => {
+        this._pending.delete(id);
+        reject(new TimeoutError(event, timeout));
+      }, timeout);
+      this._pending.set(id, entry);
+      const text = JSON.stringify({ event, id, data: data === undefined ? null : data });
+      if (!this._sendOrQueue(text, event, data, entry)) {
+        clearTimeout(entry.timer);
+        this._pending.delete(id);
+      }
+    });
+  }
+
+  /** Calls `handler(data, message)` for every server event `event`. For a server request (with `ack`),
+   * the first handler's return value (awaited) is the answer. Returns a function that removes it. */
+  on(event, handler) {
+    if (!this._handlers.has(event)) this._handlers.set(event, new Set());
+    this._handlers.get(event).add(handler);
+    return () => this.off(event, handler);
+  }
+
+  /** Removes a handler added with on(); without a handler, every handler of `event`. */
+  off(event, handler) {
+    const set = this._handlers.get(event);
+    if (!set) return;
+    if (handler === undefined) set.clear();
+    else set.delete(handler);
+    if (set.size === 0) this._handlers.delete(event);
+  }
+
+  /** Calls `handler(state, detail)` on every state change; detail has code/reason/attempt/delay as they apply. */
+  onState(handler) {
+    this._stateHandlers.add(handler);
+    return () => this._stateHandlers.delete(handler);
+  }
+
+  /** Calls `handler(error)` for errors no promise reports: QueueFullError from emit(), ValidationError without a request. */
+  onError(handler) {
+    this._errorHandlers.add(handler);
+    return () => this._errorHandlers.delete(handler);
+  }
+
+  /** How many events and requests wait for the connection. */
+  get queued() {
+    return this._queue.length;
+  }
+
+  /** Closes for good (no reconnection); pending requests reject with ConnectionClosedError. */
+  close(code = 1000, reason = "") {
+    this._closedByUser = true;
+    clearTimeout(this._timer);
+    this._timer = null;
+    const socket = this._socket;
+    if (socket && (socket.readyState === 0 || socket.readyState === 1)) {
+      socket.close(code, reason);
+    } else {
+      this._setState("closed", { code, reason });
+    }
+    this._failPending(code, reason || "client closed");
+    // Queued events are not sent now: say so, one by one (requests were rejected above).
+    for (const item of this._queue) {
+      if (!item.entry) this._report(new ConnectionClosedError(code, reason || "client closed"));
+    }
+    this._queue = [];
+  }
+
+  _open() {
+    let socket;
+    try {
+      socket = this._protocols === undefined ? new this._WebSocket(this.url) : new this._WebSocket(this.url, this._protocols);
+    } catch (e) {
+      this._report(e instanceof Error ? e : new EventumError(String(e)));
+      this._closed(1006, "cannot open", false);
+      return;
+    }
+    this._socket = socket;
+    let opened = false;
+    socket.onopen = () => {
+      if (this._socket !== socket) return;
+      opened = true;
+      const reconnected = this._everOpened;
+      this._everOpened = true;
+      this._attempt = 0;
+      this._setState("open", { reconnected });
+      if (reconnected && this._onReconnect) {
+        try {
+          this._onReconnect(this);
+        } catch (e) {
+          this._report(e);
+        }
+      }
+      this._flush();
+    };
+    socket.onmessage = (e) => {
+      if (this._socket === socket) this._receive(e.data);
+    };
+    socket.onclose = (e) => {
+      if (this._socket !== socket) return;
+      this._socket = null;
+      this._closed(e.code, e.reason, opened);
+    };
+    socket.onerror = () => {};
+  }
+
+  _closed(code, reason, opened) {
+    this.closeCode = code;
+    this.closeReason = reason;
+    // Requests in flight cannot be answered on a new connection.
+    this._failPending(code, reason, true);
+    const o = this._options;
+    if (this._closedByUser || !o.reconnect || this._attempt >= o.maxAttempts || !o.shouldReconnect({ code, reason })) {
+      this._setState("closed", { code, reason, opened });
+      if (!this._closedByUser) {
+        // Given up: what waits in the queue will never be sent.
+        this._failPending(code, reason);
+        for (const item of this._queue) {
+          if (!item.entry) this._report(new ConnectionClosedError(code, reason));
+        }
+        this._queue = [];
+        this._closedByUser = true;
+      }
+      return;
+    }
+    const delay = backoff(this._attempt, o);
+    this._attempt += 1;
+    this._setState("reconnecting", { code, reason, opened, attempt: this._attempt, delay });
+    this._timer = setTimeout(() => {
+      this._timer = null;
+      if (this._closedByUser) return;
+      this._setState("connecting", { attempt: this._attempt });
+      this._open();
+    }, delay);
+  }
+
+  _failPending(code, reason, sentOnly) {
+    const queuedIds = new Set(this._queue.filter((i) => i.entry).map((i) => i.entry));
+    for (const [id, entry] of this._pending) {
+      if (sentOnly && queuedIds.has(entry)) continue; // still waiting in the queue: it will be sent
+      clearTimeout(entry.timer);
+      this._pending.delete(id);
+      entry.reject(new ConnectionClosedError(code, reason));
+    }
+  }
+
+  _sendOrQueue(text, event, data, entry) {
+    if (this._socket && this._socket.readyState === 1 && this.state === "open") {
+      this._socket.send(text);
+      return true;
+    }
+    if (this._closedByUser) {
+      const error = new ConnectionClosedError(this.closeCode == null ? 1000 : this.closeCode, "client closed");
+      if (entry) entry.reject(error);
+      else this._report(error);
+      return false;
+    }
+    if (this._queue.length >= this._options.queueLimit) {
+      const error = new QueueFullError(event, data, this._options.queueLimit);
+      if (entry) entry.reject(error);
+      this._report(error);
+      return false;
+    }
+    this._queue.push({ text, event, data, entry });
+    return true;
+  }
+
+  _flush() {
+    const queue = this._queue;
+    this._queue = [];
+    for (const item of queue) {
+      if (item.entry && ![...this._pending.values()].includes(item.entry)) continue; // timed out meanwhile
+      this._socket.send(item.text);
+    }
+  }
+
+  _receive(text) {
+    let message;
+    try {
+      message = JSON.parse(text);
+    } catch {
+      return;
+    }
+    if (message === null || typeof message !== "object" || Array.isArray(message)) return;
+    const event = message.event;
+    if (message.id !== undefined && this._pending.has(message.id)) {
+      const entry = this._pending.get(message.id);
+      if (event === "validation_error" || event === entry.event) {
+        this._pending.delete(message.id);
+        clearTimeout(entry.timer);
+        if (event === "validation_error") entry.reject(new ValidationError(message));
+        else entry.resolve(message.data === undefined ? null : message.data);
+        return;
+      }
+    }
+    if (typeof event !== "string") return;
+    const data = "data" in message ? message.data : message;
+    if (event === "validation_error") {
+      if (!this._handlers.has(event)) this._report(new ValidationError(message));
+    }
+    const handlers = [...(this._handlers.get(event) || [])];
+    if (typeof message.ack === "number") {
+      this._answer(message.ack, handlers, data, message);
+      return;
+    }
+    for (const handler of handlers) {
+      try {
+        handler(data, message);
+      } catch (e) {
+        this._report(e);
+      }
+    }
+  }
+
+  async _answer(ack, handlers, data, message) {
+    if (handlers.length === 0) return; // no answer: the server's timeout reports it
+    let answer = null;
+    for (const [i, handler] of handlers.entries()) {
+      try {
+        const value = await handler(data, message);
+        if (i === 0) answer = value === undefined ? null : value;
+      } catch (e) {
+        this._report(e);
+      }
+    }
+    const text = JSON.stringify({ ack, data: answer });
+    if (this._socket && this._socket.readyState === 1) this._socket.send(text);
+  }
+
+  _setState(state, detail) {
+    if (this.state === state && state !== "reconnecting") return;
+    this.state = state;
+    for (const handler of [...this._stateHandlers]) {
+      try {
+        handler(state, detail || {});
+      } catch (e) {
+        this._report(e);
+      }
+    }
+  }
+
+  _report(error) {
+    if (this._errorHandlers.size === 0) {
+      if (typeof console !== "undefined") console.warn("eventum:", error);
+      return;
+    }
+    for (const handler of [...this._errorHandlers]) {
+      try {
+        handler(error);
+      } catch (e) {
+        if (typeof console !== "undefined") console.error("eventum: onError handler threw", e);
+      }
+    }
+  }
+}

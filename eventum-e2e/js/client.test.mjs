@@ -1,0 +1,213 @@
+// eventum.js in Node, with Node's built-in test runner, against the fixture server
+// (eventum-e2e/src/bin/client_fixture.rs) through both adapters. The test starts the server,
+// stops it and starts it again on the same address.
+//
+// Run by eventum-e2e/tests/js.rs, which sets EVENTUM_FIXTURE (the server binary) and
+// EVENTUM_CLIENT (eventum.js); by hand:
+//   EVENTUM_FIXTURE=target/debug/client_fixture EVENTUM_CLIENT=eventum-core/js/eventum.js \
+//     node --experimental-websocket --test eventum-e2e/js/client.test.mjs
+import { describe, test } from "node:test";
+import assert from "node:assert/strict";
+import { spawn } from "node:child_process";
+import { pathToFileURL } from "node:url";
+
+const FIXTURE = process.env.EVENTUM_FIXTURE;
+const CLIENT = process.env.EVENTUM_CLIENT;
+if (!FIXTURE || !CLIENT) throw new Error("set EVENTUM_FIXTURE and EVENTUM_CLIENT (see the header of this file)");
+const { connect, backoff, TimeoutError, ValidationError, QueueFullError, ConnectionClosedError } = await import(
+  pathToFileURL(CLIENT).href
+);
+
+const WAIT = 8000;
+
+function startFixture(adapter, addr = "127.0.0.1:0") {
+  return new Promise((resolve, reject) => {
+    const child = spawn(FIXTURE, [adapter, addr], { stdio: ["pipe", "pipe", "inherit"] });
+    let out = "";
+    const timer = setTimeout(() => {
+      child.kill("SIGKILL");
+      reject(new Error(`fixture (${adapter}) did not start within ${WAIT} ms: ${out}`));
+    }, WAIT);
+    child.on("error", reject);
+    child.stdout.on("data", (chunk) => {
+      out += chunk;
+      const match = /listening on (\S+)/.exec(out);
+      if (match) {
+        clearTimeout(timer);
+        const stop = () =>
+          new Promise((done) => {
+            const kill = setTimeout(() => child.kill("SIGKILL"), WAIT);
+            child.on("exit", () => {
+              clearTimeout(kill);
+              done();
+            });
+            child.stdin.end(); // graceful: clients see 1001
+          });
+        resolve({ addr: match[1], url: `ws://${match[1]}/ws`, stop });
+      }
+    });
+    child.on("exit", (code) => {
+      clearTimeout(timer);
+      if (!/listening on/.test(out)) reject(new Error(`fixture (${adapter}) exited with ${code}: ${out}`));
+    });
+  });
+}
+
+async function waitFor(condition, what, ms = WAIT) {
+  const deadline = Date.now() + ms;
+  while (!condition()) {
+    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
+    await new Promise((r) => setTimeout(r, 10));
+  }
+}
+
+function next(client, event, ms = WAIT) {
+  return new Promise((resolve, reject) => {
+    const timer = setTimeout(() => reject(new Error(`no ${event} within ${ms} ms`)), ms);
+    const off = client.on(event, (data) => {
+      clearTimeout(timer);
+      off();
+      resolve(data);
+    });
+  });
+}
+
+test("backoff grows exponentially, is capped and jittered down", () => {
+  const o = { initialDelay: 100, factor: 2, maxDelay: 1000, jitter: 0 };
+  assert.deepEqual([0, 1, 2, 3, 4, 10].map((a) => backoff(a, o)), [100, 200, 400, 800, 1000, 1000]);
+  for (let i = 0; i < 200; i++) {
+    const d = backoff(3, { ...o, jitter: 0.5 });
+    assert.ok(d >= 400 && d <= 800, `${d}`);
+  }
+});
+
+test("a missing WebSocket is an error that says what to do", () => {
+  const saved = globalThis.WebSocket;
+  try {
+    globalThis.WebSocket = undefined;
+    assert.throws(() => connect("ws://127.0.0.1:9/ws"), /no WebSocket: pass one as options.WebSocket/);
+  } finally {
+    globalThis.WebSocket = saved;
+  }
+});
+
+for (const adapter of ["smol", "std"]) {
+  describe(`eventum.js against ${adapter}`, () => {
+    test("emit and on, with a WebSocket passed in", async () => {
+      const server = await startFixture(adapter);
+      const client = connect(server.url, { WebSocket: globalThis.WebSocket, reconnect: false });
+      try {
+        const echoed = next(client, "echo");
+        assert.equal(client.emit("echo", { hello: "world", n: [1, 2] }), true); // queued until open
+        assert.deepEqual(await echoed, { hello: "world", n: [1, 2] });
+        await waitFor(() => client.state === "open", "open");
+        const joined = next(client, "joined");
+        client.emit("join", { room: "lobby" });
+        assert.deepEqual(await joined, { room: "lobby" });
+      } finally {
+        client.close();
+        await server.stop();
+      }
+    });
+
+    test("request: the reply, a validation error, a timeout", async () => {
+      const server = await startFixture(adapter);
+      const client = connect(server.url, { reconnect: false });
+      try {
+        assert.equal(await client.request("add", { a: 2, b: 3 }), 5);
+        await assert.rejects(client.request("add", { a: "two", b: 3 }), (e) => {
+          assert.ok(e instanceof ValidationError, `${e}`);
+          assert.equal(e.message, "Invalid data received");
+          return true;
+        });
+        const started = Date.now();
+        await assert.rejects(client.request("slow", {}, { timeout: 200 }), (e) => {
+          assert.ok(e instanceof TimeoutError, `${e}`);
+          assert.equal(e.timeout, 200);
+          return true;
+        });
+        assert.ok(Date.now() - started < 2000);
+        // Still usable after both.
+        assert.equal(await client.request("add", { a: -1, b: 1 }), 0);
+      } finally {
+        client.close();
+        await server.stop();
+      }
+    });
+
+    test("answers the server's requests with a handler's value", async () => {
+      const server = await startFixture(adapter);
+      const client = connect(server.url, { reconnect: false });
+      try {
+        client.on("question", async ({ n }) => n * 2);
+        const answered = next(client, "answered");
+        client.emit("ask", { n: 21 });
+        assert.equal(await answered, 42);
+      } finally {
+        client.close();
+        await server.stop();
+      }
+    });
+
+    test("reconnects after a server restart, re-joins, and bounds its offline queue", async () => {
+      let server = await startFixture(adapter);
+      const states = [];
+      const errors = [];
+      const echoes = [];
+      const client = connect(server.url, {
+        reconnect: { initialDelay: 50, maxDelay: 300 },
+        queueLimit: 3,
+        onReconnect: (c) => c.emit("join", { room: "r1" }),
+        onState: (state, detail) => states.push({ state, ...detail }),
+        onError: (e) => errors.push(e),
+      });
+      client.on("echo", (data) => echoes.push(data));
+      try {
+        const joined = next(client, "joined");
+        client.emit("join", { room: "r1" });
+        await joined;
+        const addr = server.addr;
+        await server.stop();
+        await waitFor(() => client.state === "reconnecting" || client.state === "connecting", "reconnecting");
+        const closed = states.find((s) => s.state === "reconnecting");
+        assert.equal(closed.code, 1001, JSON.stringify(states));
+        assert.equal(closed.opened, true);
+        // Offline: three fit in the queue, the rest are refused and reported.
+        const accepted = [0, 1, 2, 3, 4].map((i) => client.emit("echo", { i }));
+        assert.deepEqual(accepted, [true, true, true, false, false]);
+        assert.equal(client.queued, 3);
+        assert.equal(errors.filter((e) => e instanceof QueueFullError).length, 2);
+        assert.deepEqual(
+          errors.map((e) => e.data),
+          [{ i: 3 }, { i: 4 }]
+        );
+        server = await startFixture(adapter, addr);
+        await waitFor(() => client.state === "open", "reopened");
+        assert.ok(states.some((s) => s.state === "open" && s.reconnected));
+        await waitFor(() => echoes.length === 3, "the queued echoes");
+        assert.deepEqual(echoes, [{ i: 0 }, { i: 1 }, { i: 2 }]);
+        // The hook re-joined the room on the new server.
+        assert.deepEqual(await client.request("rooms", {}), ["r1"]);
+      } finally {
+        client.close();
+        await server.stop();
+      }
+    });
+
+    test("without reconnection a server stop closes for good; close() rejects what waits", async () => {
+      const server = await startFixture(adapter);
+      const client = connect(server.url, { reconnect: false });
+      await waitFor(() => client.state === "open", "open");
+      const pending = assert.rejects(
+        client.request("slow", {}, { timeout: 5000 }),
+        (e) => e instanceof ConnectionClosedError && e.code === 1001
+      );
+      await server.stop();
+      await pending;
+      await waitFor(() => client.state === "closed", "closed");
+      assert.equal(client.closeCode, 1001);
+      await assert.rejects(client.request("add", { a: 1, b: 1 }), ConnectionClosedError);
+      client.close();
+    });
+  });
+}

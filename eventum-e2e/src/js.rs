@@ -1,0 +1,185 @@
+//! Support for the JavaScript side of the end-to-end tests: the app `eventum.js` is tested
+//! against ([`client_fixture_app`]), restarting a server on the same address
+//! ([`Adapter::start_at`]), and Node with the npm packages of `eventum-e2e/js` (the official
+//! AsyncAPI parser, the TypeScript compiler), installed with `npm ci` when missing.
+//!
+//! Nothing here skips: a missing `node` or `npm` is a failure that says how to install it
+//! (`scripts/test.sh` does).
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output, Stdio};
+use std::sync::OnceLock;
+use std::time::Duration;
+
+use eventum_core::app::{App, Route};
+use eventum_core::handshake::HttpResponse;
+use serde::{Deserialize, Serialize};
+use serde_json::json;
+
+use crate::{Adapter, TestServer};
+
+/// The blank page the browser tests open, so the client's module loads from the server.
+pub const FIXTURE_PAGE: &str =
+    "<!doctype html><html><head><meta charset=\"utf-8\"><title>eventum.js test</title></head><body></body></html>";
+
+#[derive(Deserialize)]
+struct Room {
+    room: String,
+}
+
+#[derive(Deserialize)]
+struct Add {
+    a: i64,
+    b: i64,
+}
+
+#[derive(Deserialize, Serialize)]
+struct Ask {
+    n: i64,
+}
+
+/// The app `eventum.js` is tested against, at `/ws`, serving the client and a blank page:
+///
+/// * `echo` (any data): answered with the event `echo` and the same data;
+/// * `join` `{room}`: joins the room and broadcasts `joined` `{room}` to it;
+/// * request `add` `{a, b}`: replies `a + b` (a wrong type gets the validation error);
+/// * request `rooms`: replies the rooms the connection is in;
+/// * request `slow`: never replies (for timeouts);
+/// * `ask` `{n}`: the server asks the client `question` `{n}` with an ack (2 s) and sends
+///   `answered` with the client's answer (or `"timeout"`).
+pub fn client_fixture_app() -> App {
+    App::builder()
+        .route(Route::new("/ws"))
+        .serve_client()
+        .http_fallback(|request| match request.path() {
+            "/" => HttpResponse::html(200, FIXTURE_PAGE),
+            _ => HttpResponse::text(404, "Not Found"),
+        })
+        .on("echo", |ctx, event| {
+            let data = event.data().cloned().unwrap_or(serde_json::Value::Null);
+            let _ = ctx.send_event("echo", &data);
+        })
+        .on_event("join", |ctx, join: Room| {
+            ctx.join(&join.room);
+            if let Ok(frame) = eventum_core::SharedFrame::event("joined", &json!({ "room": join.room })) {
+                ctx.broadcast(&join.room, frame);
+            }
+        })
+        .on_request("add", |_, add: Add| add.a + add.b)
+        .on_request("rooms", |ctx, _: serde_json::Value| -> Vec<String> {
+            ctx.rooms().map(str::to_owned).collect()
+        })
+        .on("slow", |_, _| {})
+        .on_event("ask", |ctx, ask: Ask| {
+            let asked = ctx.request_ack("question", &ask, Duration::from_secs(2), |ctx, answer| {
+                let answer = answer.unwrap_or_else(|e| json!(e.to_string()));
+                let _ = ctx.send_event("answered", &answer);
+            });
+            if let Err(e) = asked {
+                log::warn!("cannot ask: {e}");
+            }
+        })
+        .build()
+}
+
+impl Adapter {
+    /// Starts `app` on `addr` (e.g. the address of a server that was just shut down, to
+    /// restart it where its clients reconnect), with default options.
+    pub fn start_at(self, app: App, addr: &str) -> std::io::Result<TestServer> {
+        self.listen(app, addr, crate::Options::default())
+    }
+}
+
+/// `eventum-e2e/js`: the npm project of the JavaScript tests.
+pub fn js_dir() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("js")
+}
+
+/// `eventum-core/js`: `eventum.js` and `eventum.d.ts`.
+pub fn client_dir() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../eventum-core/js")
+}
+
+fn tool_missing(tool: &str) -> ! {
+    panic!(
+        "`{tool}` not found: the JavaScript tests need Node 20+ and npm. Run scripts/test.sh \
+         (it installs Debian's nodejs and npm) or `apt-get install nodejs npm`."
+    )
+}
+
+/// `node`, checked to be there (a failure otherwise, never a skip).
+pub fn node() -> Command {
+    static CHECKED: OnceLock<()> = OnceLock::new();
+    CHECKED.get_or_init(|| {
+        let ok = Command::new("node")
+            .arg("--version")
+            .stdout(Stdio::null())
+            .status()
+            .is_ok_and(|s| s.success());
+        if !ok {
+            tool_missing("node");
+        }
+    });
+    Command::new("node")
+}
+
+/// The flags that give this Node a global `WebSocket` (`--experimental-websocket` on Node
+/// 20 and 21, none from 22 on).
+pub fn node_websocket_flags() -> Vec<&'static str> {
+    let has_global = node()
+        .args(["-e", "process.exit(typeof WebSocket === 'function' ? 0 : 1)"])
+        .status()
+        .is_ok_and(|s| s.success());
+    if has_global {
+        Vec::new()
+    } else {
+        vec!["--experimental-websocket"]
+    }
+}
+
+/// Makes sure `eventum-e2e/js/node_modules` holds the pinned packages (`npm ci` once per
+/// test process when one is missing); panics with npm's output when it cannot.
+pub fn ensure_node_modules() {
+    static DONE: OnceLock<()> = OnceLock::new();
+    DONE.get_or_init(|| {
+        let dir = js_dir();
+        let present = ["@asyncapi/parser/package.json", "typescript/bin/tsc"]
+            .iter()
+            .all(|p| dir.join("node_modules").join(p).is_file());
+        if present {
+            return;
+        }
+        node();
+        eprintln!("eventum-e2e/js: installing the pinned npm packages (npm ci)");
+        let output = Command::new("npm")
+            .args(["ci", "--no-audit", "--no-fund"])
+            .current_dir(&dir)
+            .output()
+            .unwrap_or_else(|_| tool_missing("npm"));
+        assert!(
+            output.status.success(),
+            "npm ci in {} failed:\n{}\n{}",
+            dir.display(),
+            String::from_utf8_lossy(&output.stdout),
+            String::from_utf8_lossy(&output.stderr)
+        );
+    });
+}
+
+/// Runs a command to completion, returning its output (panics if it cannot start).
+pub fn run(command: &mut Command) -> Output {
+    command
+        .stdin(Stdio::null())
+        .output()
+        .unwrap_or_else(|e| panic!("cannot run {command:?}: {e}"))
+}
+
+/// Both streams of an output, for failure messages.
+pub fn output_text(output: &Output) -> String {
+    format!(
+        "status {}\n--- stdout ---\n{}\n--- stderr ---\n{}",
+        output.status,
+        String::from_utf8_lossy(&output.stdout),
+        String::from_utf8_lossy(&output.stderr)
+    )
+}
