@@ -166,6 +166,15 @@ impl TestServer {
         }
     }
 
+    /// The eventum-std server, to serve more connections on it (e.g. over a custom
+    /// transport); `None` for the smol adapter.
+    pub fn std_server(&self) -> Option<eventum_std::Server> {
+        match self.running.as_ref()? {
+            Running::Std(r) => Some(r.server().clone()),
+            Running::Smol(_) => None,
+        }
+    }
+
     /// Connects a WebSocket client to `path` (panics unless the server answers `101`).
     pub fn client(&self, path: &str) -> Client {
         Client::connect(self.addr, path)

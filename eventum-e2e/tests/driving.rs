@@ -200,3 +200,239 @@ fn smol_a_stalled_reader_still_broadcasts() {
 fn std_threads_a_stalled_reader_still_broadcasts() {
     a_stalled_reader_still_broadcasts(Adapter::Std);
 }
+
+/// A chat room whose members get 64 KiB of backlog at most, and whose disconnect hook
+/// tells the room: closing a slow consumer sends mail to everyone else.
+fn small_backlog_app() -> App {
+    let config = Config::builder()
+        .water_marks(32 << 10, 16 << 10)
+        .max_backlog(64 << 10)
+        .build()
+        .expect("valid limits");
+    App::builder()
+        .config(config)
+        .route(Route::new("/ws"))
+        .on("join", |ctx, _| {
+            ctx.join("r");
+            let _ = ctx.send_text("joined");
+        })
+        .on("say", |ctx, event| {
+            let text = event.data().and_then(Value::as_str).unwrap_or_default().to_owned();
+            ctx.broadcast_others("r", SharedFrame::text(&text));
+        })
+        .on_disconnect(|ctx, _| ctx.broadcast_others("r", SharedFrame::text("left")))
+        .build()
+}
+
+/// A member that never reads is closed as a slow consumer while its driver takes its mail,
+/// and its disconnect hook's broadcast reaches the others (the custom loop once held its
+/// wake-up list's lock while taking mail, and deadlocked right here).
+fn a_slow_consumer_closed_by_mail_tells_the_room(addr: std::net::SocketAddr, driver: &str) {
+    let mut talker = Client::connect(addr, "/ws").unwrap_or_else(|e| panic!("{driver}: {e:?}"));
+    send_event(&mut talker, "join", Value::Null);
+    assert_eq!(talker.recv_text(), "joined", "{driver}");
+    let mut silent = RawClient::connect(addr, "/ws");
+    silent.send_frame(0x1, json!({"event": "join"}).to_string().as_bytes());
+    // 10 MiB of broadcasts: more than the silent member's socket buffers and its backlog.
+    let chunk = "x".repeat(16 << 10);
+    for _ in 0..640 {
+        send_event(&mut talker, "say", json!(chunk));
+    }
+    assert_eq!(
+        talker.recv_text(),
+        "left",
+        "{driver}: the room heard of the slow consumer"
+    );
+    drop(silent);
+}
+
+#[test]
+fn a_slow_consumer_closed_by_mail_tells_the_room_on_every_driver() {
+    for adapter in Adapter::ALL {
+        let server = adapter.start(small_backlog_app());
+        a_slow_consumer_closed_by_mail_tells_the_room(server.addr(), &format!("{adapter:?}"));
+        server.shutdown();
+    }
+    let listener = TcpListener::bind("127.0.0.1:0").expect("a free port");
+    let addr = listener.local_addr().expect("bound");
+    std::thread::spawn(move || custom_loop::serve(listener, small_backlog_app()));
+    a_slow_consumer_closed_by_mail_tells_the_room(addr, "custom loop");
+}
+
+/// A transport whose every other flush is pending once (as a TLS stream's can be).
+struct PendingFlush<S> {
+    inner: S,
+    pend_next: bool,
+}
+
+impl<S: ::smol::io::AsyncRead + Unpin> ::smol::io::AsyncRead for PendingFlush<S> {
+    fn poll_read(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+        buf: &mut [u8],
+    ) -> std::task::Poll<std::io::Result<usize>> {
+        std::pin::Pin::new(&mut self.inner).poll_read(cx, buf)
+    }
+}
+
+impl<S: ::smol::io::AsyncWrite + Unpin> ::smol::io::AsyncWrite for PendingFlush<S> {
+    fn poll_write(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+        buf: &[u8],
+    ) -> std::task::Poll<std::io::Result<usize>> {
+        std::pin::Pin::new(&mut self.inner).poll_write(cx, buf)
+    }
+    fn poll_flush(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<std::io::Result<()>> {
+        self.pend_next = !self.pend_next;
+        if self.pend_next {
+            cx.waker().wake_by_ref();
+            return std::task::Poll::Pending;
+        }
+        std::pin::Pin::new(&mut self.inner).poll_flush(cx)
+    }
+    fn poll_close(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<std::io::Result<()>> {
+        std::pin::Pin::new(&mut self.inner).poll_close(cx)
+    }
+}
+
+/// Messages from a handle arrive exactly once and in order over a transport whose flush
+/// can be pending while mail arrives (the smol driver once raced a written-but-unflushed
+/// write against its mail and wrote the same bytes again).
+#[test]
+fn smol_writes_nothing_twice_over_a_transport_with_pending_flushes() {
+    // The race is probabilistic: five connections make a regression all but certain to show.
+    for _ in 0..5 {
+        count_over_pending_flushes();
+    }
+}
+
+fn count_over_pending_flushes() {
+    const COUNT: usize = 20_000;
+    // The sender keeps at most 500 messages ahead of the reader: within the mailbox's bound.
+    let received = Arc::new(AtomicUsize::new(0));
+    let progress = Arc::clone(&received);
+    let app = App::builder()
+        .route(Route::new("/ws"))
+        .on("count", move |ctx, _| {
+            let (handle, progress) = (ctx.handle(), Arc::clone(&progress));
+            std::thread::spawn(move || {
+                for i in 0..COUNT {
+                    while i >= progress.load(Ordering::SeqCst) + 500 {
+                        std::thread::sleep(Duration::from_millis(1));
+                    }
+                    handle.send_text(&i.to_string()).expect("within the mailbox's bound");
+                }
+            });
+        })
+        .build();
+    let server = eventum_smol::Server::new(app);
+    let (served, ours) = ::smol::net::unix::UnixStream::pair().expect("a socket pair");
+    std::thread::spawn(move || {
+        let _ = ::smol::block_on(server.serve_stream(
+            PendingFlush {
+                inner: served,
+                pend_next: false,
+            },
+            None,
+        ));
+    });
+    let inner: Arc<::smol::Async<std::os::unix::net::UnixStream>> = ours.into();
+    let ours = Arc::try_unwrap(inner)
+        .expect("sole owner")
+        .into_inner()
+        .expect("deregistered");
+    ours.set_nonblocking(false).expect("blocking");
+    ours.set_read_timeout(Some(WAIT)).expect("timeout");
+    let mut client = Client::over_stream(ours, "/ws").expect("upgrade");
+    send_event(&mut client, "count", Value::Null);
+    for i in 0..COUNT {
+        assert_eq!(client.recv_text(), i.to_string(), "message {i}");
+        received.store(i + 1, Ordering::SeqCst);
+    }
+}
+
+/// A std-threads transport whose writes block while `gate` is closed: a peer that stops
+/// reading, made deterministic.
+struct Gated {
+    inner: std::os::unix::net::UnixStream,
+    gate: Arc<(std::sync::Mutex<bool>, std::sync::Condvar)>,
+}
+
+impl std::io::Read for Gated {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        self.inner.read(buf)
+    }
+}
+
+impl std::io::Write for Gated {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        let (open, changed) = &*self.gate;
+        let guard = open.lock().expect("gate");
+        drop(changed.wait_while(guard, |open| !*open).expect("gate"));
+        self.inner.write(buf)
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        self.inner.flush()
+    }
+}
+
+impl eventum_std::Transport for Gated {
+    fn try_clone(&self) -> std::io::Result<Self> {
+        let inner = self.inner.try_clone()?;
+        Ok(Gated {
+            inner,
+            gate: Arc::clone(&self.gate),
+        })
+    }
+    fn shutdown(&self, how: std::net::Shutdown) -> std::io::Result<()> {
+        self.inner.shutdown(how)
+    }
+}
+
+/// While the std writer is stuck in a socket write for one member, that member's input is
+/// still handled and its broadcasts reach the others: no lock is held across the write.
+#[test]
+fn std_threads_handle_input_while_a_write_is_stuck() {
+    use std::io::Write;
+    let disconnects = Arc::new(AtomicUsize::new(0));
+    let server = Adapter::Std.start(later_app(&disconnects));
+    let mut other = server.client("/ws");
+    send_event(&mut other, "join", json!("r"));
+    assert_eq!(other.recv_text(), "joined r");
+
+    let gate = Arc::new((std::sync::Mutex::new(true), std::sync::Condvar::new()));
+    let (served, ours) = std::os::unix::net::UnixStream::pair().expect("a socket pair");
+    // Served by the same server, so the member shares the room with `other`.
+    let serving = server.std_server().expect("a std server");
+    let gated = Gated {
+        inner: served,
+        gate: Arc::clone(&gate),
+    };
+    let served = std::thread::spawn(move || serving.serve_stream(gated, None));
+    ours.set_read_timeout(Some(WAIT)).expect("timeout");
+    let mut member = Client::over_stream(ours, "/ws").expect("upgrade");
+    send_event(&mut member, "join", json!("r"));
+    assert_eq!(member.recv_text(), "joined r");
+    // Close the gate: the next reply to this member blocks its writer thread in `write`.
+    *gate.0.lock().expect("gate") = false;
+    send_event(&mut member, "later", json!("stuck"));
+    std::thread::sleep(Duration::from_millis(100));
+    for i in 0..3 {
+        send_event(&mut member, "say", json!(format!("while stuck {i}")));
+        assert_eq!(other.recv_text(), format!("while stuck {i}"));
+    }
+    *gate.0.lock().expect("gate") = true;
+    gate.1.notify_all();
+    assert_eq!(member.recv_text(), "queued");
+    let _ = member.stream().flush();
+    drop(member);
+    let _ = served.join();
+    server.shutdown();
+}

@@ -85,7 +85,9 @@ pub fn serve(listener: std::net::TcpListener, app: App) -> io::Result<()> {
                 }
             }
         }
-        for token in std::mem::take(&mut *woken.lock().unwrap_or_else(|e| e.into_inner())) {
+        // Taken out first: the mail may wake others, and their wakers take this lock.
+        let tokens = std::mem::take(&mut *woken.lock().unwrap_or_else(|e| e.into_inner()));
+        for token in tokens {
             if let Some(conn) = conns.get_mut(&token) {
                 conn.session.handle_mail(now);
             }

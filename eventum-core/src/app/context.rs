@@ -343,12 +343,13 @@ impl Context<'_> {
         callback: impl FnOnce(&mut Context<'_>, Result<Value, AckError>) + Send + 'static,
     ) -> Result<u64, ReplyError> {
         let id = self.data.next_ack;
+        // A timeout too large for an Instant waits a year (the far future in practice).
+        let timeout = timeout.min(Duration::from_secs(365 * 24 * 3600));
+        let deadline = self.now.checked_add(timeout).unwrap_or(self.now);
         let text = encode_event(name, None, Some(id), data)?;
         self.commands.send_text(&text)?;
         self.data.next_ack += 1;
-        self.data
-            .acks
-            .push(PendingAck::new(id, self.now + timeout, Box::new(callback)));
+        self.data.acks.push(PendingAck::new(id, deadline, Box::new(callback)));
         Ok(id)
     }
 

@@ -98,11 +98,19 @@ impl Mailbox {
         !inner.commands.is_empty() || inner.overflowed
     }
 
-    /// Sets who to wake when mail arrives (kept if it would wake the same task).
+    /// Sets who to wake when mail arrives (kept if it would wake the same task). A new
+    /// waker is woken at once when mail already waits, so mail queued before any waker was
+    /// set (a shutdown racing the admission, a broadcast to everyone) is never stranded.
     pub(crate) fn set_waker(&self, waker: &Waker) {
         let mut inner = self.lock();
-        if !inner.waker.as_ref().is_some_and(|w| w.will_wake(waker)) {
-            inner.waker = Some(waker.clone());
+        if inner.waker.as_ref().is_some_and(|w| w.will_wake(waker)) {
+            return;
+        }
+        inner.waker = Some(waker.clone());
+        let pending = !inner.commands.is_empty() || inner.overflowed;
+        drop(inner);
+        if pending {
+            waker.wake_by_ref();
         }
     }
 
@@ -244,6 +252,7 @@ mod tests {
         let counter = Arc::new(CountingWaker::default());
         let mailbox = Mailbox::default();
         mailbox.set_waker(&Waker::from(Arc::clone(&counter)));
+        assert_eq!(counter.0.load(Ordering::SeqCst), 0, "no mail, no wake-up");
         let frame = SharedFrame::text("x");
         for _ in 0..MAILBOX_CAPACITY {
             mailbox.push(Command::Deliver(frame.clone())).unwrap();
@@ -258,6 +267,9 @@ mod tests {
         assert!(!mailbox.drain_into(&mut VecDeque::new()));
         mailbox.push(Command::Abort).unwrap();
         assert_eq!(counter.0.load(Ordering::SeqCst), 2);
+        let late = Arc::new(CountingWaker::default());
+        mailbox.set_waker(&Waker::from(Arc::clone(&late)));
+        assert_eq!(late.0.load(Ordering::SeqCst), 1, "a new waker learns of waiting mail");
         mailbox.close();
         assert!(!mailbox.has_mail());
         assert_eq!(mailbox.push(Command::Abort), Err(HandleError::Closed));

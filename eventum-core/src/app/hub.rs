@@ -75,6 +75,17 @@ impl Hub {
             .unwrap_or_default()
     }
 
+    /// Whether the hub still holds anything of `id`: its registration or a membership of
+    /// any room (for the fuzz target's no-trace invariant).
+    #[cfg(any(test, feature = "fuzzing"))]
+    pub(crate) fn has_trace_of(&self, id: ConnectionId) -> bool {
+        self.handle(id).is_some()
+            || self
+                .rooms
+                .iter()
+                .any(|shard| read(shard).values().any(|m| m.contains_key(&id)))
+    }
+
     /// The rooms a registered connection is in.
     #[cfg(test)]
     fn rooms_of(&self, id: ConnectionId) -> Vec<String> {
@@ -269,5 +280,7 @@ mod tests {
         }
         assert_eq!(count(&handles[1]), 0);
         assert!(hub.handle(ConnectionId(1)).is_none());
+        assert!(!hub.has_trace_of(ConnectionId(1)));
+        assert!(hub.has_trace_of(ConnectionId(0)));
     }
 }

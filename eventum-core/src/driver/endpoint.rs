@@ -179,7 +179,13 @@ impl Endpoint {
         shared.stopping.store(true, Ordering::SeqCst);
         fence(Ordering::SeqCst);
         shared.hub.command_all(&Command::Shutdown);
-        Shutdown::new(self.clone(), now + shared.options.shutdown_timeout)
+        // A timeout too large for an Instant waits a year (the far future in practice).
+        let timeout = shared
+            .options
+            .shutdown_timeout
+            .min(Duration::from_secs(365 * 24 * 3600));
+        let deadline = now.checked_add(timeout).unwrap_or(now);
+        Shutdown::new(self.clone(), deadline)
     }
 
     pub(crate) fn shared(&self) -> &Shared {

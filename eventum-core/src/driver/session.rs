@@ -197,10 +197,11 @@ impl Session {
         self.dispatcher.handle().mailbox()
     }
 
-    /// Runs the handlers for every event, then hands their actions to the hub; mail the
-    /// actions sent to this very connection (its own broadcasts) is applied at once.
+    /// Runs the handlers for every event, then hands their actions to the hub. Mail those
+    /// actions sent to this very connection (its own broadcasts) is applied at once, and its
+    /// consequences dispatched, a bounded number of rounds.
     fn process(&mut self, now: Instant) {
-        for _ in 0..2 {
+        for round in 1.. {
             let shared = self.endpoint.shared();
             self.dispatcher.process(shared.app.inner(), &mut self.conn, now);
             let id = self.dispatcher.id();
@@ -209,7 +210,7 @@ impl Session {
                 shared.hub.apply(id, action);
                 sent = true;
             }
-            if !(sent && self.mailbox().has_mail()) {
+            if !sent || round == 3 || !self.mailbox().has_mail() {
                 return;
             }
             self.apply_mail(now);

@@ -84,6 +84,10 @@ pub fn session(data: &[u8]) {
     assert_eq!(hooks, 1, "the disconnect hook runs exactly once");
     assert!(endpoint.connection(id).is_none(), "the hub still knows the connection");
     assert!(
+        !endpoint.shared().hub.has_trace_of(id),
+        "a room still lists the connection"
+    );
+    assert!(
         handle.is_closed(),
         "the handle of an ended connection still accepts mail"
     );
