@@ -358,81 +358,38 @@ fn count_over_pending_flushes() {
     }
 }
 
-/// A std-threads transport whose writes block while `gate` is closed: a peer that stops
-/// reading, made deterministic.
-struct Gated {
-    inner: std::os::unix::net::UnixStream,
-    gate: Arc<(std::sync::Mutex<bool>, std::sync::Condvar)>,
-}
-
-impl std::io::Read for Gated {
-    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
-        self.inner.read(buf)
-    }
-}
-
-impl std::io::Write for Gated {
-    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
-        let (open, changed) = &*self.gate;
-        let guard = open.lock().expect("gate");
-        drop(changed.wait_while(guard, |open| !*open).expect("gate"));
-        self.inner.write(buf)
-    }
-    fn flush(&mut self) -> std::io::Result<()> {
-        self.inner.flush()
-    }
-}
-
-impl eventum_std::Transport for Gated {
-    fn try_clone(&self) -> std::io::Result<Self> {
-        let inner = self.inner.try_clone()?;
-        Ok(Gated {
-            inner,
-            gate: Arc::clone(&self.gate),
-        })
-    }
-    fn shutdown(&self, how: std::net::Shutdown) -> std::io::Result<()> {
-        self.inner.shutdown(how)
-    }
-}
-
-/// While the std writer is stuck in a socket write for one member, that member's input is
-/// still handled and its broadcasts reach the others: no lock is held across the write.
+/// A handler that blocks (a slow database call) holds up only its own connection on
+/// eventum-std: another client's echoes complete while it is still blocked. No clock:
+/// the handler waits until the test releases it.
 #[test]
-fn std_threads_handle_input_while_a_write_is_stuck() {
-    use std::io::Write;
-    let disconnects = Arc::new(AtomicUsize::new(0));
-    let server = Adapter::Std.start(later_app(&disconnects));
-    let mut other = server.client("/ws");
-    send_event(&mut other, "join", json!("r"));
-    assert_eq!(other.recv_text(), "joined r");
-
-    let gate = Arc::new((std::sync::Mutex::new(true), std::sync::Condvar::new()));
-    let (served, ours) = std::os::unix::net::UnixStream::pair().expect("a socket pair");
-    // Served by the same server, so the member shares the room with `other`.
-    let serving = server.std_server().expect("a std server");
-    let gated = Gated {
-        inner: served,
-        gate: Arc::clone(&gate),
-    };
-    let served = std::thread::spawn(move || serving.serve_stream(gated, None));
-    ours.set_read_timeout(Some(WAIT)).expect("timeout");
-    let mut member = Client::over_stream(ours, "/ws").expect("upgrade");
-    send_event(&mut member, "join", json!("r"));
-    assert_eq!(member.recv_text(), "joined r");
-    // Close the gate: the next reply to this member blocks its writer thread in `write`.
-    *gate.0.lock().expect("gate") = false;
-    send_event(&mut member, "later", json!("stuck"));
-    std::thread::sleep(Duration::from_millis(100));
-    for i in 0..3 {
-        send_event(&mut member, "say", json!(format!("while stuck {i}")));
-        assert_eq!(other.recv_text(), format!("while stuck {i}"));
+fn std_threads_a_blocking_handler_stalls_no_other_connection() {
+    let gate = Arc::new((std::sync::Mutex::new(false), std::sync::Condvar::new()));
+    let blocked = Arc::clone(&gate);
+    let app = App::builder()
+        .route(Route::new("/ws"))
+        .on("block", move |ctx, _| {
+            let (released, changed) = &*blocked;
+            let guard = released.lock().expect("gate");
+            // Bounded, so a broken test cannot hang the suite.
+            let _ = changed.wait_timeout_while(guard, WAIT * 2, |released| !*released);
+            let _ = ctx.send_text("unblocked");
+        })
+        .on("echo", |ctx, event| {
+            let text = event.data().and_then(Value::as_str).unwrap_or_default().to_owned();
+            let _ = ctx.send_text(&text);
+        })
+        .build();
+    let server = Adapter::Std.start(app);
+    let mut slow = server.client("/ws");
+    send_event(&mut slow, "block", Value::Null);
+    let mut fast = server.client("/ws");
+    for i in 0..20 {
+        send_event(&mut fast, "echo", json!(format!("echo {i}")));
+        assert_eq!(fast.recv_text(), format!("echo {i}"));
     }
+    assert!(!*gate.0.lock().expect("gate"), "the echoes completed while the handler blocked");
     *gate.0.lock().expect("gate") = true;
     gate.1.notify_all();
-    assert_eq!(member.recv_text(), "queued");
-    let _ = member.stream().flush();
-    drop(member);
-    let _ = served.join();
+    assert_eq!(slow.recv_text(), "unblocked");
     server.shutdown();
 }

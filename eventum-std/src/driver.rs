@@ -1,167 +1,128 @@
-//! The per-connection threads: a reader that feeds the session, and a writer that owns
-//! the output, the timers and the mailbox. The session sits behind a mutex that neither
-//! holds while it waits on the socket.
+//! The per-connection thread: it owns its session and waits with one `poll(2)` for its
+//! socket, its mail (an eventfd the mailbox wakes) and its next deadline. Handlers run on
+//! it, so one that blocks delays only its own connection.
 
-use std::io::ErrorKind;
+use std::io::{self, ErrorKind, IoSlice};
 use std::net::Shutdown;
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Mutex, MutexGuard};
+use std::os::fd::OwnedFd;
+use std::sync::Arc;
 use std::task::{Wake, Waker};
-use std::thread::Thread;
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 use eventum_core::driver::{ReadBuffer, Session};
+use rustix::event::{eventfd, poll, EventfdFlags, PollFd, PollFlags, Timespec};
 
 use crate::transport::Transport;
 
-/// Most bytes copied out of the session for one write.
-const WRITE_CHUNK: usize = 64 * 1024;
-/// How long one blocking write may take before the writer looks at its timers again.
-const WRITE_SLICE: Duration = Duration::from_millis(250);
-/// Upper bound on one wait, so a missed wake-up costs at most this much.
-const MAX_WAIT: Duration = Duration::from_secs(1);
+/// Reads per pass before mail and timers get their turn again.
+const READS_PER_PASS: usize = 16;
+/// Most output chunks handed to one vectored write.
+const WRITE_SLICES: usize = 32;
 
-/// What the two threads of a connection share.
-struct Shared {
-    session: Mutex<Session>,
-    /// The connection is over: the reader stops.
-    done: AtomicBool,
-}
+/// Wakes a connection's thread out of its poll: the mailbox calls it when mail arrives.
+struct MailSignal(OwnedFd);
 
-impl Shared {
-    /// Handlers' panics are caught inside the core, so a poisoned lock can only come from
-    /// a bug in this crate; the session itself stays consistent.
-    fn lock(&self) -> MutexGuard<'_, Session> {
-        self.session.lock().unwrap_or_else(|e| e.into_inner())
-    }
-}
-
-/// Wakes a parked thread.
-struct Unpark(Thread);
-
-impl Wake for Unpark {
+impl Wake for MailSignal {
     fn wake(self: Arc<Self>) {
-        self.0.unpark();
+        self.wake_by_ref();
     }
     fn wake_by_ref(self: &Arc<Self>) {
-        self.0.unpark();
+        // A full counter (2^64 - 2 wake-ups unread) already wakes the poll.
+        let _ = rustix::io::write(&self.0, &1u64.to_ne_bytes());
     }
 }
 
-/// A waker that unparks the calling thread.
-pub(crate) fn unpark_me() -> Waker {
-    Waker::from(Arc::new(Unpark(std::thread::current())))
-}
-
-/// Serves one admitted connection on the calling thread (the writer) and one more thread
-/// (the reader) until it is over.
-pub(crate) fn drive<T: Transport>(session: Session, stream: T) -> std::io::Result<()> {
-    let reader_stream = stream.try_clone()?;
-    let _ = stream.set_write_timeout(Some(WRITE_SLICE));
-    let writer = unpark_me();
-    session.set_waker(&writer);
-    let shared = Arc::new(Shared {
-        session: Mutex::new(session),
-        done: AtomicBool::new(false),
-    });
-    let reader = {
-        let shared = Arc::clone(&shared);
-        std::thread::Builder::new()
-            .name("eventum-read".into())
-            .spawn(move || read_loop(&shared, reader_stream, &writer))?
-    };
-    write_loop(&shared, stream, reader.thread());
-    shared.done.store(true, Ordering::Release);
-    reader.thread().unpark();
-    let _ = reader.join();
-    // The last reference: dropping the session unregisters it and frees its slot.
-    drop(shared);
-    Ok(())
-}
-
-fn read_loop<T: Transport>(shared: &Shared, mut stream: T, writer: &Waker) {
+/// Serves one admitted connection on the calling thread until it is over.
+pub(crate) fn drive<T: Transport>(mut session: Session, mut stream: T) -> io::Result<()> {
+    stream.set_nonblocking(true)?;
+    let signal = Arc::new(MailSignal(eventfd(0, EventfdFlags::CLOEXEC | EventfdFlags::NONBLOCK)?));
+    session.set_waker(&Waker::from(Arc::clone(&signal)));
     let mut buf = ReadBuffer::default();
-    while !shared.done.load(Ordering::Acquire) {
-        if !shared.lock().wants_read() {
-            // Output is backed up, a request waits for its decision, or input ended:
-            // the writer unparks us when that changes.
-            std::thread::park_timeout(MAX_WAIT);
-            continue;
-        }
-        let result = stream.read(buf.space());
-        if matches!(&result, Err(e) if e.kind() == ErrorKind::Interrupted) {
-            continue;
-        }
+    // Readiness not used up yet: cleared only by `WouldBlock`, so bytes a transport
+    // buffered (TLS) are read as soon as the session wants them, without waiting for poll.
+    let (mut readable, mut unflushed) = (true, false);
+    loop {
         let now = Instant::now();
-        let mut session = shared.lock();
-        match result {
-            Ok(n) => buf.feed(&mut session, now, n),
-            Err(_) => session.handle_transport_error(now),
+        if session.has_mail() {
+            session.handle_mail(now);
         }
-        drop(session);
-        writer.wake_by_ref();
+        if session.poll_timeout().is_some_and(|t| t <= now) {
+            session.handle_timeout(now);
+        }
+        let mut reads = 0;
+        while readable && session.wants_read() && reads < READS_PER_PASS {
+            reads += 1;
+            match stream.read(buf.space()) {
+                Ok(n) => {
+                    buf.feed(&mut session, Instant::now(), n);
+                    readable = n > 0;
+                }
+                Err(e) if e.kind() == ErrorKind::WouldBlock => readable = false,
+                Err(e) if e.kind() == ErrorKind::Interrupted => {}
+                Err(_) => session.handle_transport_error(Instant::now()),
+            }
+        }
+        let blocked = write(&mut session, &mut stream, &mut unflushed);
+        if session.should_close_transport() {
+            // The server closes the TCP connection first (RFC 6455 §7.1.1).
+            let _ = stream.shutdown(Shutdown::Write);
+            let _ = stream.shutdown(Shutdown::Both);
+            return Ok(());
+        }
+        let mut interest = PollFlags::empty();
+        interest.set(PollFlags::IN, session.wants_read() && !readable);
+        interest.set(PollFlags::OUT, blocked);
+        // More input waiting: only look, do not sleep.
+        let more = readable && session.wants_read();
+        let timeout = match (more, session.poll_timeout()) {
+            (true, _) => Some(Timespec::default()),
+            (false, deadline) => deadline.and_then(|t| Timespec::try_from(t.saturating_duration_since(now)).ok()),
+        };
+        let mut fds = [PollFd::new(&stream, interest), PollFd::new(&signal.0, PollFlags::IN)];
+        match poll(&mut fds, timeout.as_ref()) {
+            Ok(_) => {}
+            Err(rustix::io::Errno::INTR) => continue,
+            Err(e) => return Err(e.into()),
+        }
+        readable |= fds[0].revents().intersects(PollFlags::IN | PollFlags::HUP | PollFlags::ERR);
+        if fds[1].revents().contains(PollFlags::IN) {
+            let _ = rustix::io::read(&signal.0, &mut [0u8; 8]);
+        }
     }
 }
 
-fn write_loop<T: Transport>(shared: &Shared, mut stream: T, reader: &Thread) {
-    // Bytes copied out of the session (its output's front) and how many are written;
-    // they are reported as transmitted only once written.
-    let (mut pending, mut written, mut unreported) = (Vec::new(), 0, 0);
-    let mut unflushed = false;
+/// Writes output until the transport would block (then returns true) or none is left.
+fn write<T: Transport>(session: &mut Session, stream: &mut T, unflushed: &mut bool) -> bool {
     loop {
-        let wait = {
-            let mut session = shared.lock();
-            let now = Instant::now();
-            session.transmitted(std::mem::take(&mut unreported));
-            if session.has_mail() {
-                session.handle_mail(now);
-            }
-            if session.poll_timeout().is_some_and(|t| t <= now) {
-                session.handle_timeout(now);
-            }
-            if session.should_close_transport() {
-                break;
-            }
-            if pending.is_empty() {
-                let transmit = session.poll_transmit();
-                for chunk in transmit.chunks() {
-                    let room = WRITE_CHUNK.saturating_sub(pending.len());
-                    pending.extend_from_slice(&chunk[..chunk.len().min(room)]);
-                }
-            }
-            let deadline = session.poll_timeout();
-            pending
-                .is_empty()
-                .then(|| deadline.map_or(MAX_WAIT, |t| t.saturating_duration_since(now)))
-        };
-        // Writing may have let the core want input again (below its low-water mark).
-        reader.unpark();
-        if let Some(wait) = wait {
-            if std::mem::take(&mut unflushed) && stream.flush().is_err() {
-                // Buffering transports (TLS) hold written bytes until flushed.
-                shared.lock().handle_transport_error(Instant::now());
-                continue;
-            }
-            std::thread::park_timeout(wait.min(MAX_WAIT));
-            continue;
+        let transmit = session.poll_transmit();
+        if transmit.is_empty() {
+            break;
         }
-        match stream.write(&pending[written..]) {
+        let mut slices = [IoSlice::new(&[]); WRITE_SLICES];
+        let filled = transmit.io_slices(&mut slices);
+        match stream.write_vectored(&slices[..filled]) {
             Ok(n) if n > 0 => {
-                (written, unreported, unflushed) = (written + n, n, true);
-                if written == pending.len() {
-                    (pending, written) = (Vec::new(), 0);
-                }
+                session.transmitted(n);
+                *unflushed = true;
             }
-            Err(e)
-                if matches!(
-                    e.kind(),
-                    ErrorKind::WouldBlock | ErrorKind::TimedOut | ErrorKind::Interrupted
-                ) => {}
-            _ => shared.lock().handle_transport_error(Instant::now()),
+            Err(e) if e.kind() == ErrorKind::WouldBlock => return true,
+            Err(e) if e.kind() == ErrorKind::Interrupted => {}
+            _ => session.handle_transport_error(Instant::now()),
         }
     }
-    // The server closes the TCP connection first (RFC 6455 §7.1.1).
-    let _ = stream.flush();
-    let _ = stream.shutdown(Shutdown::Write);
-    let _ = stream.shutdown(Shutdown::Both);
+    if !*unflushed {
+        return false;
+    }
+    // Buffering transports (TLS) hold written bytes until flushed.
+    match stream.flush() {
+        Ok(()) => {
+            *unflushed = false;
+            false
+        }
+        Err(e) if e.kind() == ErrorKind::WouldBlock => true,
+        Err(_) => {
+            session.handle_transport_error(Instant::now());
+            false
+        }
+    }
 }

@@ -1,18 +1,28 @@
-//! Serving an app over `std::net`: the accept loop, lifespan hooks and graceful shutdown.
+//! Serving an app over `std::net`: the accept loop, a thread per connection, lifespan
+//! hooks and graceful shutdown.
 
 use std::io;
 use std::net::{Shutdown, SocketAddr, TcpListener, TcpStream, ToSocketAddrs};
-use std::thread::JoinHandle;
+use std::sync::Arc;
+use std::task::{Wake, Waker};
+use std::thread::{JoinHandle, Thread};
 use std::time::{Duration, Instant};
 
 use eventum_core::app::App;
 use eventum_core::driver::{Busy, Endpoint, Session};
+use rustix::process::{getrlimit, setrlimit, Resource};
 
-use crate::driver::{drive, unpark_me};
+use crate::driver::drive;
 use crate::transport::Transport;
 
-/// An app ready to serve connections with blocking threads: over TCP with
-/// [`Server::listen`], or over any [`Transport`] with [`Server::serve_stream`].
+/// The stack of each connection's thread unless set otherwise: room for handlers and
+/// deeply nested JSON; only the pages a thread touches are resident.
+pub const DEFAULT_STACK_SIZE: usize = 256 * 1024;
+/// File descriptors each connection holds: its socket and its mail signal (an eventfd).
+const FDS_PER_CONNECTION: u64 = 2;
+
+/// An app ready to serve connections with blocking threads, one per connection: over TCP
+/// with [`Server::listen`], or over any [`Transport`] with [`Server::serve_stream`].
 ///
 /// ```no_run
 /// use eventum_core::app::{App, Route};
@@ -28,13 +38,21 @@ use crate::transport::Transport;
 #[derive(Clone, Debug)]
 pub struct Server {
     endpoint: Endpoint,
+    stack_size: usize,
 }
 
 impl Server {
-    /// A server for `app` with the default [`ServerOptions`]; for other options, build it
-    /// from an endpoint: `Server::from(Endpoint::with_options(app, options))`.
+    /// A server for `app` with the default [`ServerOptions`](crate::ServerOptions); for
+    /// other options, build it from an endpoint:
+    /// `Server::from(Endpoint::with_options(app, options))`.
     pub fn new(app: App) -> Self {
         Self::from(Endpoint::new(app))
+    }
+
+    /// Sets the stack size of connection threads (default [`DEFAULT_STACK_SIZE`]).
+    pub fn stack_size(mut self, bytes: usize) -> Self {
+        self.stack_size = bytes;
+        self
     }
 
     /// The kit's endpoint: connection handles by id, counts, room members, the app.
@@ -42,8 +60,8 @@ impl Server {
         &self.endpoint
     }
 
-    /// Serves one connection over `stream` on the calling thread (plus one reader thread)
-    /// until it ends. Over the connection limit the stream gets `503` and is closed.
+    /// Serves one connection over `stream` on the calling thread until it ends. Over the
+    /// connection limit the stream gets `503` and is closed.
     pub fn serve_stream<T: Transport>(&self, stream: T, peer: Option<SocketAddr>) -> io::Result<()> {
         match self.endpoint.admit(Instant::now(), peer) {
             Ok(session) => drive(session, stream),
@@ -52,10 +70,12 @@ impl Server {
     }
 
     /// Binds `addr`, runs the startup hooks, and accepts on a thread of its own; each
-    /// connection gets a thread.
+    /// connection gets a thread. The process's file limit is raised to its hard limit, and
+    /// a warning says so when it still holds fewer connections than the endpoint allows.
     pub fn listen(self, addr: impl ToSocketAddrs) -> io::Result<Running> {
         let listener = TcpListener::bind(addr)?;
         let local_addr = listener.local_addr()?;
+        self.check_file_limit();
         self.endpoint.app().startup();
         let server = self.clone();
         let acceptor = std::thread::Builder::new()
@@ -66,6 +86,20 @@ impl Server {
             local_addr,
             acceptor,
         })
+    }
+
+    fn check_file_limit(&self) {
+        let mut limit = getrlimit(Resource::Nofile);
+        if limit.current < limit.maximum {
+            limit.current = limit.maximum;
+            let _ = setrlimit(Resource::Nofile, limit);
+        }
+        let files = getrlimit(Resource::Nofile).current.unwrap_or(u64::MAX);
+        let room = files.saturating_sub(64) / FDS_PER_CONNECTION;
+        let wanted = self.endpoint.options().max_connections as u64;
+        if room < wanted {
+            log::warn!("the file limit ({files}) holds about {room} connections, fewer than max_connections ({wanted})");
+        }
     }
 
     fn accept_loop(&self, listener: &TcpListener) {
@@ -86,11 +120,24 @@ impl Server {
             let peer = stream.peer_addr().ok();
             // Admitted here, so a refused connection costs no thread.
             match self.endpoint.admit(Instant::now(), peer) {
-                Ok(session) => spawn_connection(session, stream, peer),
+                Ok(session) => self.spawn_connection(session, stream, peer),
                 Err(busy) => {
                     let _ = refuse(stream, &busy);
                 }
             }
+        }
+    }
+
+    fn spawn_connection(&self, session: Session, stream: TcpStream, peer: Option<SocketAddr>) {
+        // A failed spawn drops the closure, and with it the session: its slot is freed.
+        let builder = std::thread::Builder::new().name("eventum-conn".into()).stack_size(self.stack_size);
+        let spawned = builder.spawn(move || {
+            if let Err(e) = drive(session, stream) {
+                log::debug!("connection from {peer:?} ended with {e}");
+            }
+        });
+        if let Err(e) = spawned {
+            log::warn!("cannot start a connection thread: {e}");
         }
     }
 }
@@ -98,19 +145,8 @@ impl Server {
 impl From<Endpoint> for Server {
     /// A server for the endpoint's app and options.
     fn from(endpoint: Endpoint) -> Self {
-        Server { endpoint }
-    }
-}
-
-fn spawn_connection(session: Session, stream: TcpStream, peer: Option<SocketAddr>) {
-    // A failed spawn drops the closure, and with it the session: its slot is freed.
-    let spawned = std::thread::Builder::new().name("eventum-conn".into()).spawn(move || {
-        if let Err(e) = drive(session, stream) {
-            log::debug!("connection from {peer:?} ended with {e}");
-        }
-    });
-    if let Err(e) = spawned {
-        log::warn!("cannot start a connection thread: {e}");
+        let stack_size = DEFAULT_STACK_SIZE;
+        Server { endpoint, stack_size }
     }
 }
 
@@ -119,6 +155,15 @@ fn refuse<T: Transport>(mut stream: T, busy: &Busy) -> io::Result<()> {
     stream.write_all(busy.response())?;
     stream.flush()?;
     stream.shutdown(Shutdown::Both)
+}
+
+/// Wakes a parked thread.
+struct Unpark(Thread);
+
+impl Wake for Unpark {
+    fn wake(self: Arc<Self>) {
+        self.0.unpark();
+    }
 }
 
 /// A server listening on a TCP address.
@@ -154,7 +199,7 @@ impl Running {
         // Wake the blocking accept so it sees the flag and closes the listener.
         let _ = TcpStream::connect_timeout(&self.local_addr, Duration::from_secs(1));
         let _ = self.acceptor.join();
-        let waker = unpark_me();
+        let waker = Waker::from(Arc::new(Unpark(std::thread::current())));
         while let Some(until) = plan.poll(Instant::now(), &waker) {
             std::thread::park_timeout(until.saturating_duration_since(Instant::now()));
         }
