@@ -101,7 +101,7 @@
 //! | message size | 1 MiB | close 1009, before buffering it |
 //! | output high/low water | 1 MiB / 256 KiB | [`Connection::wants_read`] pauses reading |
 //! | output hard limit | 8 MiB | own sends fail [`SendError::Full`]; delivered frames: [`SlowConsumerPolicy`] |
-//! | mailbox (commands waiting for a session) | 1024 | [`SlowConsumerPolicy`] |
+//! | mailbox (frames and commands waiting for a session) | the output hard limit, in bytes | [`SlowConsumerPolicy`] |
 //! | connections per server | 10 000 | `503` ([`driver::ServerOptions`]) |
 //! | close handshake time | 5 s | the transport is dropped |
 //! | keepalive | ping after 30 s of silence, 30 s to answer | close 1011 "keepalive timeout" |

@@ -538,3 +538,42 @@ fn a_panicking_lifespan_hook_does_not_stop_the_others() {
     app.shutdown();
     assert_eq!(log.items(), ["start 1", "start 3", "stop 2", "stop 3"]);
 }
+
+/// A mailbox that overflows (more bytes waiting than the output's hard limit, while the
+/// driver is away) closes the connection with 1008 under the default policy when the
+/// driver takes its mail; what fit is still delivered first.
+#[test]
+#[allow(clippy::disallowed_methods)] // a bare session needs a starting instant
+fn mailbox_overflow_closes_a_slow_consumer_with_1008() {
+    use eventum_core::app::HandleError;
+    use eventum_core::driver::Endpoint;
+    use eventum_core::Config;
+    let log = Log::new();
+    let config = Config::builder()
+        .water_marks(2048, 1024)
+        .max_backlog(4096)
+        .build()
+        .unwrap();
+    let endpoint = Endpoint::new(app(&log).config(config).build());
+    let now = std::time::Instant::now();
+    let mut session = endpoint.admit(now, None).unwrap();
+    session.handle_input(now, &upgrade_request("/ws", &[]));
+    let n = session.poll_transmit().len();
+    session.transmitted(n);
+    let handle = endpoint.connection(session.id()).unwrap();
+    let message = "m".repeat(100);
+    let accepted = (0..100).take_while(|_| handle.send_text(&message).is_ok()).count();
+    assert!(accepted > 10 && accepted < 100, "{accepted} of 100 fit in 4 KiB");
+    assert_eq!(handle.send_text(&message), Err(HandleError::Full));
+    session.handle_mail(now);
+    let out: Vec<u8> = session.poll_transmit().chunks().flatten().copied().collect();
+    let frame = [&[0x81, 100][..], message.as_bytes()].concat();
+    assert_eq!(
+        out,
+        [frame.repeat(accepted), b"\x88\x0f\x03\xf0slow consumer".to_vec()].concat()
+    );
+    assert_eq!(
+        log.items(),
+        vec![closed(1008, "slow consumer", CloseCause::SlowConsumer)]
+    );
+}

@@ -18,7 +18,9 @@ pub const CHAT_TYPINGS: &str = include_str!("../static/chat-events.d.ts");
 
 /// An echo server for conformance and load tests: accepts any path and sends every
 /// message back unchanged (text as text, binary as binary). Limits are raised to 64 MiB
-/// so the large-message conformance cases (up to 16 MiB) pass.
+/// so the large-message conformance cases (up to 16 MiB) pass. For the broadcast load
+/// test, connections to `/broadcast` all join one room and every text message one of them
+/// sends goes to all of them, the sender included (encoded once, shared by every member).
 pub fn echo_app() -> App {
     let config = Config::builder()
         .max_frame_size(64 << 20)
@@ -30,8 +32,17 @@ pub fn echo_app() -> App {
     App::builder()
         .config(config)
         .route(Route::new("/{*path}"))
+        .on_connect(|ctx| {
+            if ctx.path() == "/broadcast" {
+                ctx.join("broadcast");
+            }
+        })
         .on_text(|ctx, text| {
-            let _ = ctx.send_text(text);
+            if ctx.in_room("broadcast") {
+                ctx.broadcast("broadcast", SharedFrame::text(text));
+            } else {
+                let _ = ctx.send_text(text);
+            }
         })
         .on_binary(|ctx, data| {
             let _ = ctx.send_binary(data);

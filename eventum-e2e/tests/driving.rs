@@ -387,7 +387,10 @@ fn std_threads_a_blocking_handler_stalls_no_other_connection() {
         send_event(&mut fast, "echo", json!(format!("echo {i}")));
         assert_eq!(fast.recv_text(), format!("echo {i}"));
     }
-    assert!(!*gate.0.lock().expect("gate"), "the echoes completed while the handler blocked");
+    assert!(
+        !*gate.0.lock().expect("gate"),
+        "the echoes completed while the handler blocked"
+    );
     *gate.0.lock().expect("gate") = true;
     gate.1.notify_all();
     assert_eq!(slow.recv_text(), "unblocked");

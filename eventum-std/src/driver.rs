@@ -84,7 +84,9 @@ pub(crate) fn drive<T: Transport>(mut session: Session, mut stream: T) -> io::Re
             Err(rustix::io::Errno::INTR) => continue,
             Err(e) => return Err(e.into()),
         }
-        readable |= fds[0].revents().intersects(PollFlags::IN | PollFlags::HUP | PollFlags::ERR);
+        readable |= fds[0]
+            .revents()
+            .intersects(PollFlags::IN | PollFlags::HUP | PollFlags::ERR);
         if fds[1].revents().contains(PollFlags::IN) {
             let _ = rustix::io::read(&signal.0, &mut [0u8; 8]);
         }

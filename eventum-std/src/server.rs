@@ -98,7 +98,9 @@ impl Server {
         let room = files.saturating_sub(64) / FDS_PER_CONNECTION;
         let wanted = self.endpoint.options().max_connections as u64;
         if room < wanted {
-            log::warn!("the file limit ({files}) holds about {room} connections, fewer than max_connections ({wanted})");
+            log::warn!(
+                "the file limit ({files}) holds about {room} connections, fewer than max_connections ({wanted})"
+            );
         }
     }
 
@@ -130,7 +132,9 @@ impl Server {
 
     fn spawn_connection(&self, session: Session, stream: TcpStream, peer: Option<SocketAddr>) {
         // A failed spawn drops the closure, and with it the session: its slot is freed.
-        let builder = std::thread::Builder::new().name("eventum-conn".into()).stack_size(self.stack_size);
+        let builder = std::thread::Builder::new()
+            .name("eventum-conn".into())
+            .stack_size(self.stack_size);
         let spawned = builder.spawn(move || {
             if let Err(e) = drive(session, stream) {
                 log::debug!("connection from {peer:?} ended with {e}");

@@ -3,13 +3,19 @@
 //! ```text
 //! loadgen echo --url ws://127.0.0.1:9001/ --connections 50 --inflight 1 --size 16 --duration 10 [--warmup 1] [--threads 1]
 //! loadgen idle --url ws://127.0.0.1:9001/ --connections 10000 --hold-seconds 10
+//! loadgen broadcast --url ws://127.0.0.1:9001/broadcast --connections 64 --inflight 1 --size 16 --duration 10
+//! loadgen handshake --url ws://127.0.0.1:9001/ --threads 1 --duration 10
 //! ```
 //!
 //! `echo` opens C connections, keeps W text messages of S bytes in flight on each (a new
 //! one goes out as each echo comes back), and reports messages/s and the p50/p99 round
 //! trip over the measured window (after the warm-up). `idle` opens N connections (the
 //! handshake only), prints `HOLDING ...` once they are all open, holds them for H seconds
-//! so the server's memory can be read, then closes them.
+//! so the server's memory can be read, then closes them. `broadcast` is `echo` against a
+//! server that sends every message to all C connections (each member of one room): every
+//! connection keeps W of its own messages in flight (the next goes out when its own copy
+//! comes back) and deliveries/s counts every copy received. `handshake` opens and closes
+//! connections back to back on T threads and reports handshakes/s.
 //!
 //! The client is a minimal hand-written one (one epoll loop per thread, `--threads`
 //! default 1, frames encoded once up front) so that the load generator costs as little
@@ -35,7 +41,8 @@ fn usage() -> ! {
     eprintln!(
         "usage:\n  loadgen echo --url ws://HOST:PORT/PATH [--connections C] [--inflight W] [--size S] \
          [--duration SECONDS] [--warmup SECONDS] [--threads T]\n  loadgen idle --url ws://HOST:PORT/PATH [--connections N] \
-         [--hold-seconds H]"
+         [--hold-seconds H]\n  loadgen broadcast (the options of echo; --size >= 8)\n  loadgen handshake --url ws://HOST:PORT/PATH \
+         [--threads T] [--duration SECONDS] [--warmup SECONDS]"
     );
     std::process::exit(2)
 }
@@ -57,7 +64,7 @@ struct Args {
 fn parse_args() -> Args {
     let mut it = std::env::args().skip(1);
     let mode = it.next().unwrap_or_else(|| usage());
-    if mode != "echo" && mode != "idle" {
+    if !["echo", "idle", "broadcast", "handshake"].contains(&mode.as_str()) {
         usage();
     }
     let mut args = Args {
@@ -176,6 +183,8 @@ fn parse_frame(buf: &[u8]) -> io::Result<Option<(u8, std::ops::Range<usize>, usi
 struct EchoStats {
     /// Round trips completed inside the measured window, in nanoseconds.
     latencies: Vec<u64>,
+    /// Frames received inside the measured window (in `broadcast`, every copy).
+    delivered: u64,
     /// Echoes received over the whole run (warm-up and drain included).
     total: u64,
     errors: Vec<String>,
@@ -191,6 +200,10 @@ struct EchoConn {
     /// When each message in flight was sent, oldest first (echoes come back in order).
     sent: VecDeque<Instant>,
     done: bool,
+    /// This connection's message: the shared one in `echo`; in `broadcast`, one that
+    /// starts with this connection's number, so its own copies can be told apart.
+    frame: Vec<u8>,
+    payload: Vec<u8>,
 }
 
 impl EchoConn {
@@ -212,7 +225,7 @@ impl EchoConn {
 
     /// Reads until the socket would block; checks every echo, records its round trip and
     /// sends the next message while the run lasts.
-    fn on_readable(&mut self, chunk: &mut [u8], ctx: &EchoCtx<'_>, stats: &mut EchoStats) -> io::Result<()> {
+    fn on_readable(&mut self, chunk: &mut [u8], ctx: &EchoCtx, stats: &mut EchoStats) -> io::Result<()> {
         loop {
             match self.stream.read(chunk) {
                 Ok(0) => return Err(io::Error::new(io::ErrorKind::UnexpectedEof, "server closed")),
@@ -225,13 +238,22 @@ impl EchoConn {
         let now = Instant::now();
         let mut at = 0;
         while let Some((opcode, range, len)) = parse_frame(&self.rx[at..])? {
-            if opcode != 0x1 || self.rx[at..][range] != ctx.payload[..] {
+            let body = &self.rx[at..][range];
+            let own = body == &self.payload[..];
+            // In `broadcast` any member's message of the right size is a delivery.
+            if opcode != 0x1 || !(own || (ctx.broadcast && body.len() == self.payload.len())) {
                 return Err(io::Error::other(format!(
                     "unexpected frame (opcode {opcode:#x}, {len} bytes)"
                 )));
             }
             at += len;
             stats.total += 1;
+            if now >= ctx.start && now < ctx.end {
+                stats.delivered += 1;
+            }
+            if !own {
+                continue;
+            }
             let Some(t) = self.sent.pop_front() else {
                 return Err(io::Error::other("more echoes than messages sent"));
             };
@@ -239,7 +261,7 @@ impl EchoConn {
                 stats.latencies.push(now.duration_since(t).as_nanos() as u64);
             }
             if now < ctx.end {
-                self.tx.extend_from_slice(ctx.frame);
+                self.tx.extend_from_slice(&self.frame);
                 self.sent.push_back(now);
             }
         }
@@ -249,9 +271,8 @@ impl EchoConn {
 }
 
 /// What every connection of a run shares.
-struct EchoCtx<'a> {
-    payload: &'a [u8],
-    frame: &'a [u8],
+struct EchoCtx {
+    broadcast: bool,
     start: Instant,
     end: Instant,
 }
@@ -259,7 +280,7 @@ struct EchoCtx<'a> {
 /// One thread's share of the connections, driven by one epoll loop: keep `inflight`
 /// messages out on each until the window ends, then wait for the last echoes.
 fn run_echo(
-    streams: Vec<(TcpStream, Vec<u8>)>,
+    streams: Vec<(usize, TcpStream, Vec<u8>)>,
     args: &Args,
     barrier: &Barrier,
     window: &(Instant, Instant),
@@ -272,24 +293,29 @@ fn run_echo(
 }
 
 fn echo_loop(
-    streams: Vec<(TcpStream, Vec<u8>)>,
+    streams: Vec<(usize, TcpStream, Vec<u8>)>,
     args: &Args,
     barrier: &Barrier,
     window: &(Instant, Instant),
     stats: &mut EchoStats,
 ) -> io::Result<()> {
-    let payload: Vec<u8> = (0..args.size).map(|i| b'a' + (i % 26) as u8).collect();
-    let mut frame = Vec::new();
-    encode_client_frame(&mut frame, true, OpCode::Text, &payload, KEY);
+    let broadcast = args.mode == "broadcast";
     let ctx = EchoCtx {
-        payload: &payload,
-        frame: &frame,
+        broadcast,
         start: window.0,
         end: window.1,
     };
     let mut poll = mio::Poll::new()?;
     let mut conns = Vec::with_capacity(streams.len());
-    for (i, (stream, rx)) in streams.into_iter().enumerate() {
+    for (i, (number, stream, rx)) in streams.into_iter().enumerate() {
+        let mut payload: Vec<u8> = (0..args.size).map(|i| b'a' + (i % 26) as u8).collect();
+        if broadcast {
+            let tag = format!("{number:08}");
+            let n = tag.len().min(payload.len());
+            payload[..n].copy_from_slice(&tag.as_bytes()[..n]);
+        }
+        let mut frame = Vec::new();
+        encode_client_frame(&mut frame, true, OpCode::Text, &payload, KEY);
         stream.set_nonblocking(true)?;
         let mut stream = mio::net::TcpStream::from_std(stream);
         poll.registry().register(
@@ -304,13 +330,15 @@ fn echo_loop(
             tx_pos: 0,
             sent: VecDeque::with_capacity(args.inflight),
             done: false,
+            frame,
+            payload,
         });
     }
     barrier.wait();
     let now = Instant::now();
     for conn in &mut conns {
         for _ in 0..args.inflight {
-            conn.tx.extend_from_slice(&frame);
+            conn.tx.extend_from_slice(&conn.frame);
             conn.sent.push_back(now);
         }
         conn.flush()?;
@@ -382,15 +410,20 @@ fn percentile(sorted: &[u64], p: f64) -> f64 {
 }
 
 fn echo(args: &Args) -> io::Result<()> {
+    if args.mode == "broadcast" && args.size < 8 {
+        return Err(io::Error::other(
+            "broadcast needs --size 8 or more (the sender's number)",
+        ));
+    }
     let mut streams = Vec::with_capacity(args.connections);
-    for _ in 0..args.connections {
+    for number in 0..args.connections {
         match open(args)? {
-            Opened::Open(stream, rest) => streams.push((stream, rest)),
+            Opened::Open(stream, rest) => streams.push((number, stream, rest)),
             Opened::Refused(status) => return Err(io::Error::other(format!("upgrade refused: {status}"))),
         }
     }
     let threads = args.threads.clamp(1, streams.len().max(1));
-    let mut shares: Vec<Vec<(TcpStream, Vec<u8>)>> = (0..threads).map(|_| Vec::new()).collect();
+    let mut shares: Vec<Vec<(usize, TcpStream, Vec<u8>)>> = (0..threads).map(|_| Vec::new()).collect();
     for (i, pair) in streams.into_iter().enumerate() {
         shares[i % threads].push(pair);
     }
@@ -408,13 +441,14 @@ fn echo(args: &Args) -> io::Result<()> {
     barrier.wait();
     let mut latencies = Vec::new();
     let mut errors = Vec::new();
-    let mut total = 0;
+    let (mut total, mut delivered) = (0, 0);
     for thread in threads {
         let stats = thread
             .join()
             .map_err(|_| io::Error::other("a connection thread panicked"))?;
         latencies.extend(stats.latencies);
         total += stats.total;
+        delivered += stats.delivered;
         errors.extend(stats.errors);
     }
     latencies.sort_unstable();
@@ -434,15 +468,63 @@ fn echo(args: &Args) -> io::Result<()> {
         errors.len()
     );
     println!(
-        "RESULT mode=echo connections={} inflight={} size={} seconds={} messages={} total={total} msgs_per_sec={:.0} p50_us={:.1} p99_us={:.1} errors={}",
+        "RESULT mode={} connections={} inflight={} size={} seconds={} messages={} total={total} msgs_per_sec={:.0} deliveries_per_sec={:.0} p50_us={:.1} p99_us={:.1} errors={}",
+        args.mode,
         args.connections,
         args.inflight,
         args.size,
         args.duration,
         latencies.len(),
         rate,
+        delivered as f64 / args.duration,
         percentile(&latencies, 0.50),
         percentile(&latencies, 0.99),
+        errors.len()
+    );
+    Ok(())
+}
+
+/// Opens and closes connections back to back on `--threads` threads for the duration.
+fn handshake(args: &Args) -> io::Result<()> {
+    let end = Instant::now() + Duration::from_secs_f64(args.warmup + args.duration);
+    let start = Instant::now() + Duration::from_secs_f64(args.warmup);
+    let threads: Vec<_> = (0..args.threads)
+        .map(|_| {
+            let args = args.clone();
+            std::thread::spawn(move || -> (u64, u64, Option<String>) {
+                let (mut counted, mut total) = (0, 0);
+                while Instant::now() < end {
+                    match open(&args) {
+                        Ok(Opened::Open(stream, _)) => close(stream),
+                        Ok(Opened::Refused(status)) => return (counted, total, Some(status)),
+                        Err(e) => return (counted, total, Some(e.to_string())),
+                    }
+                    total += 1;
+                    counted += u64::from(Instant::now() >= start);
+                }
+                (counted, total, None)
+            })
+        })
+        .collect();
+    let (mut counted, mut total, mut errors) = (0, 0, Vec::new());
+    for thread in threads {
+        let (c, t, error) = thread.join().map_err(|_| io::Error::other("a thread panicked"))?;
+        counted += c;
+        total += t;
+        errors.extend(error);
+    }
+    for e in errors.iter().take(5) {
+        eprintln!("handshake error: {e}");
+    }
+    let rate = counted as f64 / args.duration;
+    println!(
+        "handshake: {} threads, {:.1} s measured: {rate:.0} handshakes/s",
+        args.threads, args.duration
+    );
+    println!(
+        "RESULT mode=handshake threads={} seconds={} total={total} handshakes_per_sec={rate:.0} errors={}",
+        args.threads,
+        args.duration,
         errors.len()
     );
     Ok(())
@@ -509,7 +591,8 @@ fn idle(args: &Args) -> io::Result<()> {
 fn main() {
     let args = parse_args();
     let result = match args.mode.as_str() {
-        "echo" => echo(&args),
+        "echo" | "broadcast" => echo(&args),
+        "handshake" => handshake(&args),
         _ => idle(&args),
     };
     if let Err(e) = result {

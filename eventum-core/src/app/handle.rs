@@ -11,8 +11,9 @@ use crate::outbound::SharedFrame;
 
 use super::ConnectionId;
 
-/// How many commands may wait for one connection before it counts as overwhelmed.
-pub const MAILBOX_CAPACITY: usize = 1024;
+/// What one waiting command counts for besides its frame or reason bytes: the queue's own
+/// memory, so that a flood of tiny frames is bounded too.
+const COMMAND_COST: usize = 64;
 
 /// Work for a connection that arrives from elsewhere (a handle, the hub, the server).
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -28,18 +29,25 @@ pub(crate) enum Command {
 }
 
 /// One connection's queue of [`Command`]s: filled from any thread, drained by the
-/// connection's driver. It is bounded by a count: past [`MAILBOX_CAPACITY`] commands
-/// are refused and the connection is marked overwhelmed, and the slow-consumer policy
-/// applies when the driver drains it. The waker is woken when the queue goes from empty
-/// to not empty, so a burst costs the driver one wake-up.
-#[derive(Debug, Default)]
+/// connection's driver. It is bounded in bytes, by the same limit as the connection's
+/// output ([`Config::max_backlog`](crate::Config::max_backlog)): a command that would pass
+/// it is refused and the connection is marked overwhelmed, and the slow-consumer policy
+/// applies when the driver drains it. Counting bytes rather than commands keeps a busy
+/// room's many small broadcasts from looking like a slow consumer while the driver is
+/// briefly busy. The waker is woken when the queue goes from empty to not empty, so a
+/// burst costs the driver one wake-up.
+#[derive(Debug)]
 pub(crate) struct Mailbox {
     inner: Mutex<Inner>,
+    /// Most bytes the waiting commands may hold.
+    limit: usize,
 }
 
 #[derive(Debug, Default)]
 struct Inner {
     commands: VecDeque<Command>,
+    /// What the waiting commands hold, in bytes (see `COMMAND_COST`).
+    bytes: usize,
     /// A command was refused because the queue was full.
     overflowed: bool,
     /// The connection has ended: nothing more is accepted.
@@ -47,14 +55,39 @@ struct Inner {
     waker: Option<Waker>,
 }
 
+impl Default for Mailbox {
+    fn default() -> Self {
+        Mailbox::new(crate::Config::default().max_backlog())
+    }
+}
+
+impl Command {
+    fn cost(&self) -> usize {
+        COMMAND_COST
+            + match self {
+                Command::Deliver(frame) => frame.len(),
+                Command::Close(_, reason) => reason.len(),
+                Command::Shutdown | Command::Abort => 0,
+            }
+    }
+}
+
 impl Mailbox {
+    /// An empty mailbox holding at most `limit` bytes of commands.
+    pub(crate) fn new(limit: usize) -> Self {
+        Mailbox {
+            inner: Mutex::default(),
+            limit,
+        }
+    }
+
     /// Queues a command, within the bound.
     pub(crate) fn push(&self, command: Command) -> Result<(), HandleError> {
         let mut inner = self.lock();
         if inner.closed {
             return Err(HandleError::Closed);
         }
-        if inner.commands.len() >= MAILBOX_CAPACITY {
+        if inner.bytes + command.cost() > self.limit {
             inner.overflowed = true;
             return Err(HandleError::Full);
         }
@@ -72,6 +105,7 @@ impl Mailbox {
 
     fn queue(mut inner: MutexGuard<'_, Inner>, command: Command) {
         let was_empty = inner.commands.is_empty();
+        inner.bytes += command.cost();
         inner.commands.push_back(command);
         let waker = if was_empty { inner.waker.clone() } else { None };
         // Wake with the lock released: the waker is the adapter's code.
@@ -90,6 +124,7 @@ impl Mailbox {
         } else {
             into.append(&mut inner.commands);
         }
+        inner.bytes = 0;
         std::mem::take(&mut inner.overflowed)
     }
 
@@ -119,6 +154,8 @@ impl Mailbox {
         let mut inner = self.lock();
         inner.closed = true;
         inner.commands = VecDeque::new();
+        inner.bytes = 0;
+        inner.overflowed = false;
         inner.waker = None;
     }
 
@@ -248,13 +285,13 @@ mod tests {
     }
 
     #[test]
-    fn a_burst_wakes_once_and_the_bound_marks_overflow() {
+    fn a_burst_wakes_once_and_the_byte_bound_marks_overflow() {
         let counter = Arc::new(CountingWaker::default());
-        let mailbox = Mailbox::default();
+        let frame = SharedFrame::text("x"); // 3 bytes: each command costs 67
+        let mailbox = Mailbox::new(100 * (COMMAND_COST + frame.len()));
         mailbox.set_waker(&Waker::from(Arc::clone(&counter)));
         assert_eq!(counter.0.load(Ordering::SeqCst), 0, "no mail, no wake-up");
-        let frame = SharedFrame::text("x");
-        for _ in 0..MAILBOX_CAPACITY {
+        for _ in 0..100 {
             mailbox.push(Command::Deliver(frame.clone())).unwrap();
         }
         assert_eq!(counter.0.load(Ordering::SeqCst), 1, "one wake-up per burst");
@@ -262,10 +299,13 @@ mod tests {
         mailbox.push_urgent(Command::Shutdown);
         let mut drained = VecDeque::new();
         assert!(mailbox.drain_into(&mut drained), "the overflow is reported once");
-        assert_eq!(drained.len(), MAILBOX_CAPACITY + 1);
+        assert_eq!(drained.len(), 101);
         assert_eq!(drained.back(), Some(&Command::Shutdown));
         assert!(!mailbox.drain_into(&mut VecDeque::new()));
-        mailbox.push(Command::Abort).unwrap();
+        // Draining frees the room: a big frame fits where tiny ones filled it.
+        let big = SharedFrame::binary(&[0u8; 6000]);
+        mailbox.push(Command::Deliver(big.clone())).unwrap();
+        assert_eq!(mailbox.push(Command::Deliver(big)), Err(HandleError::Full));
         assert_eq!(counter.0.load(Ordering::SeqCst), 2);
         let late = Arc::new(CountingWaker::default());
         mailbox.set_waker(&Waker::from(Arc::clone(&late)));

@@ -51,7 +51,7 @@ pub use context::{AckCallback, AckError, Action, Context, ReplyError};
 pub use extensions::Extensions;
 pub use flags::Flags;
 pub(crate) use handle::{Command, Mailbox};
-pub use handle::{ConnectionHandle, HandleError, MAILBOX_CAPACITY};
+pub use handle::{ConnectionHandle, HandleError};
 pub use route::{Route, UpgradeResult};
 pub use upgrade::{Next, SubprotocolChooser, Upgrade};
 

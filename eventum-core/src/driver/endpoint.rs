@@ -140,7 +140,8 @@ impl Endpoint {
                 response: Arc::clone(&shared.busy),
             });
         }
-        let handle = ConnectionHandle::new(ConnectionId::next(), Arc::new(Mailbox::default()));
+        let mailbox = Mailbox::new(shared.app.config().max_backlog());
+        let handle = ConnectionHandle::new(ConnectionId::next(), Arc::new(mailbox));
         shared.hub.register(handle.clone());
         // Pairs with the fence in `shutdown`: either shutdown's walk over the hub sees
         // this connection, or this load sees the flag.

@@ -219,13 +219,6 @@ impl Session {
 
     fn apply_mail(&mut self, now: Instant) {
         let overflowed = self.dispatcher.handle().mailbox().drain_into(&mut self.mail);
-        if overflowed && self.endpoint.app().config().slow_consumer() == SlowConsumerPolicy::Close {
-            log::debug!(
-                "connection {}: mailbox overflowed; closing as a slow consumer",
-                self.id()
-            );
-            self.conn.commands().close_slow_consumer(now);
-        }
         while let Some(command) = self.mail.pop_front() {
             let mut commands = self.conn.commands();
             let result = match command {
@@ -249,6 +242,14 @@ impl Session {
         }
         if self.mail.capacity() > 64 {
             self.mail = VecDeque::new();
+        }
+        // What was accepted went out first; then the policy for what was refused.
+        if overflowed && self.endpoint.app().config().slow_consumer() == SlowConsumerPolicy::Close {
+            log::debug!(
+                "connection {}: mailbox overflowed; closing as a slow consumer",
+                self.id()
+            );
+            self.conn.commands().close_slow_consumer(now);
         }
     }
 }
