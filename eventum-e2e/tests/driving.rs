@@ -14,6 +14,7 @@ use serde_json::{json, Value};
 
 #[allow(dead_code)] // its `main` is the example's; the test runs its `serve`
 #[path = "../../eventum-std/examples/custom_loop.rs"]
+#[rustfmt::skip] // formatted where it lives, with eventum-std/examples/rustfmt.toml
 mod custom_loop;
 
 /// Handlers that finish work later, from another thread, through `ctx.handle()` (the same
