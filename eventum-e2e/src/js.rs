@@ -6,6 +6,7 @@
 //! Nothing here skips: a missing `node` or `npm` is a failure that says how to install it
 //! (`scripts/test.sh` does).
 
+use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
 use std::sync::OnceLock;
@@ -13,6 +14,7 @@ use std::time::Duration;
 
 use eventum_core::app::{App, Route};
 use eventum_core::handshake::HttpResponse;
+use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 use serde_json::json;
 
@@ -79,6 +81,70 @@ pub fn client_fixture_app() -> App {
                 log::warn!("cannot ask: {e}");
             }
         })
+        .build()
+}
+
+/// A recursive type: a room and the rooms inside it.
+#[derive(Deserialize, Serialize, JsonSchema)]
+pub struct RoomTree {
+    /// The room's name.
+    pub name: String,
+    /// The rooms inside it.
+    pub children: Vec<RoomTree>,
+}
+
+/// A type that holds the recursive one.
+#[derive(Deserialize, JsonSchema)]
+pub struct Layout {
+    /// The outermost room.
+    pub root: RoomTree,
+    /// A second tree, maybe.
+    pub spare: Option<Box<RoomTree>>,
+}
+
+/// Named fields beside free-form ones (a flattened map).
+#[derive(Deserialize, Serialize, JsonSchema)]
+pub struct Tagged {
+    /// What is tagged.
+    pub id: String,
+    /// Optional.
+    pub weight: Option<u32>,
+    /// Every other field: a tag, on or off.
+    #[serde(flatten)]
+    pub tags: HashMap<String, bool>,
+}
+
+/// `chat:join`'s payload.
+#[derive(Deserialize, JsonSchema)]
+pub struct ChatJoin {
+    /// A room name.
+    pub room: String,
+}
+
+/// `chat_join`'s payload: the same key once sanitized, another type.
+#[derive(Deserialize, JsonSchema)]
+pub struct ChatJoinNumbered {
+    /// A room number.
+    pub room: u32,
+}
+
+/// An app whose schema export exercises the hard cases, checked by the official AsyncAPI
+/// parser and `tsc --strict` (`tests/js.rs`): recursive types (as the root of a payload and
+/// inside one), named fields beside a map's, and event names that sanitize to the same key
+/// (`chat:join` and `chat_join`, both ways).
+pub fn schema_fixture_app() -> App {
+    App::builder()
+        .route(Route::new("/ws"))
+        .asyncapi_info("schema fixture", "1.0.0")
+        .event("chat:join", |_, _: ChatJoin| {})
+        .event("chat_join", |_, _: ChatJoinNumbered| {})
+        .event("layout", |_, _: Layout| {})
+        .event("tag", |_, _: Tagged| {})
+        .request("mirror", |_, tree: RoomTree| -> RoomTree { tree })
+        .emits::<RoomTree>("tree_changed")
+        .emits::<Tagged>("tagged")
+        .emits::<String>("chat:joined")
+        .emits::<u32>("chat_joined")
         .build()
 }
 
