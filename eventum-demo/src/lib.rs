@@ -12,9 +12,10 @@ use serde::{Deserialize, Serialize};
 /// The chat page served at `GET /`.
 pub const CHAT_PAGE: &str = include_str!("../static/chat.html");
 
-/// The chat's event typings for `eventum.js`, generated from [`chat_app`] (kept up to date
-/// by a test; rewrite with `cargo run -p eventum-demo --example export_chat_schema`).
-pub const CHAT_TYPINGS: &str = include_str!("../static/chat-events.d.ts");
+/// The chat page's script, served at `GET /chat.js`: typed (`// @ts-check`, JSDoc) by the
+/// typings the app generates and serves at `/events.d.ts`; `eventum-e2e/tests/js.rs`
+/// type-checks it with `tsc --strict`.
+pub const CHAT_SCRIPT: &str = include_str!("../static/chat.js");
 
 /// An echo server for conformance and load tests: accepts any path and sends every
 /// message back unchanged (text as text, binary as binary). Limits are raised to 64 MiB
@@ -98,10 +99,11 @@ pub struct RoomsQuery {}
 /// Longest room name, nickname or message the chat accepts.
 const MAX_FIELD: usize = 2000;
 
-/// The chat app: its page at `GET /`, WebSocket events at `/ws`, the JavaScript client at
-/// `/eventum.js`, its AsyncAPI document at `/asyncapi.json` and its TypeScript typings at
-/// `/chat-events.d.ts` (the same as `static/chat-events.d.ts`, written by
-/// `cargo run -p eventum-demo --example export_chat_schema`).
+/// The chat app: its page at `GET /` (with its script at `/chat.js`), WebSocket events at
+/// `/ws`, the JavaScript client at `/eventum.js` (declarations at `/eventum.d.ts`), its
+/// AsyncAPI document at `/asyncapi.json` and its TypeScript typings, generated from the
+/// Rust types below, at `/events.d.ts` (`cargo run -p eventum-demo --example
+/// export_chat_schema DIR` writes the same files).
 ///
 /// Messages use eventum's envelope ([`eventum_core::app::envelope`]). Client events:
 /// `join` `{room, name}`, `message` `{room, text}`, `leave` `{room}` (the original's flat
@@ -116,13 +118,14 @@ pub fn chat_app() -> App {
         .route(Route::new("/ws"))
         .http_fallback(|request| match request.path() {
             "/" | "/index.html" => HttpResponse::html(200, CHAT_PAGE),
-            "/chat-events.d.ts" => HttpResponse::new(200)
-                .header("Content-Type", "application/typescript; charset=utf-8")
-                .body(CHAT_TYPINGS),
+            "/chat.js" => HttpResponse::new(200)
+                .header("Content-Type", "text/javascript; charset=utf-8")
+                .body(CHAT_SCRIPT),
             _ => HttpResponse::text(404, "Not Found"),
         })
         .serve_client()
         .serve_asyncapi()
+        .serve_typescript()
         .asyncapi_info("eventum chat", env!("CARGO_PKG_VERSION"))
         .event("join", |ctx, join: Join| {
             if join.room.is_empty()
@@ -304,18 +307,6 @@ mod tests {
     }
 
     #[test]
-    fn chat_typings_are_generated_from_the_app() {
-        // Stale typings fail here: rewrite them with
-        // `cargo run -p eventum-demo --example export_chat_schema`.
-        assert_eq!(
-            CHAT_TYPINGS,
-            chat_app().typescript(),
-            "static/chat-events.d.ts is stale: run `cargo run -p eventum-demo --example export_chat_schema`"
-        );
-        assert!(CHAT_TYPINGS.contains("\"join\": {"));
-    }
-
-    #[test]
     fn chat_serves_the_client_its_document_and_typings() {
         let server = TestServer::new(chat_app());
         let get = |path: &str| {
@@ -326,7 +317,12 @@ mod tests {
         assert!(js.starts_with("HTTP/1.1 200 OK\r\n") && js.contains("export function connect("));
         let doc = get("/asyncapi.json");
         assert!(doc.starts_with("HTTP/1.1 200 OK\r\n") && doc.contains("\"asyncapi\":\"3.0.0\""));
-        assert!(get("/chat-events.d.ts").ends_with(CHAT_TYPINGS));
+        let typings = get("/events.d.ts");
+        assert!(typings.starts_with("HTTP/1.1 200 OK\r\n"), "{typings}");
+        assert!(typings.ends_with(&chat_app().typescript()));
+        assert!(typings.contains("\"validation_error\": {"));
+        let script = get("/chat.js");
+        assert!(script.contains("text/javascript") && script.ends_with(CHAT_SCRIPT));
         assert!(get("/nope").starts_with("HTTP/1.1 404 "));
     }
 }
