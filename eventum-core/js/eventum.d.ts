@@ -88,7 +88,7 @@ export interface Client<E extends EventMaps = AnyEvents> {
   /** Sends (or queues) an event; false when the offline queue was full (a QueueFullError reported to onError). */
   emit<K extends keyof E["client"] & string>(event: K, data: E["client"][K]): boolean;
   /** Sends a request; resolves with the reply's data. Rejects with TimeoutError, ValidationError,
-   * QueueFullError or ConnectionClosedError (reported by the promise only, not also to onError).
+   * RejectedError (the server answered with another event), QueueFullError or ConnectionClosedError (reported by the promise only, not also to onError).
    * A request that times out while queued offline leaves the queue. */
   request<K extends keyof E["requests"] & string>(
     event: K,
@@ -131,6 +131,13 @@ export declare class QueueFullError extends EventumError {
   /** The bound that was hit: messages (bound "count") or bytes (bound "bytes"). */
   readonly limit: number;
   readonly bound: "count" | "bytes";
+}
+/** The server answered a request with another event (e.g. its middleware's error event). */
+export declare class RejectedError extends EventumError {
+  readonly event: string | undefined;
+  /** The reply's data (the whole reply when it has none). */
+  readonly data: unknown;
+  readonly reply: Envelope;
 }
 export declare class ConnectionClosedError extends EventumError {
   readonly code: number;

@@ -53,6 +53,20 @@ export class QueueFullError extends EventumError {
   }
 }
 
+/** The server answered a request with another event than the request's (e.g. event middleware
+ * rejecting it with an error event): `reply` is that message, `data` its data. */
+export class RejectedError extends EventumError {
+  constructor(reply) {
+    const data = reply && "data" in reply ? reply.data : reply;
+    const detail = data && typeof data.message === "string" ? data.message : JSON.stringify(data);
+    super(`request rejected with ${JSON.stringify(reply && reply.event)}: ${detail}`);
+    this.name = "RejectedError";
+    this.event = reply ? reply.event : undefined;
+    this.data = data;
+    this.reply = reply;
+  }
+}
+
 /** The connection closed (or the client was closed) before a request's reply arrived. */
 export class ConnectionClosedError extends EventumError {
   constructor(code, reason) {
@@ -173,7 +187,7 @@ class Client {
   }
 
   /** Sends a request and resolves with the reply's data; rejects with TimeoutError, ValidationError,
-   * QueueFullError or ConnectionClosedError. A failed request is reported by its promise only, never
+   * RejectedError (a reply with the request's id but another event), QueueFullError or ConnectionClosedError. A failed request is reported by its promise only, never
    * also to onError. A request that times out while queued offline leaves the queue. */
   request(event, data, options = {}) {
     const timeout = options.timeout !== undefined ? options.timeout : this._options.requestTimeout;
@@ -393,15 +407,16 @@ class Client {
     }
     if (message === null || typeof message !== "object" || Array.isArray(message)) return;
     const event = message.event;
-    if (message.id !== undefined && this._pending.has(message.id)) {
+    if (message.id !== undefined && this._pending.has(message.id) && typeof event === "string") {
+      // The reply to a request settles it: its own event resolves it; the validation error or
+      // any other event (a rejection by the server's middleware) rejects it.
       const entry = this._pending.get(message.id);
-      if (event === "validation_error" || event === entry.event) {
-        this._pending.delete(message.id);
-        clearTimeout(entry.timer);
-        if (event === "validation_error") entry.reject(new ValidationError(message));
-        else entry.resolve(message.data === undefined ? null : message.data);
-        return;
-      }
+      this._pending.delete(message.id);
+      clearTimeout(entry.timer);
+      if (event === entry.event) entry.resolve(message.data === undefined ? null : message.data);
+      else if (event === "validation_error") entry.reject(new ValidationError(message));
+      else entry.reject(new RejectedError(message));
+      return;
     }
     if (typeof event !== "string") return;
     const data = "data" in message ? message.data : message;

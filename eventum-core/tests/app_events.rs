@@ -791,6 +791,12 @@ fn event_middleware_reject_sends_its_error_event_instead() {
     // Middleware runs before every event, and the connection stays open.
     client.send_event("ping", &json!({}));
     assert_eq!(recv_json(&mut client)["event"], "error");
+    // A rejected request gets its id back, so the client need not wait for its timeout.
+    client.send_json(&json!({"event": "work", "id": "r7", "data": 1}));
+    assert_eq!(
+        recv_json(&mut client),
+        json!({"event": "error", "message": "login first", "id": "r7"})
+    );
     assert_quiet_and_open(&mut client);
 }
 

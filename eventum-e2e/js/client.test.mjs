@@ -14,8 +14,16 @@ import { pathToFileURL } from "node:url";
 const FIXTURE = process.env.EVENTUM_FIXTURE;
 const CLIENT = process.env.EVENTUM_CLIENT;
 if (!FIXTURE || !CLIENT) throw new Error("set EVENTUM_FIXTURE and EVENTUM_CLIENT (see the header of this file)");
-const { connect, backoff, EventumError, TimeoutError, ValidationError, QueueFullError, ConnectionClosedError } =
-  await import(pathToFileURL(CLIENT).href);
+const {
+  connect,
+  backoff,
+  EventumError,
+  TimeoutError,
+  ValidationError,
+  RejectedError,
+  QueueFullError,
+  ConnectionClosedError,
+} = await import(pathToFileURL(CLIENT).href);
 
 const WAIT = 8000;
 
@@ -188,7 +196,16 @@ for (const adapter of ["smol", "std"]) {
           return true;
         });
         assert.ok(Date.now() - started < 2000);
-        // Still usable after both.
+        // Rejected by the server's event middleware: settled by its reply, not the timeout.
+        const before = Date.now();
+        await assert.rejects(client.request("forbidden", {}, { timeout: 5000 }), (e) => {
+          assert.ok(e instanceof RejectedError, `${e}`);
+          assert.equal(e.event, "error");
+          assert.deepEqual(e.data, { message: "not allowed" });
+          return true;
+        });
+        assert.ok(Date.now() - before < 2000);
+        // Still usable after all three.
         assert.equal(await client.request("add", { a: -1, b: 1 }), 0);
       } finally {
         client.close();

@@ -47,6 +47,8 @@ struct Ask {
 /// * request `add` `{a, b}`: replies `a + b` (a wrong type gets the validation error);
 /// * request `rooms`: replies the rooms the connection is in;
 /// * request `slow`: never replies (for timeouts);
+/// * `forbidden`: rejected by event middleware with the event `error` `{message}` (carrying
+///   the request's `id`, for a request);
 /// * `ask` `{n}`: the server asks the client `question` `{n}` with an ack (2 s) and sends
 ///   `answered` with the client's answer (or `"timeout"`).
 pub fn client_fixture_app() -> App {
@@ -72,6 +74,12 @@ pub fn client_fixture_app() -> App {
             ctx.rooms().map(str::to_owned).collect()
         })
         .on("slow", |_, _| {})
+        .event_middleware(|_, event| match event.name() {
+            "forbidden" => {
+                eventum_core::app::Flow::Reject(json!({"event": "error", "data": {"message": "not allowed"}}))
+            }
+            _ => eventum_core::app::Flow::Continue,
+        })
         .on_event("ask", |ctx, ask: Ask| {
             let asked = ctx.request_ack("question", &ask, Duration::from_secs(2), |ctx, answer| {
                 let answer = answer.unwrap_or_else(|e| json!(e.to_string()));

@@ -120,7 +120,10 @@ pub enum Flow {
     Continue,
     /// Drop the event silently.
     Drop,
-    /// Drop the event and send this JSON value (e.g. an error event) to the client.
+    /// Drop the event and send this JSON value (e.g. an error event) to the client. When
+    /// the event was a request and the value is an object without an `id`, the request's
+    /// `id` is added, so the client's request settles (eventum.js rejects it with a
+    /// `RejectedError`) instead of waiting for its timeout.
     Reject(serde_json::Value),
     /// Close the connection with this code and reason.
     Close(crate::CloseCode, String),
