@@ -94,14 +94,11 @@ struct Join {
     user: User,
 }
 
-/// `join` is typed; `echo` is typed with the `{"event", "data"}` envelope.
+/// `join` is typed and sent flat; `echo` is typed and sent with the `{"event", "data"}`
+/// envelope: `on_typed` reads `data` when there is one, the whole object otherwise.
 fn typed_app(builder: AppBuilder) -> App {
     #[derive(Deserialize)]
     struct Echo {
-        data: EchoData,
-    }
-    #[derive(Deserialize)]
-    struct EchoData {
         text: String,
     }
     builder
@@ -115,7 +112,7 @@ fn typed_app(builder: AppBuilder) -> App {
             ctx.send_json(&reply).unwrap();
         })
         .on_typed("echo", |ctx, echo: Echo| {
-            ctx.send_event("echo", &echo.data.text).unwrap();
+            ctx.send_event("echo", &echo.text).unwrap();
         })
         .build()
 }
