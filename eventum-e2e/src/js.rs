@@ -176,23 +176,35 @@ pub fn client_dir() -> PathBuf {
 
 fn tool_missing(tool: &str) -> ! {
     panic!(
-        "`{tool}` not found: the JavaScript tests need Node 20+ and npm. Run scripts/test.sh \
-         (it installs Debian's nodejs and npm) or `apt-get install nodejs npm`."
+        "`{tool}` not found: the JavaScript tests need Node.js 20+ and npm (this project's machines \
+         ship Node 20). Run scripts/test.sh (it installs Debian's nodejs and npm when they are \
+         missing; on Debian 12 that is Node 18, too old: install Node 20+ first)."
     )
 }
 
-/// `node`, checked to be there (a failure otherwise, never a skip).
+/// `node`, checked to be there and at least Node 20 (a failure otherwise, never a skip).
 pub fn node() -> Command {
     static CHECKED: OnceLock<()> = OnceLock::new();
     CHECKED.get_or_init(|| {
-        let ok = Command::new("node")
+        let version = Command::new("node")
             .arg("--version")
-            .stdout(Stdio::null())
-            .status()
-            .is_ok_and(|s| s.success());
-        if !ok {
-            tool_missing("node");
-        }
+            .stderr(Stdio::null())
+            .output()
+            .ok()
+            .filter(|o| o.status.success())
+            .map(|o| String::from_utf8_lossy(&o.stdout).trim().to_owned())
+            .unwrap_or_else(|| tool_missing("node"));
+        let major: u32 = version
+            .trim_start_matches('v')
+            .split('.')
+            .next()
+            .and_then(|m| m.parse().ok())
+            .unwrap_or(0);
+        assert!(
+            major >= 20,
+            "the JavaScript tests need Node.js 20 or later (its built-in WebSocket); found {version}. \
+             This project's machines ship Node 20; Debian 12's nodejs is 18. Install Node 20+ and re-run."
+        );
     });
     Command::new("node")
 }
