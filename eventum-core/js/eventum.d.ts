@@ -62,7 +62,8 @@ export interface ConnectOptions<E extends EventMaps = AnyEvents> {
   protocols?: string | string[];
   /** Reconnection with exponential backoff and jitter: true (default), false, or its settings. */
   reconnect?: boolean | ReconnectOptions;
-  /** Decides from the close whether to reconnect (default: always). */
+  /** Decides from the close whether to reconnect (default: `defaultShouldReconnect`, which does not
+   * reconnect after 1002, 1003, 1007, 1008, 1009, 1010 or 4000-4999). */
   shouldReconnect?: (close: { code: number; reason: string }) => boolean;
   /** Runs after every reconnection, before queued events are sent: re-join rooms here. */
   onReconnect?: (client: Client<E>) => void;
@@ -111,6 +112,10 @@ export interface Client<E extends EventMaps = AnyEvents> {
 }
 
 export declare function connect<E extends EventMaps = AnyEvents>(url: string, options?: ConnectOptions<E>): Client<E>;
+
+/** The default reconnection policy: false for the server's deliberate refusals (1002, 1003, 1007,
+ * 1008, 1009, 1010, 4000-4999), true otherwise. */
+export declare function defaultShouldReconnect(close: { code: number; reason: string }): boolean;
 
 /** The delay before reconnection attempt `attempt` (0-based), in ms. */
 export declare function backoff(attempt: number, options?: ReconnectOptions): number;

@@ -114,6 +114,16 @@ function checkClose(code, reason) {
   }
 }
 
+/** The default reconnection policy: reconnect after any close but a deliberate refusal by the
+ * server, i.e. the close codes 1002 (protocol error), 1003 (unsupported data), 1007 (invalid
+ * data), 1008 (policy violation), 1009 (message too big), 1010 (missing extension) and the
+ * application's own 4000-4999, where reconnecting would be refused again. Pass
+ * `shouldReconnect` to decide otherwise (e.g. `() => true`). */
+export function defaultShouldReconnect({ code }) {
+  if ([1002, 1003, 1007, 1008, 1009, 1010].includes(code)) return false;
+  return !(code >= 4000 && code <= 4999);
+}
+
 /** The delay before reconnection attempt `attempt` (0-based): exponential, capped, jittered down. */
 export function backoff(attempt, options = {}) {
   const o = { ...DEFAULTS, ...options };
@@ -147,7 +157,7 @@ class Client {
       queueLimit: options.queueLimit !== undefined ? options.queueLimit : DEFAULTS.queueLimit,
       queueBytes: options.queueBytes !== undefined ? options.queueBytes : DEFAULTS.queueBytes,
       requestTimeout: options.requestTimeout !== undefined ? options.requestTimeout : DEFAULTS.requestTimeout,
-      shouldReconnect: options.shouldReconnect || (() => true),
+      shouldReconnect: options.shouldReconnect || defaultShouldReconnect,
     };
     this._WebSocket = options.WebSocket || globalThis.WebSocket;
     if (typeof this._WebSocket !== "function") {

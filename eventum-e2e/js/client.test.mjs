@@ -278,6 +278,30 @@ for (const adapter of ["smol", "std"]) {
       }
     });
 
+    test("does not reconnect after the server's deliberate refusal, unless told to", async () => {
+      const server = await startFixture(adapter);
+      const options = { reconnect: { initialDelay: 20, maxDelay: 50 } };
+      const refused = connect(server.url, options);
+      const insisting = connect(server.url, { ...options, shouldReconnect: () => true });
+      try {
+        await waitFor(() => refused.state === "open" && insisting.state === "open", "open");
+        refused.emit("kick", { code: 4003 });
+        await waitFor(() => refused.state === "closed", "closed for good");
+        assert.equal(refused.closeCode, 4003);
+        assert.equal(refused.closeReason, "kicked");
+        const states = [];
+        insisting.onState((state, detail) => states.push({ state, ...detail }));
+        insisting.emit("kick", { code: 1008 });
+        await waitFor(() => states.some((s) => s.state === "open" && s.reconnected), "reconnected");
+        assert.equal(states.find((s) => s.state === "reconnecting").code, 1008);
+        assert.equal(refused.state, "closed");
+      } finally {
+        refused.close();
+        insisting.close();
+        await server.stop();
+      }
+    });
+
     test("reconnects after a server restart, re-joins, and bounds its offline queue", async () => {
       let server = await startFixture(adapter);
       const states = [];

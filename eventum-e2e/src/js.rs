@@ -35,6 +35,11 @@ struct Add {
     b: i64,
 }
 
+#[derive(Deserialize)]
+struct Kick {
+    code: u16,
+}
+
 #[derive(Deserialize, Serialize)]
 struct Ask {
     n: i64,
@@ -47,6 +52,7 @@ struct Ask {
 /// * request `add` `{a, b}`: replies `a + b` (a wrong type gets the validation error);
 /// * request `rooms`: replies the rooms the connection is in;
 /// * request `slow`: never replies (for timeouts);
+/// * `kick` `{code}`: the server closes the connection with that code;
 /// * `forbidden`: rejected by event middleware with the event `error` `{message}` (carrying
 ///   the request's `id`, for a request);
 /// * `ask` `{n}`: the server asks the client `question` `{n}` with an ack (2 s) and sends
@@ -74,6 +80,9 @@ pub fn client_fixture_app() -> App {
             ctx.rooms().map(str::to_owned).collect()
         })
         .on("slow", |_, _| {})
+        .on_event("kick", |ctx, kick: Kick| {
+            let _ = ctx.close(eventum_core::CloseCode(kick.code), "kicked");
+        })
         .event_middleware(|_, event| match event.name() {
             "forbidden" => {
                 eventum_core::app::Flow::Reject(json!({"event": "error", "data": {"message": "not allowed"}}))
