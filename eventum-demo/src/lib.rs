@@ -306,6 +306,63 @@ mod tests {
         );
     }
 
+    /// Every event the chat sends in a session that touches each of its handlers is declared
+    /// in its AsyncAPI document, and its data has the declared schema's required fields.
+    #[test]
+    fn chat_sends_only_the_events_it_declares() {
+        let app = chat_app();
+        let doc = app.asyncapi();
+        let server = TestServer::new(app);
+        let mut ada = server.connect("/ws").unwrap();
+        let mut bob = server.connect("/ws").unwrap();
+        ada.send_json(&json!({"event": "join", "data": {"room": "r", "name": "ada"}}));
+        bob.send_json(&json!({"event": "join", "data": {"room": "r", "name": "bob"}}));
+        bob.send_json(&json!({"event": "message", "data": {"room": "elsewhere", "text": "x"}}));
+        bob.send_json(&json!({"event": "message", "data": {"room": "r", "text": "hi"}}));
+        bob.send_json(&json!({"event": "join", "data": {"room": 5}}));
+        bob.send_json(&json!({"event": "rooms", "id": 1, "data": {}}));
+        ada.send_json(&json!({"event": "leave", "data": {"room": "r"}}));
+        bob.disconnect();
+        let mut sent: Vec<serde_json::Value> = Vec::new();
+        for client in [&mut ada, &mut bob] {
+            for message in client.recv_all() {
+                if let Message::Text(text) = message {
+                    sent.push(serde_json::from_str(&text).unwrap());
+                }
+            }
+        }
+        let mut seen = std::collections::BTreeSet::new();
+        for message in &sent {
+            let event = message["event"].as_str().unwrap();
+            if message.get("id").is_some() && event == "rooms" {
+                continue; // the reply to a request, documented with it
+            }
+            let declared = doc["components"]["messages"]
+                .as_object()
+                .unwrap()
+                .iter()
+                .find(|(key, m)| key.starts_with("server.") && m["name"] == event)
+                .unwrap_or_else(|| panic!("the chat sends {event:?}, which it does not declare: {message}"));
+            let payload = &declared.1["payload"];
+            for field in payload["required"].as_array().unwrap() {
+                assert!(
+                    message.get(field.as_str().unwrap()).is_some(),
+                    "{message} lacks {field}"
+                );
+            }
+            let data_schema = &payload["properties"]["data"];
+            for field in data_schema["required"].as_array().into_iter().flatten() {
+                assert!(
+                    message["data"].get(field.as_str().unwrap()).is_some(),
+                    "{message}: data lacks {field}"
+                );
+            }
+            seen.insert(event.to_owned());
+        }
+        let expected = ["error", "joined", "left", "message", "validation_error"];
+        assert_eq!(seen.into_iter().collect::<Vec<_>>(), expected, "{sent:?}");
+    }
+
     #[test]
     fn chat_serves_the_client_its_document_and_typings() {
         let server = TestServer::new(chat_app());
