@@ -208,6 +208,7 @@ struct Tree {
 }
 
 #[derive(Deserialize, JsonSchema)]
+#[allow(dead_code)] // only its schema is used
 struct Forest {
     trees: Vec<Tree>,
 }
