@@ -31,7 +31,16 @@ if ! command -v node >/dev/null 2>&1 || ! command -v npm >/dev/null 2>&1; then
 fi
 node_major="$(node -p 'process.versions.node.split(".")[0]')"
 if [ "$node_major" -lt 20 ]; then
-    echo "error: the JavaScript tests need Node.js 20 or later (its WebSocket); found $(node --version)" >&2
+    cat >&2 <<EOF
+error: the JavaScript tests need Node.js 20 or later; found $(node --version) at $(command -v node).
+  Why: eventum.js is tested in Node against a real server with Node's built-in WebSocket
+  (global from Node 22, behind --experimental-websocket on Node 20 and 21); Node 18 has none.
+  What to install: Node.js 20 or later with its npm, first on PATH as \`node\` and \`npm\`.
+  This project's machines ship Node 20. Debian 12's nodejs package is Node 18, too old, so
+  apt-get cannot fix this on Debian 12 (Debian 13's nodejs is 20). This script downloads
+  nothing from other hosts (CI reaches only crates.io, npm, Debian and PyPI), so install
+  Node 20+ by your platform's means and re-run scripts/test.sh.
+EOF
     exit 1
 fi
 if [ ! -f eventum-e2e/js/node_modules/@asyncapi/parser/package.json ] \

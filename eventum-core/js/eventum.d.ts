@@ -62,12 +62,17 @@ export interface ConnectOptions<E extends EventMaps = AnyEvents> {
   protocols?: string | string[];
   /** Reconnection with exponential backoff and jitter: true (default), false, or its settings. */
   reconnect?: boolean | ReconnectOptions;
-  /** Decides from the close whether to reconnect (default: always). */
+  /** Decides from the close whether to reconnect (default: `defaultShouldReconnect`, which does not
+   * reconnect after 1002, 1003, 1007, 1008, 1009, 1010 or 4000-4999). */
   shouldReconnect?: (close: { code: number; reason: string }) => boolean;
   /** Runs after every reconnection, before queued events are sent: re-join rooms here. */
   onReconnect?: (client: Client<E>) => void;
-  /** Most events and requests queued while disconnected (default 100); beyond it they are refused and reported. */
+  /** Most events and requests queued while disconnected (default 100); beyond it they are refused and
+   * reported (QueueFullError with bound "count"). */
   queueLimit?: number;
+  /** Most bytes (of their JSON text, UTF-8) queued while disconnected (default 1048576); beyond it they
+   * are refused and reported (QueueFullError with bound "bytes"). */
+  queueBytes?: number;
   /** Default request timeout, ms (default 10000). */
   requestTimeout?: number;
   onState?: (state: State, detail: StateDetail) => void;
@@ -81,16 +86,19 @@ export interface Client<E extends EventMaps = AnyEvents> {
   readonly closeReason: string | null;
   /** Events and requests waiting for the connection. */
   readonly queued: number;
-  /** Sends (or queues) an event; false when the offline queue was full (reported to onError). */
+  /** Sends (or queues) an event; false when the offline queue was full (a QueueFullError reported to onError). */
   emit<K extends keyof E["client"] & string>(event: K, data: E["client"][K]): boolean;
   /** Sends a request; resolves with the reply's data. Rejects with TimeoutError, ValidationError,
-   * QueueFullError or ConnectionClosedError. */
+   * RejectedError (the server answered with another event), QueueFullError or ConnectionClosedError (reported by the promise only, not also to onError).
+   * A request that times out while queued offline leaves the queue. */
   request<K extends keyof E["requests"] & string>(
     event: K,
     data: E["requests"][K]["data"],
     options?: { timeout?: number },
   ): Promise<E["requests"][K]["reply"]>;
-  /** Handles a server event; for a server request the first handler's (awaited) return value is the answer. */
+  /** Handles a server event (a message without `data`, like `validation_error`, passes the whole message as
+   * data); for a server request the first handler's (awaited) return value is the answer, sent on the
+   * connection the request came on (dropped if that one closed meanwhile). */
   on<K extends keyof E["server"] & string>(
     event: K,
     handler: (data: E["server"][K], message: Envelope) => unknown,
@@ -98,11 +106,16 @@ export interface Client<E extends EventMaps = AnyEvents> {
   off<K extends keyof E["server"] & string>(event: K, handler?: (data: E["server"][K], message: Envelope) => unknown): void;
   onState(handler: (state: State, detail: StateDetail) => void): () => void;
   onError(handler: (error: Error) => void): () => void;
-  /** Closes for good: no reconnection; pending requests reject with ConnectionClosedError. */
+  /** Closes for good: no reconnection; pending requests reject with ConnectionClosedError. Throws an
+   * EventumError and changes nothing unless `code` is 1000 or 3000-4999 and `reason` at most 123 UTF-8 bytes. */
   close(code?: number, reason?: string): void;
 }
 
 export declare function connect<E extends EventMaps = AnyEvents>(url: string, options?: ConnectOptions<E>): Client<E>;
+
+/** The default reconnection policy: false for the server's deliberate refusals (1002, 1003, 1007,
+ * 1008, 1009, 1010, 4000-4999), true otherwise. */
+export declare function defaultShouldReconnect(close: { code: number; reason: string }): boolean;
 
 /** The delay before reconnection attempt `attempt` (0-based), in ms. */
 export declare function backoff(attempt: number, options?: ReconnectOptions): number;
@@ -120,7 +133,16 @@ export declare class TimeoutError extends EventumError {
 export declare class QueueFullError extends EventumError {
   readonly event: string;
   readonly data: unknown;
+  /** The bound that was hit: messages (bound "count") or bytes (bound "bytes"). */
   readonly limit: number;
+  readonly bound: "count" | "bytes";
+}
+/** The server answered a request with another event (e.g. its middleware's error event). */
+export declare class RejectedError extends EventumError {
+  readonly event: string | undefined;
+  /** The reply's data (the whole reply when it has none). */
+  readonly data: unknown;
+  readonly reply: Envelope;
 }
 export declare class ConnectionClosedError extends EventumError {
   readonly code: number;

@@ -4,7 +4,10 @@
 //   {"event": E, "data": D}            an event, both ways
 //   {"event": E, "data": D, "id": I}   a client request / the server's reply to it
 //   {"event": E, "data": D, "ack": N}  a server request; the client answers {"ack": N, "data": R}
-//   {"event": "validation_error", "message": M, "id"?: I, "details"?: {...}}
+//                                      (the one message without "event"), on the connection it came on
+//   {"event": "validation_error", "message": M, "id"?: I, "details"?: {...}}  flat, no "data"
+// A server event without "data" (the validation error, or a flat eventum-asgi event) reaches
+// its handlers with the whole message as its data.
 // Types: eventum.d.ts beside this file.
 
 /** Base class of every error this client reports. */
@@ -35,14 +38,32 @@ export class TimeoutError extends EventumError {
   }
 }
 
-/** The offline queue was full: this event or request was not queued (nothing else was dropped). */
+/** The offline queue was full: this event or request was not queued (nothing else was dropped).
+ * `bound` says which bound it hit: "count" (queueLimit, `limit` events) or "bytes" (queueBytes,
+ * `limit` bytes of JSON text). */
 export class QueueFullError extends EventumError {
-  constructor(event, data, limit) {
-    super(`offline queue full (${limit}): ${JSON.stringify(event)} not queued`);
+  constructor(event, data, limit, bound = "count") {
+    const what = bound === "bytes" ? `${limit} bytes` : `${limit} messages`;
+    super(`offline queue full (${what}): ${JSON.stringify(event)} not queued`);
     this.name = "QueueFullError";
     this.event = event;
     this.data = data;
     this.limit = limit;
+    this.bound = bound;
+  }
+}
+
+/** The server answered a request with another event than the request's (e.g. event middleware
+ * rejecting it with an error event): `reply` is that message, `data` its data. */
+export class RejectedError extends EventumError {
+  constructor(reply) {
+    const data = reply && "data" in reply ? reply.data : reply;
+    const detail = data && typeof data.message === "string" ? data.message : JSON.stringify(data);
+    super(`request rejected with ${JSON.stringify(reply && reply.event)}: ${detail}`);
+    this.name = "RejectedError";
+    this.event = reply ? reply.event : undefined;
+    this.data = data;
+    this.reply = reply;
   }
 }
 
@@ -64,8 +85,44 @@ const DEFAULTS = {
   jitter: 0.5,
   maxAttempts: Infinity,
   queueLimit: 100,
+  queueBytes: 1 << 20,
   requestTimeout: 10000,
 };
+
+/** The length of `text` in UTF-8 bytes, without encoding it. */
+function utf8Length(text) {
+  let bytes = 0;
+  for (let i = 0; i < text.length; i++) {
+    const c = text.charCodeAt(i);
+    if (c < 0x80) bytes += 1;
+    else if (c < 0x800) bytes += 2;
+    else if (c >= 0xd800 && c < 0xdc00 && i + 1 < text.length) {
+      bytes += 4; // a surrogate pair
+      i++;
+    } else bytes += 3;
+  }
+  return bytes;
+}
+
+/** Throws unless `WebSocket.close(code, reason)` accepts them (1000 or 3000-4999, a reason of at most 123 bytes). */
+function checkClose(code, reason) {
+  if (!Number.isInteger(code) || (code !== 1000 && (code < 3000 || code > 4999))) {
+    throw new EventumError(`close code ${code} is not allowed: use 1000 or 3000-4999`);
+  }
+  if (typeof reason !== "string" || utf8Length(reason) > 123) {
+    throw new EventumError("close reason must be a string of at most 123 UTF-8 bytes");
+  }
+}
+
+/** The default reconnection policy: reconnect after any close but a deliberate refusal by the
+ * server, i.e. the close codes 1002 (protocol error), 1003 (unsupported data), 1007 (invalid
+ * data), 1008 (policy violation), 1009 (message too big), 1010 (missing extension) and the
+ * application's own 4000-4999, where reconnecting would be refused again. Pass
+ * `shouldReconnect` to decide otherwise (e.g. `() => true`). */
+export function defaultShouldReconnect({ code }) {
+  if ([1002, 1003, 1007, 1008, 1009, 1010].includes(code)) return false;
+  return !(code >= 4000 && code <= 4999);
+}
 
 /** The delay before reconnection attempt `attempt` (0-based): exponential, capped, jittered down. */
 export function backoff(attempt, options = {}) {
@@ -98,8 +155,9 @@ class Client {
       ...(typeof reconnect === "object" && reconnect !== null ? reconnect : {}),
       reconnect: reconnect !== false,
       queueLimit: options.queueLimit !== undefined ? options.queueLimit : DEFAULTS.queueLimit,
+      queueBytes: options.queueBytes !== undefined ? options.queueBytes : DEFAULTS.queueBytes,
       requestTimeout: options.requestTimeout !== undefined ? options.requestTimeout : DEFAULTS.requestTimeout,
-      shouldReconnect: options.shouldReconnect || (() => true),
+      shouldReconnect: options.shouldReconnect || defaultShouldReconnect,
     };
     this._WebSocket = options.WebSocket || globalThis.WebSocket;
     if (typeof this._WebSocket !== "function") {
@@ -115,7 +173,8 @@ class Client {
     this._errorHandlers = new Set();
     if (options.onState) this._stateHandlers.add(options.onState);
     if (options.onError) this._errorHandlers.add(options.onError);
-    this._queue = []; // texts waiting for the connection
+    this._queue = []; // {text, bytes, event, data, entry}: waiting for the connection
+    this._queuedBytes = 0;
     this._pending = new Map(); // request id -> {event, resolve, reject, timer}
     this._nextId = 1;
     this._attempt = 0;
@@ -131,13 +190,15 @@ class Client {
     this._open();
   }
 
-  /** Sends an event. Returns true when sent or queued; false when the offline queue was full (reported to onError). */
+  /** Sends an event. Returns true when sent or queued; false when the offline queue was full
+   * (a QueueFullError, reported to onError). */
   emit(event, data) {
     return this._sendOrQueue(JSON.stringify({ event, data: data === undefined ? null : data }), event, data, null);
   }
 
   /** Sends a request and resolves with the reply's data; rejects with TimeoutError, ValidationError,
-   * QueueFullError or ConnectionClosedError. */
+   * RejectedError (a reply with the request's id but another event), QueueFullError or ConnectionClosedError. A failed request is reported by its promise only, never
+   * also to onError. A request that times out while queued offline leaves the queue. */
   request(event, data, options = {}) {
     const timeout = options.timeout !== undefined ? options.timeout : this._options.requestTimeout;
     const id = this._nextId++;
@@ -146,9 +207,10 @@ class Client {
         reject(new ConnectionClosedError(this.closeCode == null ? 1000 : this.closeCode, "client closed"));
         return;
       }
-      const entry = { event, resolve, reject, timer: null };
+      const entry = { event, resolve, reject, timer: null, queued: null };
       entry.timer = setTimeout(() => {
         this._pending.delete(id);
+        if (entry.queued) this._unqueue(entry.queued);
         reject(new TimeoutError(event, timeout));
       }, timeout);
       this._pending.set(id, entry);
@@ -194,8 +256,11 @@ class Client {
     return this._queue.length;
   }
 
-  /** Closes for good (no reconnection); pending requests reject with ConnectionClosedError. */
+  /** Closes for good (no reconnection); pending requests reject with ConnectionClosedError.
+   * Throws an EventumError, and changes nothing, unless `code` is 1000 or 3000-4999 and `reason`
+   * at most 123 UTF-8 bytes (what WebSocket.close accepts). */
   close(code = 1000, reason = "") {
+    checkClose(code, reason);
     this._closedByUser = true;
     clearTimeout(this._timer);
     this._timer = null;
@@ -211,6 +276,7 @@ class Client {
       if (!item.entry) this._report(new ConnectionClosedError(code, reason || "client closed"));
     }
     this._queue = [];
+    this._queuedBytes = 0;
   }
 
   _open() {
@@ -241,7 +307,7 @@ class Client {
       this._flush();
     };
     socket.onmessage = (e) => {
-      if (this._socket === socket) this._receive(e.data);
+      if (this._socket === socket) this._receive(e.data, socket);
     };
     socket.onclose = (e) => {
       if (this._socket !== socket) return;
@@ -266,6 +332,7 @@ class Client {
           if (!item.entry) this._report(new ConnectionClosedError(code, reason));
         }
         this._queue = [];
+        this._queuedBytes = 0;
         this._closedByUser = true;
       }
       return;
@@ -282,9 +349,8 @@ class Client {
   }
 
   _failPending(code, reason, sentOnly) {
-    const queuedIds = new Set(this._queue.filter((i) => i.entry).map((i) => i.entry));
     for (const [id, entry] of this._pending) {
-      if (sentOnly && queuedIds.has(entry)) continue; // still waiting in the queue: it will be sent
+      if (sentOnly && entry.queued) continue; // still waiting in the queue: it will be sent
       clearTimeout(entry.timer);
       this._pending.delete(id);
       entry.reject(new ConnectionClosedError(code, reason));
@@ -302,26 +368,47 @@ class Client {
       else this._report(error);
       return false;
     }
+    const bytes = utf8Length(text);
+    let error = null;
     if (this._queue.length >= this._options.queueLimit) {
-      const error = new QueueFullError(event, data, this._options.queueLimit);
+      error = new QueueFullError(event, data, this._options.queueLimit, "count");
+    } else if (this._queuedBytes + bytes > this._options.queueBytes) {
+      error = new QueueFullError(event, data, this._options.queueBytes, "bytes");
+    }
+    if (error) {
+      // Reported once: by the request's promise, or (for an event) to onError.
       if (entry) entry.reject(error);
-      this._report(error);
+      else this._report(error);
       return false;
     }
-    this._queue.push({ text, event, data, entry });
+    const item = { text, bytes, event, data, entry };
+    if (entry) entry.queued = item;
+    this._queue.push(item);
+    this._queuedBytes += bytes;
     return true;
+  }
+
+  /** Takes a queued item out of the queue (a request that timed out while offline). */
+  _unqueue(item) {
+    const index = this._queue.indexOf(item);
+    if (index >= 0) {
+      this._queue.splice(index, 1);
+      this._queuedBytes -= item.bytes;
+    }
+    if (item.entry) item.entry.queued = null;
   }
 
   _flush() {
     const queue = this._queue;
     this._queue = [];
+    this._queuedBytes = 0;
     for (const item of queue) {
-      if (item.entry && ![...this._pending.values()].includes(item.entry)) continue; // timed out meanwhile
+      if (item.entry) item.entry.queued = null;
       this._socket.send(item.text);
     }
   }
 
-  _receive(text) {
+  _receive(text, socket) {
     let message;
     try {
       message = JSON.parse(text);
@@ -330,15 +417,16 @@ class Client {
     }
     if (message === null || typeof message !== "object" || Array.isArray(message)) return;
     const event = message.event;
-    if (message.id !== undefined && this._pending.has(message.id)) {
+    if (message.id !== undefined && this._pending.has(message.id) && typeof event === "string") {
+      // The reply to a request settles it: its own event resolves it; the validation error or
+      // any other event (a rejection by the server's middleware) rejects it.
       const entry = this._pending.get(message.id);
-      if (event === "validation_error" || event === entry.event) {
-        this._pending.delete(message.id);
-        clearTimeout(entry.timer);
-        if (event === "validation_error") entry.reject(new ValidationError(message));
-        else entry.resolve(message.data === undefined ? null : message.data);
-        return;
-      }
+      this._pending.delete(message.id);
+      clearTimeout(entry.timer);
+      if (event === entry.event) entry.resolve(message.data === undefined ? null : message.data);
+      else if (event === "validation_error") entry.reject(new ValidationError(message));
+      else entry.reject(new RejectedError(message));
+      return;
     }
     if (typeof event !== "string") return;
     const data = "data" in message ? message.data : message;
@@ -347,7 +435,7 @@ class Client {
     }
     const handlers = [...(this._handlers.get(event) || [])];
     if (typeof message.ack === "number") {
-      this._answer(message.ack, handlers, data, message);
+      this._answer(socket, message.ack, handlers, data, message);
       return;
     }
     for (const handler of handlers) {
@@ -359,7 +447,9 @@ class Client {
     }
   }
 
-  async _answer(ack, handlers, data, message) {
+  /** Answers server request `ack` on `socket`, the connection it came on: ack numbers are
+   * per connection, so after a reconnection the answer is dropped, never sent on the new one. */
+  async _answer(socket, ack, handlers, data, message) {
     if (handlers.length === 0) return; // no answer: the server's timeout reports it
     let answer = null;
     for (const [i, handler] of handlers.entries()) {
@@ -371,7 +461,7 @@ class Client {
       }
     }
     const text = JSON.stringify({ ack, data: answer });
-    if (this._socket && this._socket.readyState === 1) this._socket.send(text);
+    if (socket.readyState === 1) socket.send(text);
   }
 
   _setState(state, detail) {

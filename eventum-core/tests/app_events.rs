@@ -94,14 +94,11 @@ struct Join {
     user: User,
 }
 
-/// `join` is typed; `echo` is typed with the `{"event", "data"}` envelope.
+/// `join` is typed and sent flat; `echo` is typed and sent with the `{"event", "data"}`
+/// envelope: `on_typed` reads `data` when there is one, the whole object otherwise.
 fn typed_app(builder: AppBuilder) -> App {
     #[derive(Deserialize)]
     struct Echo {
-        data: EchoData,
-    }
-    #[derive(Deserialize)]
-    struct EchoData {
         text: String,
     }
     builder
@@ -115,7 +112,7 @@ fn typed_app(builder: AppBuilder) -> App {
             ctx.send_json(&reply).unwrap();
         })
         .on_typed("echo", |ctx, echo: Echo| {
-            ctx.send_event("echo", &echo.data.text).unwrap();
+            ctx.send_event("echo", &echo.text).unwrap();
         })
         .build()
 }
@@ -791,6 +788,12 @@ fn event_middleware_reject_sends_its_error_event_instead() {
     // Middleware runs before every event, and the connection stays open.
     client.send_event("ping", &json!({}));
     assert_eq!(recv_json(&mut client)["event"], "error");
+    // A rejected request gets its id back, so the client need not wait for its timeout.
+    client.send_json(&json!({"event": "work", "id": "r7", "data": 1}));
+    assert_eq!(
+        recv_json(&mut client),
+        json!({"event": "error", "message": "login first", "id": "r7"})
+    );
     assert_quiet_and_open(&mut client);
 }
 

@@ -199,3 +199,116 @@ fn client_and_document_are_served_only_when_asked() {
         String::from_utf8(serving.raw(b"POST /eventum.js HTTP/1.1\r\nHost: x\r\nContent-Length: 0\r\n\r\n")).unwrap();
     assert!(post.ends_with("page"), "{post}");
 }
+
+/// A recursive type: schemars refers to it as `#` at the root, `#/definitions/Tree` inside.
+#[derive(Deserialize, Serialize, JsonSchema)]
+struct Tree {
+    label: String,
+    children: Vec<Tree>,
+}
+
+#[derive(Deserialize, JsonSchema)]
+#[allow(dead_code)] // only its schema is used
+struct Forest {
+    trees: Vec<Tree>,
+}
+
+/// Every `$ref` in `value`.
+fn refs(value: &Value, out: &mut Vec<String>) {
+    match value {
+        Value::Object(o) => {
+            if let Some(Value::String(r)) = o.get("$ref") {
+                out.push(r.clone());
+            }
+            o.values().for_each(|v| refs(v, out));
+        }
+        Value::Array(a) => a.iter().for_each(|v| refs(v, out)),
+        _ => {}
+    }
+}
+
+#[test]
+fn recursive_types_become_named_schemas_and_types() {
+    let app = App::builder()
+        .route(Route::new("/ws"))
+        .request("mirror", |_, tree: Tree| tree)
+        .event("plant", |_, _: Forest| {})
+        .emits::<Tree>("grown")
+        .build();
+    let doc = app.asyncapi();
+    let schemas = &doc["components"]["schemas"];
+    assert_eq!(schemas.as_object().unwrap().len(), 1, "{schemas:#}");
+    assert_eq!(
+        schemas["Tree"]["properties"]["children"]["items"]["$ref"],
+        "#/components/schemas/Tree"
+    );
+    assert_eq!(
+        doc["components"]["messages"]["client.mirror"]["payload"]["properties"]["data"],
+        json!({"$ref": "#/components/schemas/Tree"})
+    );
+    // Every reference resolves within the document.
+    let mut all = Vec::new();
+    refs(&doc, &mut all);
+    for reference in all {
+        let pointer = reference.strip_prefix('#').unwrap();
+        assert!(doc.pointer(pointer).is_some(), "{reference} does not resolve");
+    }
+    let ts = app.typescript();
+    assert!(
+        ts.contains("export type Tree = {\n  \"children\": Array<Tree>;\n  \"label\": string;\n};"),
+        "{ts}"
+    );
+    assert!(ts.contains("  \"mirror\": { data: Tree; reply: Tree };"), "{ts}");
+    assert!(ts.contains("  \"grown\": Tree;"), "{ts}");
+    assert!(
+        ts.contains("\"children\": Array<Tree>;\n      \"label\": string;"),
+        "{ts}"
+    );
+}
+
+#[test]
+fn event_names_that_sanitize_alike_keep_their_own_messages() {
+    let app = App::builder()
+        .route(Route::new("/ws"))
+        .on_event("chat:join", |_, _: Value| {})
+        .on_event("chat_join", |_, _: Value| {})
+        .declare_event("chat:joined", json!({"type": "string"}))
+        .declare_event("chat_joined", json!({"type": "integer"}))
+        .build();
+    let doc = app.asyncapi();
+    let messages = &doc["components"]["messages"];
+    let names: Vec<&str> = [
+        "client.chat_join",
+        "client.chat_join_2",
+        "server.chat_joined",
+        "server.chat_joined_2",
+    ]
+    .iter()
+    .map(|key| {
+        messages[*key]["name"]
+            .as_str()
+            .unwrap_or_else(|| panic!("{key} missing: {messages:#}"))
+    })
+    .collect();
+    assert_eq!(names, ["chat:join", "chat_join", "chat:joined", "chat_joined"]);
+    assert_eq!(doc["operations"].as_object().unwrap().len(), 5); // 2 + 2 + validation_error
+    let ts = app.typescript();
+    assert!(
+        ts.contains("  \"chat:joined\": string;\n  \"chat_joined\": number;"),
+        "{ts}"
+    );
+}
+
+#[test]
+fn typings_include_the_validation_error_and_are_served_when_asked() {
+    let ts = app(App::builder()).typescript();
+    assert!(ts.contains("  \"validation_error\": {\n"), "{ts}");
+    assert!(ts.contains("    \"message\": string;\n"), "{ts}");
+    let plain = TestServer::new(app(App::builder()));
+    assert!(get(&plain, "/events.d.ts").starts_with("HTTP/1.1 400 "));
+    let serving = TestServer::new(app(App::builder().serve_typescript()));
+    let response = get(&serving, "/events.d.ts");
+    assert!(response.starts_with("HTTP/1.1 200 OK\r\n"), "{response}");
+    assert!(response.contains("Content-Type: application/typescript"), "{response}");
+    assert!(response.ends_with(&ts));
+}

@@ -1,8 +1,11 @@
 //! Writes the chat app's AsyncAPI document and TypeScript typings, generated from its Rust
 //! types, and the client's own declarations beside them:
 //!
-//! `cargo run -p eventum-demo --example export_chat_schema [DIR]` (default `eventum-demo/static`)
-//! writes `DIR/asyncapi.json`, `DIR/chat-events.d.ts` and `DIR/eventum.d.ts`.
+//! `cargo run -p eventum-demo --example export_chat_schema [DIR]` writes
+//! `DIR/asyncapi.json`, `DIR/events.d.ts` and `DIR/eventum.d.ts`. Without `DIR` it writes
+//! to `eventum-chat-schema` in the system's temp directory (never into the source tree);
+//! it prints each path it wrote. The running chat serves the same files at
+//! `/asyncapi.json`, `/events.d.ts` and `/eventum.d.ts`.
 //!
 //! The same two calls, `App::asyncapi()` and `App::typescript()`, export any app.
 
@@ -12,13 +15,13 @@ fn main() -> std::io::Result<()> {
     let dir = std::env::args_os()
         .nth(1)
         .map(PathBuf::from)
-        .unwrap_or_else(|| PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("static"));
+        .unwrap_or_else(|| std::env::temp_dir().join("eventum-chat-schema"));
     std::fs::create_dir_all(&dir)?;
     let app = eventum_demo::chat_app();
     let document = serde_json::to_string_pretty(&app.asyncapi()).map_err(std::io::Error::other)?;
     let files = [
         ("asyncapi.json", document + "\n"),
-        ("chat-events.d.ts", app.typescript()),
+        ("events.d.ts", app.typescript()),
         ("eventum.d.ts", eventum_core::app::client::TYPES.to_owned()),
     ];
     for (name, text) in files {

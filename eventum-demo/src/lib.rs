@@ -12,9 +12,10 @@ use serde::{Deserialize, Serialize};
 /// The chat page served at `GET /`.
 pub const CHAT_PAGE: &str = include_str!("../static/chat.html");
 
-/// The chat's event typings for `eventum.js`, generated from [`chat_app`] (kept up to date
-/// by a test; rewrite with `cargo run -p eventum-demo --example export_chat_schema`).
-pub const CHAT_TYPINGS: &str = include_str!("../static/chat-events.d.ts");
+/// The chat page's script, served at `GET /chat.js`: typed (`// @ts-check`, JSDoc) by the
+/// typings the app generates and serves at `/events.d.ts`; `eventum-e2e/tests/js.rs`
+/// type-checks it with `tsc --strict`.
+pub const CHAT_SCRIPT: &str = include_str!("../static/chat.js");
 
 /// An echo server for conformance and load tests: accepts any path and sends every
 /// message back unchanged (text as text, binary as binary). Limits are raised to 64 MiB
@@ -109,10 +110,11 @@ pub struct RoomsQuery {}
 /// Longest room name, nickname or message the chat accepts.
 const MAX_FIELD: usize = 2000;
 
-/// The chat app: its page at `GET /`, WebSocket events at `/ws`, the JavaScript client at
-/// `/eventum.js`, its AsyncAPI document at `/asyncapi.json` and its TypeScript typings at
-/// `/chat-events.d.ts` (the same as `static/chat-events.d.ts`, written by
-/// `cargo run -p eventum-demo --example export_chat_schema`).
+/// The chat app: its page at `GET /` (with its script at `/chat.js`), WebSocket events at
+/// `/ws`, the JavaScript client at `/eventum.js` (declarations at `/eventum.d.ts`), its
+/// AsyncAPI document at `/asyncapi.json` and its TypeScript typings, generated from the
+/// Rust types below, at `/events.d.ts` (`cargo run -p eventum-demo --example
+/// export_chat_schema DIR` writes the same files).
 ///
 /// Messages use eventum's envelope ([`eventum_core::app::envelope`]). Client events:
 /// `join` `{room, name}`, `message` `{room, text}`, `leave` `{room}` (the original's flat
@@ -127,13 +129,14 @@ pub fn chat_app() -> App {
         .route(Route::new("/ws"))
         .http_fallback(|request| match request.path() {
             "/" | "/index.html" => HttpResponse::html(200, CHAT_PAGE),
-            "/chat-events.d.ts" => HttpResponse::new(200)
-                .header("Content-Type", "application/typescript; charset=utf-8")
-                .body(CHAT_TYPINGS),
+            "/chat.js" => HttpResponse::new(200)
+                .header("Content-Type", "text/javascript; charset=utf-8")
+                .body(CHAT_SCRIPT),
             _ => HttpResponse::text(404, "Not Found"),
         })
         .serve_client()
         .serve_asyncapi()
+        .serve_typescript()
         .asyncapi_info("eventum chat", env!("CARGO_PKG_VERSION"))
         .event("join", |ctx, join: Join| {
             if join.room.is_empty()
@@ -314,16 +317,61 @@ mod tests {
         );
     }
 
+    /// Every event the chat sends in a session that touches each of its handlers is declared
+    /// in its AsyncAPI document, and its data has the declared schema's required fields.
     #[test]
-    fn chat_typings_are_generated_from_the_app() {
-        // Stale typings fail here: rewrite them with
-        // `cargo run -p eventum-demo --example export_chat_schema`.
-        assert_eq!(
-            CHAT_TYPINGS,
-            chat_app().typescript(),
-            "static/chat-events.d.ts is stale: run `cargo run -p eventum-demo --example export_chat_schema`"
-        );
-        assert!(CHAT_TYPINGS.contains("\"join\": {"));
+    fn chat_sends_only_the_events_it_declares() {
+        let app = chat_app();
+        let doc = app.asyncapi();
+        let server = TestServer::new(app);
+        let mut ada = server.connect("/ws").unwrap();
+        let mut bob = server.connect("/ws").unwrap();
+        ada.send_json(&json!({"event": "join", "data": {"room": "r", "name": "ada"}}));
+        bob.send_json(&json!({"event": "join", "data": {"room": "r", "name": "bob"}}));
+        bob.send_json(&json!({"event": "message", "data": {"room": "elsewhere", "text": "x"}}));
+        bob.send_json(&json!({"event": "message", "data": {"room": "r", "text": "hi"}}));
+        bob.send_json(&json!({"event": "join", "data": {"room": 5}}));
+        bob.send_json(&json!({"event": "rooms", "id": 1, "data": {}}));
+        ada.send_json(&json!({"event": "leave", "data": {"room": "r"}}));
+        bob.disconnect();
+        let mut sent: Vec<serde_json::Value> = Vec::new();
+        for client in [&mut ada, &mut bob] {
+            for message in client.recv_all() {
+                if let Message::Text(text) = message {
+                    sent.push(serde_json::from_str(&text).unwrap());
+                }
+            }
+        }
+        let mut seen = std::collections::BTreeSet::new();
+        for message in &sent {
+            let event = message["event"].as_str().unwrap();
+            if message.get("id").is_some() && event == "rooms" {
+                continue; // the reply to a request, documented with it
+            }
+            let declared = doc["components"]["messages"]
+                .as_object()
+                .unwrap()
+                .iter()
+                .find(|(key, m)| key.starts_with("server.") && m["name"] == event)
+                .unwrap_or_else(|| panic!("the chat sends {event:?}, which it does not declare: {message}"));
+            let payload = &declared.1["payload"];
+            for field in payload["required"].as_array().unwrap() {
+                assert!(
+                    message.get(field.as_str().unwrap()).is_some(),
+                    "{message} lacks {field}"
+                );
+            }
+            let data_schema = &payload["properties"]["data"];
+            for field in data_schema["required"].as_array().into_iter().flatten() {
+                assert!(
+                    message["data"].get(field.as_str().unwrap()).is_some(),
+                    "{message}: data lacks {field}"
+                );
+            }
+            seen.insert(event.to_owned());
+        }
+        let expected = ["error", "joined", "left", "message", "validation_error"];
+        assert_eq!(seen.into_iter().collect::<Vec<_>>(), expected, "{sent:?}");
     }
 
     #[test]
@@ -337,7 +385,12 @@ mod tests {
         assert!(js.starts_with("HTTP/1.1 200 OK\r\n") && js.contains("export function connect("));
         let doc = get("/asyncapi.json");
         assert!(doc.starts_with("HTTP/1.1 200 OK\r\n") && doc.contains("\"asyncapi\":\"3.0.0\""));
-        assert!(get("/chat-events.d.ts").ends_with(CHAT_TYPINGS));
+        let typings = get("/events.d.ts");
+        assert!(typings.starts_with("HTTP/1.1 200 OK\r\n"), "{typings}");
+        assert!(typings.ends_with(&chat_app().typescript()));
+        assert!(typings.contains("\"validation_error\": {"));
+        let script = get("/chat.js");
+        assert!(script.contains("text/javascript") && script.ends_with(CHAT_SCRIPT));
         assert!(get("/nope").starts_with("HTTP/1.1 404 "));
     }
 }

@@ -14,9 +14,16 @@ import { pathToFileURL } from "node:url";
 const FIXTURE = process.env.EVENTUM_FIXTURE;
 const CLIENT = process.env.EVENTUM_CLIENT;
 if (!FIXTURE || !CLIENT) throw new Error("set EVENTUM_FIXTURE and EVENTUM_CLIENT (see the header of this file)");
-const { connect, backoff, TimeoutError, ValidationError, QueueFullError, ConnectionClosedError } = await import(
-  pathToFileURL(CLIENT).href
-);
+const {
+  connect,
+  backoff,
+  EventumError,
+  TimeoutError,
+  ValidationError,
+  RejectedError,
+  QueueFullError,
+  ConnectionClosedError,
+} = await import(pathToFileURL(CLIENT).href);
 
 const WAIT = 8000;
 
@@ -91,11 +98,73 @@ test("a missing WebSocket is an error that says what to do", () => {
   }
 });
 
+// Nothing listens on port 1: the client stays offline (a long first delay) and queues.
+function offline(options) {
+  return connect("ws://127.0.0.1:1/ws", { reconnect: { initialDelay: 60000 }, ...options });
+}
+
+test("offline: a queued request that times out leaves the queue; a full queue refuses once", async () => {
+  const errors = [];
+  const client = offline({ queueLimit: 1, onError: (e) => errors.push(e) });
+  try {
+    const timedOut = client.request("add", { a: 1, b: 2 }, { timeout: 50 });
+    assert.equal(client.queued, 1);
+    // The queue is full: a request is refused by its promise only, an event via onError.
+    await assert.rejects(client.request("add", { a: 3, b: 4 }), (e) => {
+      assert.ok(e instanceof QueueFullError, `${e}`);
+      assert.equal(e.bound, "count");
+      assert.deepEqual(e.data, { a: 3, b: 4 });
+      return true;
+    });
+    assert.deepEqual(errors, []);
+    assert.equal(client.emit("echo", { i: 0 }), false);
+    assert.equal(errors.length, 1);
+    assert.ok(errors[0] instanceof QueueFullError);
+    await assert.rejects(timedOut, TimeoutError);
+    // Its slot is free again.
+    assert.equal(client.queued, 0);
+    assert.equal(client.emit("echo", { i: 1 }), true);
+    assert.equal(client.queued, 1);
+    assert.equal(errors.length, 1);
+  } finally {
+    client.close();
+  }
+});
+
+test("offline: the queue is bounded in bytes too", () => {
+  const errors = [];
+  const client = offline({ queueBytes: 100, onError: (e) => errors.push(e) });
+  try {
+    // {"event":"echo","data":"xxxxxxxxxx"} is 36 bytes: two fit, the third does not.
+    assert.equal(client.emit("echo", "x".repeat(10)), true);
+    assert.equal(client.emit("echo", "x".repeat(10)), true);
+    assert.equal(client.emit("echo", "x".repeat(10)), false);
+    assert.equal(client.queued, 2);
+    assert.equal(errors.length, 1);
+    assert.ok(errors[0] instanceof QueueFullError, `${errors[0]}`);
+    assert.equal(errors[0].bound, "bytes");
+    assert.equal(errors[0].limit, 100);
+    // 28 bytes left. Text counts in UTF-8 bytes: with "ééé" it is 32 bytes (29 characters), with "é" 28.
+    assert.equal(client.emit("echo", "é".repeat(3)), false);
+    assert.equal(client.emit("echo", "é"), true);
+    assert.equal(client.queued, 3);
+  } finally {
+    client.close();
+  }
+});
+
 for (const adapter of ["smol", "std"]) {
   describe(`eventum.js against ${adapter}`, () => {
-    test("emit and on, with a WebSocket passed in", async () => {
+    test("emit and on, with a WebSocket passed in (and no global one)", async () => {
       const server = await startFixture(adapter);
-      const client = connect(server.url, { WebSocket: globalThis.WebSocket, reconnect: false });
+      const saved = globalThis.WebSocket;
+      globalThis.WebSocket = undefined;
+      let client;
+      try {
+        client = connect(server.url, { WebSocket: saved, reconnect: false });
+      } finally {
+        globalThis.WebSocket = saved;
+      }
       try {
         const echoed = next(client, "echo");
         assert.equal(client.emit("echo", { hello: "world", n: [1, 2] }), true); // queued until open
@@ -127,7 +196,16 @@ for (const adapter of ["smol", "std"]) {
           return true;
         });
         assert.ok(Date.now() - started < 2000);
-        // Still usable after both.
+        // Rejected by the server's event middleware: settled by its reply, not the timeout.
+        const before = Date.now();
+        await assert.rejects(client.request("forbidden", {}, { timeout: 5000 }), (e) => {
+          assert.ok(e instanceof RejectedError, `${e}`);
+          assert.equal(e.event, "error");
+          assert.deepEqual(e.data, { message: "not allowed" });
+          return true;
+        });
+        assert.ok(Date.now() - before < 2000);
+        // Still usable after all three.
         assert.equal(await client.request("add", { a: -1, b: 1 }), 0);
       } finally {
         client.close();
@@ -145,6 +223,81 @@ for (const adapter of ["smol", "std"]) {
         assert.equal(await answered, 42);
       } finally {
         client.close();
+        await server.stop();
+      }
+    });
+
+    test("answers a server request only on the connection it came on", async () => {
+      let server = await startFixture(adapter);
+      const client = connect(server.url, { reconnect: { initialDelay: 50, maxDelay: 300 } });
+      const releases = [];
+      client.on("question", ({ n }) => new Promise((resolve) => releases.push(() => resolve(n * 2))));
+      const answers = [];
+      client.on("answered", (answer) => answers.push(answer));
+      try {
+        client.emit("ask", { n: 100 });
+        await waitFor(() => releases.length === 1, "the first question");
+        const addr = server.addr;
+        await server.stop();
+        await waitFor(() => client.state !== "open", "the close");
+        server = await startFixture(adapter, addr);
+        await waitFor(() => client.state === "open", "reopened");
+        // The new server asks with the same ack number (1) as the old one did.
+        client.emit("ask", { n: 21 });
+        await waitFor(() => releases.length === 2, "the second question");
+        answers.length = 0;
+        releases[0](); // the old connection's answer: it must not settle the new server's request
+        await new Promise((r) => setTimeout(r, 200));
+        releases[1]();
+        await waitFor(() => answers.length > 0, "the answer");
+        await new Promise((r) => setTimeout(r, 100));
+        assert.deepEqual(answers, [42]);
+      } finally {
+        client.close();
+        await server.stop();
+      }
+    });
+
+    test("close() refuses a code WebSocket.close would throw on, and changes nothing", async () => {
+      const server = await startFixture(adapter);
+      const client = connect(server.url, { reconnect: false });
+      try {
+        await waitFor(() => client.state === "open", "open");
+        for (const [code, reason] of [[1001, ""], [1006, ""], [2999, ""], [5000, ""], [4000.5, ""], [4000, "x".repeat(124)]]) {
+          assert.throws(() => client.close(code, reason), EventumError, `${code}`);
+          assert.equal(client.state, "open");
+        }
+        assert.equal(await client.request("add", { a: 1, b: 1 }), 2);
+        client.close(4001, "done");
+        await waitFor(() => client.state === "closed", "closed");
+        assert.equal(client.closeCode, 4001);
+        await assert.rejects(client.request("add", { a: 1, b: 1 }), ConnectionClosedError);
+      } finally {
+        client.close();
+        await server.stop();
+      }
+    });
+
+    test("does not reconnect after the server's deliberate refusal, unless told to", async () => {
+      const server = await startFixture(adapter);
+      const options = { reconnect: { initialDelay: 20, maxDelay: 50 } };
+      const refused = connect(server.url, options);
+      const insisting = connect(server.url, { ...options, shouldReconnect: () => true });
+      try {
+        await waitFor(() => refused.state === "open" && insisting.state === "open", "open");
+        refused.emit("kick", { code: 4003 });
+        await waitFor(() => refused.state === "closed", "closed for good");
+        assert.equal(refused.closeCode, 4003);
+        assert.equal(refused.closeReason, "kicked");
+        const states = [];
+        insisting.onState((state, detail) => states.push({ state, ...detail }));
+        insisting.emit("kick", { code: 1008 });
+        await waitFor(() => states.some((s) => s.state === "open" && s.reconnected), "reconnected");
+        assert.equal(states.find((s) => s.state === "reconnecting").code, 1008);
+        assert.equal(refused.state, "closed");
+      } finally {
+        refused.close();
+        insisting.close();
         await server.stop();
       }
     });

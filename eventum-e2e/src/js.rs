@@ -6,6 +6,7 @@
 //! Nothing here skips: a missing `node` or `npm` is a failure that says how to install it
 //! (`scripts/test.sh` does).
 
+use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
 use std::sync::OnceLock;
@@ -13,6 +14,7 @@ use std::time::Duration;
 
 use eventum_core::app::{App, Route};
 use eventum_core::handshake::HttpResponse;
+use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 use serde_json::json;
 
@@ -33,6 +35,11 @@ struct Add {
     b: i64,
 }
 
+#[derive(Deserialize)]
+struct Kick {
+    code: u16,
+}
+
 #[derive(Deserialize, Serialize)]
 struct Ask {
     n: i64,
@@ -45,6 +52,9 @@ struct Ask {
 /// * request `add` `{a, b}`: replies `a + b` (a wrong type gets the validation error);
 /// * request `rooms`: replies the rooms the connection is in;
 /// * request `slow`: never replies (for timeouts);
+/// * `kick` `{code}`: the server closes the connection with that code;
+/// * `forbidden`: rejected by event middleware with the event `error` `{message}` (carrying
+///   the request's `id`, for a request);
 /// * `ask` `{n}`: the server asks the client `question` `{n}` with an ack (2 s) and sends
 ///   `answered` with the client's answer (or `"timeout"`).
 pub fn client_fixture_app() -> App {
@@ -70,6 +80,15 @@ pub fn client_fixture_app() -> App {
             ctx.rooms().map(str::to_owned).collect()
         })
         .on("slow", |_, _| {})
+        .on_event("kick", |ctx, kick: Kick| {
+            let _ = ctx.close(eventum_core::CloseCode(kick.code), "kicked");
+        })
+        .event_middleware(|_, event| match event.name() {
+            "forbidden" => {
+                eventum_core::app::Flow::Reject(json!({"event": "error", "data": {"message": "not allowed"}}))
+            }
+            _ => eventum_core::app::Flow::Continue,
+        })
         .on_event("ask", |ctx, ask: Ask| {
             let asked = ctx.request_ack("question", &ask, Duration::from_secs(2), |ctx, answer| {
                 let answer = answer.unwrap_or_else(|e| json!(e.to_string()));
@@ -79,6 +98,70 @@ pub fn client_fixture_app() -> App {
                 log::warn!("cannot ask: {e}");
             }
         })
+        .build()
+}
+
+/// A recursive type: a room and the rooms inside it.
+#[derive(Deserialize, Serialize, JsonSchema)]
+pub struct RoomTree {
+    /// The room's name.
+    pub name: String,
+    /// The rooms inside it.
+    pub children: Vec<RoomTree>,
+}
+
+/// A type that holds the recursive one.
+#[derive(Deserialize, JsonSchema)]
+pub struct Layout {
+    /// The outermost room.
+    pub root: RoomTree,
+    /// A second tree, maybe.
+    pub spare: Option<Box<RoomTree>>,
+}
+
+/// Named fields beside free-form ones (a flattened map).
+#[derive(Deserialize, Serialize, JsonSchema)]
+pub struct Tagged {
+    /// What is tagged.
+    pub id: String,
+    /// Optional.
+    pub weight: Option<u32>,
+    /// Every other field: a tag, on or off.
+    #[serde(flatten)]
+    pub tags: HashMap<String, bool>,
+}
+
+/// `chat:join`'s payload.
+#[derive(Deserialize, JsonSchema)]
+pub struct ChatJoin {
+    /// A room name.
+    pub room: String,
+}
+
+/// `chat_join`'s payload: the same key once sanitized, another type.
+#[derive(Deserialize, JsonSchema)]
+pub struct ChatJoinNumbered {
+    /// A room number.
+    pub room: u32,
+}
+
+/// An app whose schema export exercises the hard cases, checked by the official AsyncAPI
+/// parser and `tsc --strict` (`tests/js.rs`): recursive types (as the root of a payload and
+/// inside one), named fields beside a map's, and event names that sanitize to the same key
+/// (`chat:join` and `chat_join`, both ways).
+pub fn schema_fixture_app() -> App {
+    App::builder()
+        .route(Route::new("/ws"))
+        .asyncapi_info("schema fixture", "1.0.0")
+        .event("chat:join", |_, _: ChatJoin| {})
+        .event("chat_join", |_, _: ChatJoinNumbered| {})
+        .event("layout", |_, _: Layout| {})
+        .event("tag", |_, _: Tagged| {})
+        .request("mirror", |_, tree: RoomTree| -> RoomTree { tree })
+        .emits::<RoomTree>("tree_changed")
+        .emits::<Tagged>("tagged")
+        .emits::<String>("chat:joined")
+        .emits::<u32>("chat_joined")
         .build()
 }
 
@@ -102,23 +185,35 @@ pub fn client_dir() -> PathBuf {
 
 fn tool_missing(tool: &str) -> ! {
     panic!(
-        "`{tool}` not found: the JavaScript tests need Node 20+ and npm. Run scripts/test.sh \
-         (it installs Debian's nodejs and npm) or `apt-get install nodejs npm`."
+        "`{tool}` not found: the JavaScript tests need Node.js 20+ and npm (this project's machines \
+         ship Node 20). Run scripts/test.sh (it installs Debian's nodejs and npm when they are \
+         missing; on Debian 12 that is Node 18, too old: install Node 20+ first)."
     )
 }
 
-/// `node`, checked to be there (a failure otherwise, never a skip).
+/// `node`, checked to be there and at least Node 20 (a failure otherwise, never a skip).
 pub fn node() -> Command {
     static CHECKED: OnceLock<()> = OnceLock::new();
     CHECKED.get_or_init(|| {
-        let ok = Command::new("node")
+        let version = Command::new("node")
             .arg("--version")
-            .stdout(Stdio::null())
-            .status()
-            .is_ok_and(|s| s.success());
-        if !ok {
-            tool_missing("node");
-        }
+            .stderr(Stdio::null())
+            .output()
+            .ok()
+            .filter(|o| o.status.success())
+            .map(|o| String::from_utf8_lossy(&o.stdout).trim().to_owned())
+            .unwrap_or_else(|| tool_missing("node"));
+        let major: u32 = version
+            .trim_start_matches('v')
+            .split('.')
+            .next()
+            .and_then(|m| m.parse().ok())
+            .unwrap_or(0);
+        assert!(
+            major >= 20,
+            "the JavaScript tests need Node.js 20 or later (its built-in WebSocket); found {version}. \
+             This project's machines ship Node 20; Debian 12's nodejs is 18. Install Node 20+ and re-run."
+        );
     });
     Command::new("node")
 }

@@ -17,9 +17,12 @@
 //! `TimeoutError`, a `ValidationError` or a `ConnectionClosedError`), answers to the
 //! server's [`request_ack`](super::Context::request_ack) (a handler's return value),
 //! reconnection with exponential backoff and jitter (bounded, configurable, `reconnect:
-//! false` to turn it off) and an `onReconnect` hook to re-join rooms, a bounded queue for
-//! events emitted while disconnected (what does not fit is refused and reported as a
-//! `QueueFullError`), and the close code and reason of every close.
+//! false` to turn it off; by default not after the server's deliberate refusals, close
+//! codes 1002, 1003, 1007-1010 and 4000-4999, see `shouldReconnect`) and an `onReconnect`
+//! hook to re-join rooms, a queue for events emitted while disconnected, bounded in count
+//! (`queueLimit`, default 100) and bytes (`queueBytes`, default 1 MiB; what does not fit
+//! is refused and reported as a `QueueFullError`), and the close code and reason of every
+//! close.
 
 /// The client, an ES module (`eventum-core/js/eventum.js`).
 pub const ESM: &str = include_str!("../../js/eventum.js");

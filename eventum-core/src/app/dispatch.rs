@@ -334,7 +334,11 @@ fn dispatch_text(ctx: &mut Context<'_>, text: &str) -> FollowUp {
         match flow {
             Flow::Continue => {}
             Flow::Drop => return FollowUp::None,
-            Flow::Reject(reply) => {
+            Flow::Reject(mut reply) => {
+                // A rejected request's client waits for its id: the reply carries it.
+                if let (Some(object), Some(id)) = (reply.as_object_mut(), ctx.event_id()) {
+                    object.entry("id").or_insert_with(|| id.clone());
+                }
                 let _ = ctx.send_json(&reply);
                 return FollowUp::None;
             }

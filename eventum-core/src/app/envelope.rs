@@ -1,10 +1,15 @@
 //! The JSON event envelope, both ways.
 //!
-//! Every message of an eventum app is one JSON object in a text frame, of this shape:
+//! Every message of an eventum app is one JSON object in a text frame. Events, requests,
+//! replies and server requests have this shape:
 //!
 //! ```text
 //! {"event": string, "data"?: any, "id"?: any, "ack"?: number}
 //! ```
+//!
+//! Two messages differ from it, and they are the only ones: the client's answer to a server
+//! request, `{"ack": N, "data": R}`, has **no `event`** (the `ack` number says what it
+//! answers), and the validation error is **flat**, with no `data` (see below).
 //!
 //! | direction | shape | meaning |
 //! |---|---|---|
@@ -12,25 +17,30 @@
 //! | client → server | `{"event": E, "data": D, "id": I}` | a request: the client waits for the reply with the same `id` |
 //! | server → client | `{"event": E, "data": R, "id": I}` | the reply to request `I` ([`Context::reply`](super::Context::reply)) |
 //! | server → client | `{"event": E, "data": D}` | an event ([`Context::send_event`](super::Context::send_event), [`SharedFrame::event`]) |
-//! | server → client | `{"event": E, "data": D, "ack": N}` | a server request ([`Context::request_ack`](super::Context::request_ack)); `N` is a number unique on the connection |
-//! | client → server | `{"ack": N, "data": R}` | the client's answer to server request `N` (no `event`); it goes to the callback given with the request, not to an event handler |
-//! | server → client | `{"event": "validation_error", "message": M, "id"?: I, "details"?: {...}}` | the event (or request `I`) did not fit its handler's type |
+//! | server → client | `{"event": E, "data": D, "ack": N}` | a server request ([`Context::request_ack`](super::Context::request_ack)); `N` is a number unique on the connection (numbering restarts on every connection) |
+//! | client → server | `{"ack": N, "data": R}` | the client's answer to server request `N`, on the connection the request came on; no `event`: it goes to the callback given with the request, not to an event handler |
+//! | server → client | `{"event": "validation_error", "message": M, "id"?: I, "details"?: {...}}` | the event (or request `I`) did not fit its handler's type; flat, no `data` |
+//! | server → client | what [`Flow::Reject`](super::Flow::Reject) holds, plus `"id": I` for a request | event middleware refused the event or request `I` |
 //!
-//! * `data` is the payload. The typed handlers that read the payload
-//!   ([`AppBuilder::on_event`](super::AppBuilder::on_event),
-//!   [`AppBuilder::on_request`](super::AppBuilder::on_request)) deserialize it from
-//!   `data`; a message **without** a `data` field is the original eventum-asgi's flat
-//!   form, `{"event": "join", "room": "r"}`, and the whole object is the payload. Untyped
-//!   handlers ([`AppBuilder::on`](super::AppBuilder::on)) and
-//!   [`AppBuilder::on_typed`](super::AppBuilder::on_typed) see the whole object, as in the
-//!   original.
+//! * `data` is the payload. The typed handlers
+//!   ([`AppBuilder::on_event`](super::AppBuilder::on_event), its twin
+//!   [`AppBuilder::on_typed`](super::AppBuilder::on_typed),
+//!   [`AppBuilder::on_request`](super::AppBuilder::on_request) and their schema-recording
+//!   forms) all read it the same way: from `data`; a message **without** a `data` field is
+//!   the original eventum-asgi's flat form, `{"event": "join", "room": "r"}`, and the whole
+//!   object is the payload (its `event`, `id` and `ack` fields included, which a struct
+//!   ignores). Untyped handlers ([`AppBuilder::on`](super::AppBuilder::on)) see the whole
+//!   object, as in the original.
 //! * `id` may be any JSON value; the reply carries it back unchanged, with the request's
 //!   own event name. A request nobody answers is the client's to time out.
-//! * The validation error keeps the original's flat `message` (so eventum-asgi clients
-//!   read it unchanged) and adds the failed request's `id`, so a client can settle that
-//!   request with the error; with
+//! * The validation error stays flat on purpose: eventum-asgi clients read its top-level
+//!   `message`, and a `data` copy would say the same thing twice. It adds the failed
+//!   request's `id`, so a client can settle that request with the error; with
 //!   [`AppBuilder::validation_details`](super::AppBuilder::validation_details) it also
-//!   carries `"details": {"event": E, "path": "field.path", "reason": "..."}`.
+//!   carries `"details": {"event": E, "path": "field.path", "reason": "..."}`. eventum.js
+//!   hands a server event without `data` (this one, or a flat event) to its handlers as
+//!   the whole message, so `on("validation_error", (e) => e.message)` reads it, and the
+//!   generated typings type it that way.
 //! * Fields not listed here are ignored, so both ends can add some later.
 //!
 //! The JavaScript client [`eventum.js`](super::client) speaks exactly this envelope.

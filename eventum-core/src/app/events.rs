@@ -161,6 +161,18 @@ impl AppBuilder {
 
     /// Declares an event the server sends to clients, with the JSON Schema of its `data`
     /// (`json!({})` for any), for the app's AsyncAPI document and TypeScript typings.
+    ///
+    /// ```
+    /// use eventum_core::app::{App, Route};
+    /// use serde_json::json;
+    ///
+    /// let app = App::builder()
+    ///     .route(Route::new("/ws"))
+    ///     .declare_event("tick", json!({"type": "object", "properties": {"n": {"type": "integer"}}, "required": ["n"]}))
+    ///     .build();
+    /// assert_eq!(app.asyncapi()["operations"]["send.tick"]["action"], "send");
+    /// assert!(app.typescript().contains("  \"tick\": {\n    \"n\": number;\n  };"));
+    /// ```
     pub fn declare_event(self, name: &str, data_schema: Value) -> Self {
         self.document_server(ServerDoc {
             name: name.to_owned(),
@@ -230,6 +242,29 @@ impl AppBuilder {
 
     /// [`on_request`](Self::on_request), recording the request's and the reply's JSON
     /// Schema (feature `schema`).
+    ///
+    /// ```
+    /// use eventum_core::app::{App, Route};
+    /// use eventum_core::testing::TestServer;
+    /// use schemars::JsonSchema;
+    /// use serde::{Deserialize, Serialize};
+    ///
+    /// #[derive(Deserialize, JsonSchema)]
+    /// struct Add { a: i64, b: i64 }
+    /// #[derive(Serialize, JsonSchema)]
+    /// struct Sum { sum: i64 }
+    ///
+    /// let app = App::builder()
+    ///     .route(Route::new("/ws"))
+    ///     .request("add", |_ctx, add: Add| Sum { sum: add.a + add.b })
+    ///     .build();
+    /// assert!(app.asyncapi()["operations"]["receive.add"]["reply"].is_object());
+    /// assert!(app.typescript().contains("\"add\": { data: {"));
+    /// let server = TestServer::new(app);
+    /// let mut client = server.connect("/ws").unwrap();
+    /// client.send_text(r#"{"event":"add","id":1,"data":{"a":2,"b":3}}"#);
+    /// assert_eq!(client.recv_json().unwrap(), serde_json::json!({"event":"add","id":1,"data":{"sum":5}}));
+    /// ```
     pub fn request<T, R>(self, name: &str, handler: impl Fn(&mut Context<'_>, T) -> R + Send + Sync + 'static) -> Self
     where
         T: DeserializeOwned + schemars::JsonSchema + 'static,

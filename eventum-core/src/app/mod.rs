@@ -10,7 +10,7 @@
 //! | `connection.accept(extra_headers, subprotocols_factory)` | [`Upgrade::add_header`], [`Upgrade::choose_subprotocol`] |
 //! | `connection.send_http_response(...)` | return `Err(HttpResponse)` from a route or middleware |
 //! | `@app.event('name')` | [`AppBuilder::on`] |
-//! | `@app.event('name', validator=Model)` | [`AppBuilder::on_typed`] (any `serde::Deserialize`) |
+//! | `@app.event('name', validator=Model)` | [`AppBuilder::on_event`] (any `serde::Deserialize`; [`AppBuilder::on_typed`] is the same) |
 //! | `send_text` / `send_bytes` / `send_text(Event(...))` | [`Context::send_text`], [`Context::send_binary`], [`Context::send_event`] |
 //! | `close(code, reason)` | [`Context::close`] |
 //! | flags | [`Context::flags_mut`] ([`Flags`]) |
@@ -120,7 +120,10 @@ pub enum Flow {
     Continue,
     /// Drop the event silently.
     Drop,
-    /// Drop the event and send this JSON value (e.g. an error event) to the client.
+    /// Drop the event and send this JSON value (e.g. an error event) to the client. When
+    /// the event was a request and the value is an object without an `id`, the request's
+    /// `id` is added, so the client's request settles (eventum.js rejects it with a
+    /// `RejectedError`) instead of waiting for its timeout.
     Reject(serde_json::Value),
     /// Close the connection with this code and reason.
     Close(crate::CloseCode, String),
@@ -357,42 +360,17 @@ impl AppBuilder {
         self
     }
 
-    /// Handles the event `name` with the JSON object deserialized into `T` (the whole
-    /// object, so flat fields and a `data` field both work). When it does not fit, the
-    /// client gets the validation-error reply and the connection stays open.
+    /// The same as [`on_event`](Self::on_event), under the name that matches eventum-asgi's
+    /// validated event (`@app.event('name', validator=Model)`): `T` is read from the
+    /// envelope's `data`, or, for a message without one, from the whole flat object, so
+    /// eventum.js's `emit(name, data)` and the original's flat events both reach it. When it
+    /// does not fit, the client gets the validation-error reply and the connection stays open.
     pub fn on_typed<T: DeserializeOwned + 'static>(
-        mut self,
+        self,
         name: &str,
         handler: impl Fn(&mut Context<'_>, T) + Send + Sync + 'static,
     ) -> Self {
-        let run = Arc::new(move |ctx: &mut Context<'_>, body: EventBody<'_>| {
-            // The plain parse is the fast path; path tracking (several allocations per
-            // event) runs only to describe a failure.
-            let plain = match &body.value {
-                Some(value) => T::deserialize(value),
-                None => serde_json::from_str::<T>(body.text),
-            };
-            let parsed = plain.or_else(|_| match &body.value {
-                Some(value) => serde_path_to_error::deserialize::<_, T>(value),
-                None => serde_path_to_error::deserialize::<_, T>(&mut serde_json::Deserializer::from_str(body.text)),
-            });
-            match parsed {
-                Ok(value) => handler(ctx, value),
-                Err(e) => {
-                    let (path, reason) = describe_validation_error(&e);
-                    log::debug!("event {:?} failed validation at {path}: {reason}", ctx.event_name());
-                    let _ = ctx.send_validation_error(&path, &reason);
-                }
-            }
-        });
-        self.inner.events.insert(
-            name.to_owned(),
-            EventHandler {
-                run,
-                wants_value: false,
-            },
-        );
-        self
+        self.on_event(name, handler)
     }
 
     /// Adds event middleware, run before every event handler in the order added.

@@ -1,7 +1,7 @@
 // Misuses the chat's generated typings: every line marked `must-fail` must be a type error
 // (and no other line).
 import { connect } from "./eventum.js";
-import type { Events } from "./chat-events.js";
+import type { Events } from "./events.js";
 
 const client = connect<Events>("ws://127.0.0.1:8080/ws");
 client.emit("join", { room: 1, name: "ada" }); // must-fail: room is a string

@@ -1,6 +1,6 @@
 // Uses eventum.js with the chat's generated typings correctly: must compile with tsc --strict.
 import { connect, ConnectionClosedError, TimeoutError, ValidationError, type Client } from "./eventum.js";
-import type { Events } from "./chat-events.js";
+import type { Events } from "./events.js";
 
 const client: Client<Events> = connect<Events>("ws://127.0.0.1:8080/ws", {
   reconnect: { initialDelay: 100, maxDelay: 5000, jitter: 0.3 },
