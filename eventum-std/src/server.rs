@@ -3,7 +3,9 @@
 
 use std::io;
 use std::net::{Shutdown, SocketAddr, TcpListener, TcpStream, ToSocketAddrs};
-use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::mpsc::{channel, Receiver, Sender};
+use std::sync::{Arc, Mutex};
 use std::task::{Wake, Waker};
 use std::thread::{JoinHandle, Thread};
 use std::time::{Duration, Instant};
@@ -20,6 +22,8 @@ use crate::transport::Transport;
 pub const DEFAULT_STACK_SIZE: usize = 256 * 1024;
 /// File descriptors each connection holds: its socket and its mail signal (an eventfd).
 const FDS_PER_CONNECTION: u64 = 2;
+/// How long a connection thread with nothing to serve waits for the next connection.
+const SPARE_WAIT: Duration = Duration::from_secs(10);
 
 /// An app ready to serve connections with blocking threads, one per connection: over TCP
 /// with [`Server::listen`], or over any [`Transport`] with [`Server::serve_stream`].
@@ -35,10 +39,11 @@ const FDS_PER_CONNECTION: u64 = 2;
 /// println!("listening on {}", running.local_addr());
 /// running.wait();
 /// ```
-#[derive(Clone, Debug)]
+#[derive(Clone)]
 pub struct Server {
     endpoint: Endpoint,
     stack_size: usize,
+    spare: Arc<Spare>,
 }
 
 impl Server {
@@ -130,27 +135,92 @@ impl Server {
         }
     }
 
+    /// Hands the connection to a thread that finished its last one and waits for more, or
+    /// starts a thread: starting one costs about as much as the rest of a handshake.
     fn spawn_connection(&self, session: Session, stream: TcpStream, peer: Option<SocketAddr>) {
+        if self.spare.claim() {
+            // A waiting thread is ours: it takes the job off the channel.
+            let _ = self.spare.jobs.send((session, stream, peer));
+            return;
+        }
+        let spare = Arc::clone(&self.spare);
+        let builder = std::thread::Builder::new().name("eventum-conn".into());
         // A failed spawn drops the closure, and with it the session: its slot is freed.
-        let builder = std::thread::Builder::new()
-            .name("eventum-conn".into())
-            .stack_size(self.stack_size);
-        let spawned = builder.spawn(move || {
+        if let Err(e) = builder
+            .stack_size(self.stack_size)
+            .spawn(move || spare.work((session, stream, peer)))
+        {
+            log::warn!("cannot start a connection thread: {e}");
+        }
+    }
+}
+
+/// A connection for a thread: its session, its socket and its peer.
+type Job = (Session, TcpStream, Option<SocketAddr>);
+
+/// Connection threads that finished their connection and wait a while for the next.
+struct Spare {
+    /// Threads waiting for a job and not yet promised one.
+    waiting: AtomicUsize,
+    jobs: Sender<Job>,
+    next: Mutex<Receiver<Job>>,
+}
+
+impl Spare {
+    /// Promises the next job to a waiting thread, if one is waiting.
+    fn claim(&self) -> bool {
+        let one_less = |n: usize| n.checked_sub(1);
+        self.waiting
+            .fetch_update(Ordering::AcqRel, Ordering::Acquire, one_less)
+            .is_ok()
+    }
+
+    /// Serves `job`, then the jobs handed to this thread, until none comes for a while.
+    fn work(&self, mut job: Job) {
+        loop {
+            let (session, stream, peer) = job;
             if let Err(e) = drive(session, stream) {
                 log::debug!("connection from {peer:?} ended with {e}");
             }
-        });
-        if let Err(e) = spawned {
-            log::warn!("cannot start a connection thread: {e}");
+            self.waiting.fetch_add(1, Ordering::AcqRel);
+            let next = self.next.lock().unwrap_or_else(|e| e.into_inner());
+            job = match next.recv_timeout(SPARE_WAIT) {
+                Ok(job) => job,
+                // Leave, unless a job was promised meanwhile: then it is on its way, and
+                // this thread, holding the channel, takes it.
+                Err(_) if self.claim() => return,
+                Err(_) => match next.recv() {
+                    Ok(job) => job,
+                    Err(_) => return,
+                },
+            };
         }
+    }
+}
+
+impl std::fmt::Debug for Server {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Server")
+            .field("endpoint", &self.endpoint)
+            .finish_non_exhaustive()
     }
 }
 
 impl From<Endpoint> for Server {
     /// A server for the endpoint's app and options.
     fn from(endpoint: Endpoint) -> Self {
+        let (jobs, next) = channel();
+        let spare = Arc::new(Spare {
+            waiting: AtomicUsize::new(0),
+            jobs,
+            next: Mutex::new(next),
+        });
         let stack_size = DEFAULT_STACK_SIZE;
-        Server { endpoint, stack_size }
+        Server {
+            endpoint,
+            stack_size,
+            spare,
+        }
     }
 }
 
