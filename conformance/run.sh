@@ -69,6 +69,10 @@ zope.interface==4.6.0
 
 cannot_install() {
     echo "conformance: SKIPPED, the Autobahn|Testsuite cannot be installed here: $*" >&2
+    if [ "${CI:-}" = true ]; then
+        echo "conformance: under CI a skipped suite fails the run (exit 3)." >&2
+        exit 3
+    fi
     echo "conformance: nothing was run (exit 0). See conformance/README.md." >&2
     exit 0
 }
@@ -230,13 +234,16 @@ for s in "smol:$SMOL_PID" "std:$STD_PID"; do
 done
 cleanup
 
-# The summary, from the index and the per-case reports.
-"$PY" - "$AB_REPORTS" <<'EOF' || failed=1
+# The summary, from the index and the per-case reports. The default case set (groups 1-10)
+# is 301 cases; every run must report both agents with exactly the cases asked for.
+if [ $# -eq 0 ]; then EXPECT_CASES=${AB_EXPECT_CASES:-301}; else EXPECT_CASES=${AB_EXPECT_CASES:-}; fi
+"$PY" - "$AB_REPORTS" "$EXPECT_CASES" <<'EOF' || failed=1
 from __future__ import print_function
 import json, os, sys
 from collections import defaultdict
 
 reports = sys.argv[1]
+expect = int(sys.argv[2]) if len(sys.argv) > 2 and sys.argv[2] else None
 index_path = os.path.join(reports, "index.json")
 if not os.path.exists(index_path):
     print("conformance: no %s: the suite produced no results" % index_path)
@@ -268,6 +275,13 @@ def short(v, n=300):
     return s if len(s) <= n else s[:n] + "... (%d chars)" % len(s)
 
 any_failed = False
+for agent in ("eventum-smol", "eventum-std"):
+    if agent not in index:
+        print("conformance: agent %s reported no cases" % agent)
+        any_failed = True
+    elif expect is not None and len(index[agent]) != expect:
+        print("conformance: agent %s reported %d cases, expected %d" % (agent, len(index[agent]), expect))
+        any_failed = True
 for agent in sorted(index):
     cases = index[agent]
     groups = defaultdict(lambda: dict((c, 0) for c in COLS))
