@@ -24,9 +24,6 @@ struct MailSignal(OwnedFd);
 
 impl Wake for MailSignal {
     fn wake(self: Arc<Self>) {
-        self.wake_by_ref();
-    }
-    fn wake_by_ref(self: &Arc<Self>) {
         // A full counter (2^64 - 2 wake-ups unread) already wakes the poll.
         let _ = rustix::io::write(&self.0, &1u64.to_ne_bytes());
     }
@@ -112,19 +109,13 @@ fn write<T: Transport>(session: &mut Session, stream: &mut T, unflushed: &mut bo
             _ => session.handle_transport_error(Instant::now()),
         }
     }
-    if !*unflushed {
-        return false;
-    }
-    // Buffering transports (TLS) hold written bytes until flushed.
-    match stream.flush() {
-        Ok(()) => {
-            *unflushed = false;
-            false
-        }
-        Err(e) if e.kind() == ErrorKind::WouldBlock => true,
-        Err(_) => {
-            session.handle_transport_error(Instant::now());
-            false
+    if *unflushed {
+        // Buffering transports (TLS) hold written bytes until flushed.
+        match stream.flush() {
+            Ok(()) => *unflushed = false,
+            Err(e) if e.kind() == ErrorKind::WouldBlock => return true,
+            Err(_) => session.handle_transport_error(Instant::now()),
         }
     }
+    false
 }

@@ -39,7 +39,7 @@ const SPARE_WAIT: Duration = Duration::from_secs(10);
 /// println!("listening on {}", running.local_addr());
 /// running.wait();
 /// ```
-#[derive(Clone)]
+#[derive(Clone, Debug)]
 pub struct Server {
     endpoint: Endpoint,
     stack_size: usize,
@@ -159,6 +159,7 @@ impl Server {
 type Job = (Session, TcpStream, Option<SocketAddr>);
 
 /// Connection threads that finished their connection and wait a while for the next.
+#[derive(Debug)]
 struct Spare {
     /// Threads waiting for a job and not yet promised one.
     waiting: AtomicUsize,
@@ -195,14 +196,6 @@ impl Spare {
                 },
             };
         }
-    }
-}
-
-impl std::fmt::Debug for Server {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Server")
-            .field("endpoint", &self.endpoint)
-            .finish_non_exhaustive()
     }
 }
 
