@@ -66,6 +66,31 @@ pub fn find() -> Option<PathBuf> {
         .find(|path| path.is_file())
 }
 
+/// The browser to use for `test`, or `None` (after saying so loudly, past the test
+/// harness's output capture) when it is to be skipped: no Chromium was found and
+/// [`REQUIRED_ENV`] is not `required`. A Chromium that is there but will not start is a
+/// failure, not a skip.
+pub fn chromium_or_skip(test: &str) -> Option<Chromium> {
+    let Some(binary) = find() else {
+        if required() {
+            panic!("{test}: Chromium not found ({REQUIRED_ENV}=required): install Debian's `chromium` package or set {PATH_ENV}");
+        }
+        let bar = "=".repeat(78);
+        let message = format!(
+            "\n{bar}\nSKIPPED {test}: no Chromium found. Install Debian's `chromium` package or set\n\
+             {PATH_ENV}; set {REQUIRED_ENV}=required to make this a failure.\n{bar}\n"
+        );
+        let _ = std::io::Write::write_all(&mut std::io::stderr(), message.as_bytes());
+        return None;
+    };
+    Some(Chromium::launch(&binary).unwrap_or_else(|e| panic!("{test}: cannot start {}: {e}", binary.display())))
+}
+
+/// `text` as a JavaScript string literal.
+pub fn js_string(text: &str) -> String {
+    Value::from(text).to_string()
+}
+
 /// A running headless Chromium; killed when dropped.
 pub struct Chromium {
     child: Child,

@@ -4,7 +4,6 @@
 //! Without Chromium the tests print a loud skip message and pass, unless
 //! `EVENTUM_BROWSER_TEST=required` (as CI sets it), where they fail.
 
-use std::io::Write;
 use std::time::Duration;
 
 use eventum_e2e::browser::{self, Chromium, Page};
@@ -13,38 +12,11 @@ use eventum_e2e::{wait_until, Adapter, TestServer};
 /// Waits for the page's socket and the DOM.
 const PAGE_WAIT: Duration = Duration::from_secs(10);
 
-/// The browser to use, or `None` (after saying so loudly) when the test is to be skipped.
-fn chromium_or_skip(test: &str) -> Option<Chromium> {
-    let Some(binary) = browser::find() else {
-        if browser::required() {
-            panic!(
-                "{test}: Chromium not found ({}=required): install Debian's `chromium` package or set {}",
-                browser::REQUIRED_ENV,
-                browser::PATH_ENV
-            );
-        }
-        // Straight to stderr, past the test harness's output capture: a skip must be seen.
-        let bar = "=".repeat(78);
-        let message = format!(
-            "\n{bar}\nSKIPPED {test}: no Chromium found. Install Debian's `chromium` package or set\n\
-             {}; set {}=required to make this a failure.\n{bar}\n",
-            browser::PATH_ENV,
-            browser::REQUIRED_ENV
-        );
-        let _ = std::io::stderr().write_all(message.as_bytes());
-        return None;
-    };
-    // Chromium is there: a browser that will not start is a failure, not a skip.
-    Some(Chromium::launch(&binary).unwrap_or_else(|e| panic!("{test}: cannot start {}: {e}", binary.display())))
-}
-
-/// A JavaScript string literal.
-fn js(text: &str) -> String {
-    serde_json::Value::from(text).to_string()
-}
-
 fn log_contains(text: &str) -> String {
-    format!("document.getElementById('log').textContent.includes({})", js(text))
+    format!(
+        "document.getElementById('log').textContent.includes({})",
+        browser::js_string(text)
+    )
 }
 
 fn log_text(page: &mut Page) -> String {
@@ -80,8 +52,8 @@ fn join(page: &mut Page, name: &str, room: &str) {
     let script = format!(
         "document.getElementById('name').value = {}; document.getElementById('room').value = {}; \
          document.getElementById('join').click(); true",
-        js(name),
-        js(room)
+        browser::js_string(name),
+        browser::js_string(room)
     );
     page.eval(&script).expect("join");
 }
@@ -89,7 +61,7 @@ fn join(page: &mut Page, name: &str, room: &str) {
 fn say(page: &mut Page, text: &str) {
     let script = format!(
         "document.getElementById('text').value = {}; document.getElementById('send').click(); true",
-        js(text)
+        browser::js_string(text)
     );
     page.eval(&script).expect("send");
 }
@@ -98,7 +70,9 @@ fn chat_in_two_tabs(adapter: Adapter) {
     let test = format!("chat_in_two_tabs({adapter:?})");
     // The server is dropped (and shut down) after the browser: declared first.
     let server = adapter.start(eventum_demo::chat_app());
-    let Some(browser) = chromium_or_skip(&test) else { return };
+    let Some(browser) = browser::chromium_or_skip(&test) else {
+        return;
+    };
 
     let mut ada = open_connected(&browser, &server, "ada");
     let mut bob = open_connected(&browser, &server, "bob");

@@ -4,7 +4,6 @@
 //! reaches it). Through each adapter, in headless Chromium (a loud skip without Chromium,
 //! a failure with `EVENTUM_BROWSER_TEST=required`).
 
-use std::io::Write;
 use std::time::Duration;
 
 use eventum_e2e::browser::{self, Chromium, Page};
@@ -12,33 +11,14 @@ use eventum_e2e::Adapter;
 
 const PAGE_WAIT: Duration = Duration::from_secs(15);
 
-fn chromium_or_skip(test: &str) -> Option<Chromium> {
-    let Some(binary) = browser::find() else {
-        if browser::required() {
-            panic!("{test}: Chromium not found ({}=required)", browser::REQUIRED_ENV);
-        }
-        let bar = "=".repeat(78);
-        let message = format!(
-            "\n{bar}\nSKIPPED {test}: no Chromium found. Install Debian's `chromium` package or set\n\
-             {}; set {}=required to make this a failure.\n{bar}\n",
-            browser::PATH_ENV,
-            browser::REQUIRED_ENV
-        );
-        let _ = std::io::stderr().write_all(message.as_bytes());
-        return None;
-    };
-    Some(Chromium::launch(&binary).unwrap_or_else(|e| panic!("{test}: cannot start {}: {e}", binary.display())))
-}
-
-fn js(text: &str) -> String {
-    serde_json::Value::from(text).to_string()
-}
-
 fn text_of(page: &mut Page, id: &str) -> String {
-    page.eval(&format!("document.getElementById({}).textContent", js(id)))
-        .ok()
-        .and_then(|v| v.as_str().map(str::to_owned))
-        .unwrap_or_default()
+    page.eval(&format!(
+        "document.getElementById({}).textContent",
+        browser::js_string(id)
+    ))
+    .ok()
+    .and_then(|v| v.as_str().map(str::to_owned))
+    .unwrap_or_default()
 }
 
 fn wait(page: &mut Page, browser: &Chromium, condition: &str) {
@@ -57,21 +37,26 @@ fn join(page: &mut Page, name: &str, room: &str) {
     let script = format!(
         "document.getElementById('name').value = {}; document.getElementById('room').value = {}; \
          document.getElementById('join').click(); true",
-        js(name),
-        js(room)
+        browser::js_string(name),
+        browser::js_string(room)
     );
     page.eval(&script).expect("join");
 }
 
 fn log_contains(text: &str) -> String {
-    format!("document.getElementById('log').textContent.includes({})", js(text))
+    format!(
+        "document.getElementById('log').textContent.includes({})",
+        browser::js_string(text)
+    )
 }
 
 fn chat_page_reconnects(adapter: Adapter) {
     let test = format!("chat_page_reconnects({adapter:?})");
     let server = adapter.start(eventum_demo::chat_app());
     let addr = server.addr();
-    let Some(browser) = chromium_or_skip(&test) else { return };
+    let Some(browser) = browser::chromium_or_skip(&test) else {
+        return;
+    };
     let mut ada = browser.open_page(&server.http_url("/")).expect("open a tab");
     wait(
         &mut ada,

@@ -6,7 +6,6 @@
 //! As for the chat page's browser test, a missing Chromium is a loud skip, and a failure
 //! with `EVENTUM_BROWSER_TEST=required` (as `scripts/test.sh` and CI set it).
 
-use std::io::Write;
 use std::time::Duration;
 
 use eventum_e2e::browser::{self, Chromium, Page};
@@ -15,28 +14,6 @@ use eventum_e2e::Adapter;
 use serde_json::{json, Value};
 
 const PAGE_WAIT: Duration = Duration::from_secs(10);
-
-fn chromium_or_skip(test: &str) -> Option<Chromium> {
-    let Some(binary) = browser::find() else {
-        if browser::required() {
-            panic!(
-                "{test}: Chromium not found ({}=required): install Debian's `chromium` package or set {}",
-                browser::REQUIRED_ENV,
-                browser::PATH_ENV
-            );
-        }
-        let bar = "=".repeat(78);
-        let message = format!(
-            "\n{bar}\nSKIPPED {test}: no Chromium found. Install Debian's `chromium` package or set\n\
-             {}; set {}=required to make this a failure.\n{bar}\n",
-            browser::PATH_ENV,
-            browser::REQUIRED_ENV
-        );
-        let _ = std::io::stderr().write_all(message.as_bytes());
-        return None;
-    };
-    Some(Chromium::launch(&binary).unwrap_or_else(|e| panic!("{test}: cannot start {}: {e}", binary.display())))
-}
 
 /// The client under test, set up in the page as `window.c`, with what it saw in `window.t`.
 const SETUP: &str = r#"(async () => {
@@ -77,7 +54,9 @@ fn client_in_the_browser(adapter: Adapter) {
     let test = format!("client_in_the_browser({adapter:?})");
     let server = adapter.start(client_fixture_app());
     let addr = server.addr();
-    let Some(browser) = chromium_or_skip(&test) else { return };
+    let Some(browser) = browser::chromium_or_skip(&test) else {
+        return;
+    };
     let mut page = browser.open_page(&server.http_url("/")).expect("open a tab");
     // The tab starts at about:blank, where "/eventum.js" cannot resolve: wait for the page.
     wait(
