@@ -26,6 +26,13 @@ pub use tungstenite;
 /// How long any single wait may take before the test fails.
 pub const WAIT: Duration = Duration::from_secs(5);
 
+/// An upper time bound for a test: three times `expected`. What such a bound checks is
+/// that something is bounded (a shutdown, a timeout), and a debug build on two loaded
+/// cores runs slowly; the bound must not turn load into failures.
+pub fn generous(expected: Duration) -> Duration {
+    expected * 3
+}
+
 /// Polls `condition` every few milliseconds until it holds or `timeout` passes; returns
 /// whether it held.
 pub fn wait_until(timeout: Duration, mut condition: impl FnMut() -> bool) -> bool {

@@ -11,7 +11,7 @@ use eventum_core::app::{AckError, App, Route};
 use eventum_core::handshake::HttpResponse;
 use eventum_core::{CloseCause, CloseCode, Config, Keepalive, SharedFrame};
 use eventum_e2e::tungstenite::Message;
-use eventum_e2e::{wait_until, Adapter, Client, HttpError, Options, RawClient, RecvError, TestServer, WAIT};
+use eventum_e2e::{generous, wait_until, Adapter, Client, HttpError, Options, RawClient, RecvError, TestServer, WAIT};
 use serde::Deserialize;
 use serde_json::{json, Value};
 
@@ -835,7 +835,7 @@ fn graceful_shutdown_closes_with_1001_and_runs_the_hook_once(adapter: Adapter) {
     done_rx.recv_timeout(WAIT).expect("shutdown finished in time");
     stopper.join().expect("shutdown thread");
     assert!(
-        started.elapsed() < Duration::from_secs(2),
+        started.elapsed() < generous(Duration::from_secs(2)),
         "shutdown took {:?} although both clients answered the close",
         started.elapsed()
     );
@@ -870,7 +870,7 @@ fn shutdown_is_bounded_with_a_client_that_ignores_the_close(adapter: Adapter) {
     // The client never answers; shutdown still ends within its timeout (plus slack).
     done_rx.recv_timeout(WAIT).expect("shutdown finished");
     let took = started.elapsed();
-    assert!(took < Duration::from_millis(2500), "shutdown took {took:?}");
+    assert!(took < generous(Duration::from_millis(2500)), "shutdown took {took:?}");
     assert_eq!(counters.shutdowns.load(Ordering::SeqCst), 1);
     // The dropped connection's disconnect hook ran before shutdown returned.
     assert_eq!(counters.disconnects(), 1);
@@ -906,8 +906,11 @@ fn a_flooding_client_starves_neither_others_nor_shutdown(adapter: Adapter) {
     let mut flooder = RawClient::connect(server.addr(), "/ws");
     let pongs = eventum_e2e::masked_frame(0xA, &[7u8; 125]).repeat(64);
     let flood = std::thread::spawn(move || {
-        let until = Instant::now() + Duration::from_secs(8);
-        while Instant::now() < until && flooder.try_send_raw(&pongs).is_ok() {}
+        let (until, mut sent) = (Instant::now() + Duration::from_secs(8), 0usize);
+        while Instant::now() < until && flooder.try_send_raw(&pongs).is_ok() {
+            sent += pongs.len();
+        }
+        sent
     });
     let mut other = server.client("/ws");
     for round in 0..5 {
@@ -921,11 +924,13 @@ fn a_flooding_client_starves_neither_others_nor_shutdown(adapter: Adapter) {
     });
     done_rx.recv_timeout(WAIT).expect("shutdown finished despite the flood");
     assert!(
-        started.elapsed() < Duration::from_millis(2500),
+        started.elapsed() < generous(Duration::from_millis(2500)),
         "shutdown took {:?}",
         started.elapsed()
     );
-    flood.join().expect("flood thread");
+    // The precondition: the flood really flowed (megabytes, not a trickle).
+    let sent = flood.join().expect("flood thread");
+    assert!(sent > 4 << 20, "only {sent} bytes of flood were sent");
 }
 
 fn slow_reader_does_not_stall_other_clients(adapter: Adapter) {
@@ -994,7 +999,8 @@ fn keepalive_config() -> Config {
     Config::builder()
         .keepalive(Some(Keepalive {
             interval: Duration::from_millis(200),
-            timeout: Duration::from_millis(300),
+            // Room for a client thread descheduled on a loaded machine to answer in time.
+            timeout: Duration::from_millis(1000),
         }))
         .close_timeout(Duration::from_secs(1))
         .build()
@@ -1014,7 +1020,7 @@ fn keepalive_ping_arrives_and_answered_pings_keep_the_connection(adapter: Adapte
     // Reading answers pings (tungstenite replies with pongs): the connection survives
     // several keepalive periods.
     let mut pings = 1;
-    while started.elapsed() < Duration::from_millis(1200) {
+    while pings < 4 && started.elapsed() < generous(Duration::from_secs(2)) {
         match client.try_recv_any(Duration::from_millis(100)) {
             Ok(Message::Ping(_)) => pings += 1,
             Ok(other) => panic!("unexpected {other:?}"),
@@ -1022,7 +1028,7 @@ fn keepalive_ping_arrives_and_answered_pings_keep_the_connection(adapter: Adapte
             Err(e) => panic!("closed although pongs were sent: {e:?}"),
         }
     }
-    assert!(pings >= 3, "only {pings} pings in 1.2 s");
+    assert!(pings >= 4, "only {pings} pings in {:?}", started.elapsed());
     assert_alive(&mut client, "after keepalives");
     assert_eq!(counters.disconnects(), 0);
     drop(client);
@@ -1039,14 +1045,12 @@ fn keepalive_unanswered_is_closed_with_1011(adapter: Adapter) {
         .expect("a frame")
         .expect("not EOF");
     assert_eq!(ping.opcode, 0x9, "{ping:?}");
-    let close = raw
-        .read_frame(Duration::from_secs(2))
-        .expect("a frame")
-        .expect("not EOF");
+    let close = raw.read_frame(WAIT).expect("a frame").expect("not EOF");
     assert_eq!(close.close_code(), Some(1011), "{close:?}");
     let took = started.elapsed();
+    // The ping after 200 ms of silence, the close 1 s later.
     assert!(
-        took >= Duration::from_millis(450) && took < Duration::from_millis(2500),
+        took >= Duration::from_millis(1150) && took < generous(Duration::from_millis(2500)),
         "closed after {took:?}"
     );
     // The server then ends the connection (it does not wait for our close reply forever).
@@ -1152,7 +1156,7 @@ fn handshake_timeout_answers_408_and_closes(adapter: Adapter) {
     let answer = String::from_utf8_lossy(&answer);
     assert!(answer.starts_with("HTTP/1.1 408 "), "{answer:?}");
     assert!(
-        took >= Duration::from_millis(250) && took < Duration::from_secs(2),
+        took >= Duration::from_millis(250) && took < generous(Duration::from_secs(2)),
         "ended after {took:?}"
     );
     assert!(server.wait_connections(0));
@@ -1176,7 +1180,7 @@ fn close_timeout_drops_a_client_that_never_answers_the_close(adapter: Adapter) {
     assert_eq!(raw.read_frame(WAIT).expect("EOF, not a timeout"), None);
     let took = started.elapsed();
     assert!(
-        took >= Duration::from_millis(800) && took < Duration::from_secs(3),
+        took >= Duration::from_millis(800) && took < generous(Duration::from_secs(3)),
         "dropped after {took:?}"
     );
     counters.expect_disconnects(1);
@@ -1275,6 +1279,12 @@ fn handle_sends_to_a_non_reading_client_never_leave_a_silent_gap(adapter: Adapte
     })
     .join()
     .expect("sender");
+    // The precondition: the sends outgrew what the connection may hold, so some were
+    // refused (the mailbox and the output are bounded).
+    assert!(
+        accepted < COUNT,
+        "every one of {COUNT} sends was accepted: nothing was bounded"
+    );
     // Now it reads everything that arrives.
     let mut received = Vec::new();
     let ending = loop {

@@ -49,10 +49,13 @@ pub(crate) fn drive<T: Transport>(mut session: Session, mut stream: T) -> io::Re
         let mut reads = 0;
         while readable && session.wants_read() && reads < READS_PER_PASS {
             reads += 1;
-            match stream.read(buf.space()) {
+            let space = buf.space();
+            let asked = space.len();
+            match stream.read(space) {
                 Ok(n) => {
                     buf.feed(&mut session, Instant::now(), n);
-                    readable = n > 0;
+                    // A short read from a socket drained it: skip the read that would block.
+                    readable = n > 0 && !(n < asked && stream.short_read_drains());
                 }
                 Err(e) if e.kind() == ErrorKind::WouldBlock => readable = false,
                 Err(e) if e.kind() == ErrorKind::Interrupted => {}

@@ -140,7 +140,7 @@ impl Server {
     fn spawn_connection(&self, session: Session, stream: TcpStream, peer: Option<SocketAddr>) {
         if self.spare.claim() {
             // A waiting thread is ours: it takes the job off the channel.
-            let _ = self.spare.jobs.send((session, stream, peer));
+            let _ = self.spare.jobs.send(Some((session, stream, peer)));
             return;
         }
         let spare = Arc::clone(&self.spare);
@@ -163,11 +163,19 @@ type Job = (Session, TcpStream, Option<SocketAddr>);
 struct Spare {
     /// Threads waiting for a job and not yet promised one.
     waiting: AtomicUsize,
-    jobs: Sender<Job>,
-    next: Mutex<Receiver<Job>>,
+    /// `None` tells a waiting thread to end (the server stopped).
+    jobs: Sender<Option<Job>>,
+    next: Mutex<Receiver<Option<Job>>>,
 }
 
 impl Spare {
+    /// Ends every waiting thread.
+    fn release(&self) {
+        while self.claim() {
+            let _ = self.jobs.send(None);
+        }
+    }
+
     /// Promises the next job to a waiting thread, if one is waiting.
     fn claim(&self) -> bool {
         let one_less = |n: usize| n.checked_sub(1);
@@ -185,16 +193,17 @@ impl Spare {
             }
             self.waiting.fetch_add(1, Ordering::AcqRel);
             let next = self.next.lock().unwrap_or_else(|e| e.into_inner());
-            job = match next.recv_timeout(SPARE_WAIT) {
-                Ok(job) => job,
+            let promised = match next.recv_timeout(SPARE_WAIT) {
+                Ok(promised) => promised,
                 // Leave, unless a job was promised meanwhile: then it is on its way, and
                 // this thread, holding the channel, takes it.
                 Err(_) if self.claim() => return,
-                Err(_) => match next.recv() {
-                    Ok(job) => job,
-                    Err(_) => return,
-                },
+                Err(_) => next.recv().ok().flatten(),
             };
+            match promised {
+                Some(promised) => job = promised,
+                None => return,
+            }
         }
     }
 }
@@ -270,6 +279,7 @@ impl Running {
         while let Some(until) = plan.poll(Instant::now(), &waker) {
             std::thread::park_timeout(until.saturating_duration_since(Instant::now()));
         }
+        self.server.spare.release();
         endpoint.app().shutdown();
     }
 }

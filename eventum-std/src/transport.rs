@@ -18,6 +18,12 @@ pub trait Transport: Read + Write + AsFd + Send + 'static {
     fn set_nonblocking(&self, nonblocking: bool) -> io::Result<()>;
     /// Shuts down one or both directions.
     fn shutdown(&self, how: Shutdown) -> io::Result<()>;
+    /// Whether a read that returns fewer bytes than asked means nothing more is ready, so
+    /// the driver can wait for readiness without first reading until `WouldBlock` (true
+    /// for sockets; the default, false, is right for transports that buffer above theirs).
+    fn short_read_drains(&self) -> bool {
+        false
+    }
 }
 
 impl Transport for TcpStream {
@@ -26,6 +32,9 @@ impl Transport for TcpStream {
     }
     fn shutdown(&self, how: Shutdown) -> io::Result<()> {
         TcpStream::shutdown(self, how)
+    }
+    fn short_read_drains(&self) -> bool {
+        true
     }
 }
 
@@ -36,5 +45,8 @@ impl Transport for std::os::unix::net::UnixStream {
     }
     fn shutdown(&self, how: Shutdown) -> io::Result<()> {
         std::os::unix::net::UnixStream::shutdown(self, how)
+    }
+    fn short_read_drains(&self) -> bool {
+        true
     }
 }
