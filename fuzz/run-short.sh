@@ -15,7 +15,7 @@ shift || true
 cd "$(dirname "$0")"
 targets=("$@")
 if [ ${#targets[@]} -eq 0 ]; then
-    targets=(handshake frame_header unmask connection session)
+    targets=(handshake frame_header unmask connection session reference)
 fi
 
 if ! cargo fuzz --version >/dev/null 2>&1; then

@@ -12,12 +12,13 @@ use eventum_core::fuzzing;
 
 type Target = fn(&[u8]);
 
-const TARGETS: [(&str, Target); 5] = [
+const TARGETS: [(&str, Target); 6] = [
     ("handshake", fuzzing::handshake),
     ("frame_header", fuzzing::frame_header),
     ("unmask", fuzzing::unmask),
     ("connection", fuzzing::connection),
     ("session", fuzzing::session),
+    ("reference", fuzzing::reference),
 ];
 
 fn corpus_dir(target: &str) -> PathBuf {
@@ -69,6 +70,11 @@ fn unmask_corpus() {
 #[test]
 fn connection_corpus() {
     replay(&corpus_dir("connection"), fuzzing::connection);
+}
+
+#[test]
+fn reference_corpus() {
+    replay(&corpus_dir("reference"), fuzzing::reference);
 }
 
 #[test]
@@ -398,6 +404,57 @@ fn connection_seeds() -> Vec<(&'static str, Vec<u8>)> {
     ]
 }
 
+/// Client byte streams for the `reference` target (control byte: chunk seed).
+fn reference_seeds() -> Vec<(&'static str, Vec<u8>)> {
+    let with = |control: u8, parts: &[&[u8]]| [&[control][..], &parts.concat()].concat();
+    let text = |t: &[u8]| masked(true, OpCode::Text, t);
+    let big = vec![b'x'; 70_000];
+    vec![
+        (
+            "echo_ping_close",
+            with(
+                0,
+                &[&text(b"Hello"), &masked(true, OpCode::Ping, b"p"), &close(1000, b"bye")],
+            ),
+        ),
+        (
+            "fragments_and_ping",
+            with(
+                3,
+                &[
+                    &masked(false, OpCode::Text, "h\u{e9}".as_bytes()),
+                    &masked(true, OpCode::Ping, b""),
+                    &masked(true, OpCode::Continuation, b"llo"),
+                ],
+            ),
+        ),
+        (
+            "invalid_utf8_fragment",
+            with(
+                1,
+                &[
+                    &masked(false, OpCode::Text, &[0xce, 0xba, 0xf4, 0x90]),
+                    &masked(true, OpCode::Continuation, b"x"),
+                ],
+            ),
+        ),
+        ("unmasked", with(0, &[&text(b"ok"), &[0x81, 0x02, b'n', b'o']])),
+        ("reserved_opcode", with(2, &[&[0x83, 0x80, 1, 2, 3, 4]])),
+        ("too_big", with(0, &[&masked(true, OpCode::Binary, &big)])),
+        ("close_1010_and_bad_code", with(0, &[&close(1010, b"")])),
+        ("close_invalid_code", with(0, &[&close(1005, b"")])),
+        ("close_bad_reason", with(0, &[&close(1000, &[0xff])])),
+        (
+            "truncated_frame",
+            with(5, &[&text(b"whole"), &masked(true, OpCode::Text, b"cut short")[..8]]),
+        ),
+        (
+            "continuation_without_start",
+            with(0, &[&masked(true, OpCode::Continuation, b"x")]),
+        ),
+    ]
+}
+
 /// Client events of the `session` target's sample app, then a close.
 fn session_seeds() -> Vec<(&'static str, Vec<u8>)> {
     let text = |t: &str| masked(true, OpCode::Text, t.as_bytes());
@@ -456,6 +513,7 @@ fn regenerate_seed_corpus() {
         ("unmask", unmask_seeds()),
         ("connection", connection_seeds()),
         ("session", session_seeds()),
+        ("reference", reference_seeds()),
     ];
     for (target, seeds) in sets {
         let dir = corpus_dir(target);

@@ -7,6 +7,7 @@
 mod codec;
 mod connection;
 mod handshake;
+mod reference;
 mod session;
 
 use std::sync::OnceLock;
@@ -17,6 +18,7 @@ use crate::connection::Connection;
 pub use codec::{frame_header, unmask};
 pub use connection::connection;
 pub use handshake::handshake;
+pub use reference::reference;
 pub use session::session;
 
 /// `max_head_bytes` of [`handshake`], small so that oversized heads fit a fuzz input.
