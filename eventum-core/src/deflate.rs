@@ -309,12 +309,12 @@ impl MessageInflater {
             .min(self.max_message_size.saturating_sub(self.produced).saturating_add(1));
         let start = out.len();
         out.resize(start + room, 0);
-        let mut written = 0;
-        let mut consumed = 0;
+        let (mut written, mut consumed, mut tail_used) = (0, 0, 0);
         let result = (|| {
             if self.stream_ended {
                 consumed = input.len(); // after a BFINAL block: ignored (RFC 7692 §7.2.3.5)
-            } else if !input.is_empty() {
+            } else {
+                // Also with empty input: zlib may hold output from a chunk that filled up.
                 let (used, made, status) = run(decompress, input, &mut out[start..start + room])?;
                 consumed = used;
                 written = made;
@@ -326,6 +326,7 @@ impl MessageInflater {
             if fin && consumed == input.len() && !self.stream_ended && self.tail_fed < TAIL.len() && written < room {
                 let tail = &TAIL[self.tail_fed..];
                 let (used, made, status) = run(decompress, tail, &mut out[start + written..start + room])?;
+                tail_used = used;
                 self.tail_fed += used;
                 written += made;
                 if status == Status::StreamEnd {
@@ -342,20 +343,19 @@ impl MessageInflater {
                 limit: self.max_message_size,
             });
         }
+        let unfinished = consumed < input.len() || (fin && !self.stream_ended && self.tail_fed < TAIL.len());
         let next = if written == room {
             Next::Continue // the chunk is full: zlib may hold more output
-        } else if consumed < input.len() {
-            if written == 0 && consumed == 0 {
+        } else if unfinished {
+            if consumed == 0 && written == 0 && tail_used == 0 {
                 return Err(InflateError::Corrupt("no progress".into()));
             }
             Next::Continue
         } else if !fin {
             Next::NeedFrame
-        } else if self.stream_ended || self.tail_fed == TAIL.len() {
+        } else {
             self.end_message();
             Next::MessageEnd
-        } else {
-            Next::Continue
         };
         Ok(Inflated {
             consumed,

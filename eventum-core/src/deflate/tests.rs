@@ -241,6 +241,21 @@ fn split_at_every_byte_boundary() {
     assert_eq!(inflate_frames(&mut i, &frames).unwrap(), message);
 }
 
+/// Long matches (258 bytes from a few input bits) split across frames while the output
+/// chunk is small: what zlib still holds when a frame's input is used up comes out.
+#[test]
+fn long_matches_across_frames_with_small_chunks() {
+    let message: Vec<u8> = b"abc".iter().cycle().take(20_000).copied().collect();
+    let payload = deflate(&mut deflater(15, true), &message);
+    for chunk in [1, 7, 300] {
+        for at in 0..=payload.len() {
+            let mut i = MessageInflater::new(&params(15, true), 1 << 20, chunk);
+            let out = inflate_frames(&mut i, &[&payload[..at], &payload[at..], b""]).unwrap();
+            assert_eq!(out, message, "chunk {chunk}, split at {at}");
+        }
+    }
+}
+
 #[test]
 fn output_comes_in_bounded_chunks() {
     let message = vec![b'a'; 100_000];
