@@ -102,16 +102,17 @@ impl MessageDeflater {
         MessageDeflater {
             compress: None,
             level: config.level(),
-            window_bits: params.server_max_window_bits().max(MIN_WINDOW_BITS),
+            window_bits: params.server_max_window_bits(),
             no_context_takeover: params.server_no_context_takeover(),
             threshold: config.min_size(),
             in_message: false,
         }
     }
 
-    /// Whether a message of `len` bytes is worth compressing (at least the threshold).
+    /// Whether a message of `len` bytes should be compressed: at least the threshold, and
+    /// never when the client limited our window to 8 bits, which zlib cannot honour.
     pub(crate) fn should_compress(&self, len: usize) -> bool {
-        len >= self.threshold
+        self.window_bits >= MIN_WINDOW_BITS && len >= self.threshold
     }
 
     /// Whether the zlib state is allocated.
@@ -126,7 +127,12 @@ impl MessageDeflater {
     /// Each call's output is the payload of one frame (the first with RSV1 set); a
     /// non-final call may append nothing, which is still a valid (empty) frame.
     pub(crate) fn compress(&mut self, chunk: &[u8], fin: bool, out: &mut Vec<u8>) -> Result<(), DeflateError> {
-        let (level, bits) = (self.level, self.window_bits);
+        // Called anyway with an 8-bit limit: stored blocks (level 0) have no back-references,
+        // so they are valid for any window.
+        let (level, bits) = match self.window_bits {
+            bits if bits < MIN_WINDOW_BITS => (0, MIN_WINDOW_BITS),
+            bits => (self.level, bits),
+        };
         let compress = self
             .compress
             .get_or_insert_with(|| Compress::new_with_window_bits(Compression::new(level), false, bits));

@@ -447,3 +447,18 @@ fn state_is_allocated_lazily_and_released_without_takeover() {
     inflate(&mut kept, &first).unwrap();
     assert!(!kept.release());
 }
+
+#[test]
+fn server_window_of_8_sends_uncompressed_or_stored() {
+    let mut d = deflater(8, false);
+    assert!(
+        !d.should_compress(1 << 20),
+        "8 bits cannot be honoured by zlib: send uncompressed"
+    );
+    // Compressing anyway yields stored blocks (BTYPE 00), which refer to nothing.
+    let message = b"Hello Hello Hello Hello Hello Hello Hello Hello";
+    let payload = deflate(&mut d, message);
+    assert_eq!(payload[0] & 0b110, 0, "stored block");
+    assert!(payload.len() > message.len());
+    assert_eq!(inflate(&mut inflater(15, false), &payload).unwrap(), message);
+}

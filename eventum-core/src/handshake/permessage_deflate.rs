@@ -21,13 +21,15 @@
 //! after unquoting (RFC 7692 §7.1, the parser of [`ExtensionOffer`] unquotes them).
 //! Parameter and extension names are matched case-insensitively.
 //!
-//! **`server_max_window_bits=8` declines the offer.** zlib (and zlib-rs) cannot produce raw
-//! deflate with a 256-byte window: it refuses window bits 8 for raw streams, and silently
-//! uses 9 for zlib-wrapped ones "until 256-byte window bug fixed" (deflate.c). The common
-//! workaround of compressing with 9 bits while promising 8 is not honest: a 512-byte window
-//! can emit back-references 257..=512 bytes long that a client inflating with a 256-byte
-//! window must reject as "invalid distance too far back". Declining lets the next offer (or
-//! an uncompressed connection) win. `client_max_window_bits=8` is fine: our inflater uses 9
+//! **`server_max_window_bits=8` is accepted, and we then send every message uncompressed.**
+//! zlib (and zlib-rs) cannot produce raw deflate with a 256-byte window: it refuses window
+//! bits 8 for raw streams, and silently uses 9 for zlib-wrapped ones "until 256-byte window
+//! bug fixed" (deflate.c). The common workaround of compressing with 9 bits while promising
+//! 8 is not honest: a 512-byte window can emit back-references 257..=512 bytes long that a
+//! client inflating with a 256-byte window must reject as "invalid distance too far back".
+//! Sending uncompressed messages (RSV1 clear) is always allowed under the extension (RFC
+//! 7692 §6), so we accept the offer, keep the promise trivially, and the client still
+//! compresses towards us. `client_max_window_bits=8` is fine too: our inflater uses 9
 //! bits, and a decompressor with a larger window decodes anything a smaller one produced.
 
 use super::ExtensionOffer;
@@ -181,8 +183,7 @@ impl DeflateConfig {
     /// The answer to one well-formed offer, or `None` if it cannot be honoured.
     fn accept(&self, offer: &Offer) -> Option<Negotiated> {
         let server_bits = match offer.server_max_window_bits {
-            // See the module docs: we cannot compress within a 256-byte window.
-            Some(n) if n < MIN_CODEC_BITS => return None,
+            // 8 stays 8: see the module docs (we then send uncompressed).
             Some(n) => n.min(self.server_max_window_bits),
             None => self.server_max_window_bits,
         };
@@ -310,7 +311,8 @@ impl DeflateParams {
         self.client_no_context_takeover
     }
 
-    /// Window (log2) of our compressor, 9..=15.
+    /// The largest window (log2) our compressor may use, 8..=15. zlib cannot compress
+    /// within 8 bits, so with 8 every message we send goes uncompressed.
     pub fn server_max_window_bits(&self) -> u8 {
         self.server_max_window_bits
     }
@@ -411,8 +413,12 @@ mod tests {
             );
             assert_eq!(n.params().server_max_window_bits(), answered);
         }
-        // 8: declined, since we cannot compress within a 256-byte window (see module docs).
-        assert_eq!(response(&plain(), "permessage-deflate; server_max_window_bits=8"), None);
+        // 8: accepted, and honoured by sending uncompressed (see module docs).
+        let n = plain()
+            .negotiate(&offers("permessage-deflate; server_max_window_bits=8"))
+            .expect("accepted");
+        assert_eq!(n.response(), "permessage-deflate; server_max_window_bits=8");
+        assert_eq!(n.params().server_max_window_bits(), 8);
         // Without a value: the value is required, declined.
         assert_eq!(response(&plain(), "permessage-deflate; server_max_window_bits"), None);
     }
@@ -489,7 +495,7 @@ mod tests {
 
     #[test]
     fn first_acceptable_offer_wins() {
-        let header = "x-webkit-deflate-frame, permessage-deflate; server_max_window_bits=8, \
+        let header = "x-webkit-deflate-frame, permessage-deflate; server_max_window_bits, \
                       permessage-deflate; unknown, permessage-deflate; server_max_window_bits=10; \
                       client_max_window_bits, permessage-deflate";
         let n = plain()
