@@ -122,6 +122,7 @@ pub mod app;
 mod close;
 mod config;
 mod connection;
+mod deflate;
 pub mod driver;
 mod error;
 mod event;

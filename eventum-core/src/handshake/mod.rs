@@ -8,10 +8,12 @@
 
 mod accept_key;
 mod head;
+mod permessage_deflate;
 mod request;
 mod response;
 
 pub use accept_key::accept_key;
+pub use permessage_deflate::{DeflateConfig, DeflateParams, Negotiated, PERMESSAGE_DEFLATE};
 pub use request::{ExtensionOffer, Request};
 pub use response::{Accept, HttpResponse};
 
