@@ -14,11 +14,11 @@ use crate::handshake::Request;
 #[derive(Debug)]
 pub enum Event<'a> {
     /// A valid WebSocket upgrade request. Answer it with
-    /// [`Connection::accept`](crate::Connection::accept) or refuse it with
-    /// [`Connection::respond`](crate::Connection::respond).
+    /// [`Commands::accept`](crate::Commands::accept) or refuse it with
+    /// [`Commands::respond`](crate::Commands::respond).
     UpgradeRequest(&'a Request),
     /// A plain HTTP request (only when [`Config::http_fallback`](crate::Config::http_fallback)
-    /// is on). Answer it with [`Connection::respond`](crate::Connection::respond).
+    /// is on). Answer it with [`Commands::respond`](crate::Commands::respond).
     HttpRequest(&'a Request),
     /// A complete text message, validated as UTF-8.
     Text(&'a str),

@@ -85,7 +85,7 @@
 //! connections as [`Session`](driver::Session)s, driven with the same loop as a
 //! `Connection`, and delivers what sessions ask of each other (rooms, broadcasts, sends
 //! by id). An adapter is only its runtime around the kit: `eventum-std/examples/custom_loop.rs`
-//! is a complete one over mio in under 150 lines. With the `testing` feature, [`testing`]
+//! is a complete one over mio in under 150 lines. With the `testing` feature, `testing`
 //! runs apps in memory for tests.
 //!
 //! # Limits and defaults
