@@ -184,7 +184,7 @@ fn observed(wire: &[u8]) -> Expected {
     Expected { frames, close }
 }
 
-/// An opened echo connection fed `data` after its upgrade, compared with [`model`].
+/// An opened echo connection fed `data` after its upgrade, compared with `model` (below).
 ///
 /// Input: one control byte (bits 0-5 seed the chunk sizes, 0: one chunk), then the
 /// client's bytes. The output is drained after every chunk, so nothing waits on
