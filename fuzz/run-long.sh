@@ -1,0 +1,67 @@
+#!/usr/bin/env bash
+# Long fuzzing runs with the corpus merged back: every target (or the ones named) for
+# SECONDS each, one after the other, then the new inputs that add coverage are merged
+# into the checked-in fuzz/corpus/<target>/ (libFuzzer's -merge=1), ready to review and
+# commit. Prints, per target, the executions, coverage and crashes for the closing note.
+#
+#   fuzz/run-long.sh 3600                 # one hour per target
+#   fuzz/run-long.sh 600 reference session
+#
+# Crashes stop nothing: a crashing target is reported (its input in fuzz/artifacts/) and
+# the next one runs; the script exits 1 if any target crashed. JOBS (default 1) runs that
+# many fuzzing processes per target in parallel (libFuzzer -fork).
+set -euo pipefail
+
+seconds="${1:-3600}"
+shift || true
+cd "$(dirname "$0")"
+targets=("$@")
+if [ ${#targets[@]} -eq 0 ]; then
+    targets=(handshake frame_header unmask connection session reference)
+fi
+jobs="${JOBS:-1}"
+
+if ! cargo fuzz --version >/dev/null 2>&1; then
+    echo "run-long: cargo-fuzz is not installed; installing it with 'cargo install cargo-fuzz --locked'"
+    cargo install cargo-fuzz --locked
+fi
+export RUSTC_BOOTSTRAP=1
+export CARGO_BUILD_JOBS="${CARGO_BUILD_JOBS:-2}"
+cargo fuzz build -a
+
+work="$(mktemp -d)"
+trap 'rm -rf "$work"' EXIT
+crashed=()
+for target in "${targets[@]}"; do
+    mkdir -p "$work/$target"
+    log="$work/$target.log"
+    dict=()
+    if [ -f "$target.dict" ]; then
+        dict=(-dict="$target.dict")
+    fi
+    fork=()
+    if [ "$jobs" -gt 1 ]; then
+        fork=(-fork="$jobs" -ignore_crashes=1)
+    fi
+    echo "run-long: fuzzing $target for ${seconds}s (jobs: $jobs)"
+    status=0
+    cargo fuzz run -a "$target" "$work/$target" "corpus/$target" -- \
+        -max_total_time="$seconds" -print_final_stats=1 "${dict[@]}" "${fork[@]}" >"$log" 2>&1 || status=$?
+    grep -E "^#[0-9]+.*DONE|stat::number_of_executed_units|stat::peak_rss_mb|cov:" "$log" | tail -3 | sed "s/^/run-long: $target: /"
+    if [ "$status" -ne 0 ] || ls "artifacts/$target"/crash-* >/dev/null 2>&1; then
+        crashed+=("$target")
+        echo "run-long: $target CRASHED (inputs in fuzz/artifacts/$target/):"
+        grep -m 3 -A 3 -E "panicked at|ERROR: (AddressSanitizer|libFuzzer)" "$log" || tail -n 30 "$log"
+    fi
+    # Keep what added coverage: merge the new inputs into the checked-in corpus.
+    before=$(find "corpus/$target" -type f | wc -l)
+    cargo fuzz run -a "$target" "corpus/$target" "$work/$target" -- -merge=1 >"$work/$target.merge.log" 2>&1 || true
+    after=$(find "corpus/$target" -type f | wc -l)
+    echo "run-long: $target: corpus $before -> $after files"
+done
+
+if [ ${#crashed[@]} -ne 0 ]; then
+    echo "run-long: crashes in: ${crashed[*]}"
+    exit 1
+fi
+echo "run-long: no crash in ${targets[*]} (${seconds}s each)"
