@@ -410,6 +410,7 @@ fn percentile(sorted: &[u64], p: f64) -> f64 {
 }
 
 fn echo(args: &Args) -> io::Result<()> {
+    let began = Instant::now();
     if args.mode == "broadcast" && args.size < 8 {
         return Err(io::Error::other(
             "broadcast needs --size 8 or more (the sender's number)",
@@ -468,7 +469,7 @@ fn echo(args: &Args) -> io::Result<()> {
         errors.len()
     );
     println!(
-        "RESULT mode={} connections={} inflight={} size={} seconds={} messages={} total={total} msgs_per_sec={:.0} deliveries_per_sec={:.0} p50_us={:.1} p99_us={:.1} errors={}",
+        "RESULT mode={} connections={} inflight={} size={} seconds={} messages={} total={total} msgs_per_sec={:.0} deliveries_per_sec={:.0} p50_us={:.1} p99_us={:.1} errors={} client_cpu_share={:.2}",
         args.mode,
         args.connections,
         args.inflight,
@@ -479,13 +480,15 @@ fn echo(args: &Args) -> io::Result<()> {
         delivered as f64 / args.duration,
         percentile(&latencies, 0.50),
         percentile(&latencies, 0.99),
-        errors.len()
+        errors.len(),
+        client_cpu_share(began.elapsed().as_secs_f64())
     );
     Ok(())
 }
 
 /// Opens and closes connections back to back on `--threads` threads for the duration.
 fn handshake(args: &Args) -> io::Result<()> {
+    let began = Instant::now();
     let end = Instant::now() + Duration::from_secs_f64(args.warmup + args.duration);
     let start = Instant::now() + Duration::from_secs_f64(args.warmup);
     let threads: Vec<_> = (0..args.threads)
@@ -522,12 +525,29 @@ fn handshake(args: &Args) -> io::Result<()> {
         args.threads, args.duration
     );
     println!(
-        "RESULT mode=handshake threads={} seconds={} total={total} handshakes_per_sec={rate:.0} errors={}",
+        "RESULT mode=handshake threads={} seconds={} total={total} handshakes_per_sec={rate:.0} errors={} client_cpu_share={:.2}",
         args.threads,
         args.duration,
-        errors.len()
+        errors.len(),
+        client_cpu_share(began.elapsed().as_secs_f64())
     );
     Ok(())
+}
+
+/// This process's CPU time (user + system, all threads) over `wall` seconds, from
+/// /proc/self/stat (in USER_HZ, which Linux fixes at 100): the load generator's own share
+/// of its core, so a run where the client was the limit can be told apart.
+fn client_cpu_share(wall: f64) -> f64 {
+    let stat = std::fs::read_to_string("/proc/self/stat").unwrap_or_default();
+    // Fields after the command name (which may contain spaces) start after ") ".
+    let fields: Vec<&str> = stat
+        .rsplit_once(") ")
+        .map_or(Vec::new(), |(_, rest)| rest.split(' ').collect());
+    let ticks: f64 = [11, 12]
+        .iter()
+        .filter_map(|&i| fields.get(i)?.parse::<f64>().ok())
+        .sum();
+    ticks / 100.0 / wall.max(1e-9)
 }
 
 /// The soft limit on open files, from /proc (no libc needed).
