@@ -435,6 +435,19 @@ impl Client<TcpStream> {
         let stream = self.ws.get_ref();
         let _ = stream.shutdown(Shutdown::Both);
     }
+
+    /// Ends the connection in one of the three ways a client leaves, chosen by `way % 3`:
+    /// 0 a close handshake, 1 a TCP shutdown without one ([`Client::drop_abruptly`]),
+    /// 2 a plain drop. Churn tests cycle through them so the server sees every kind.
+    pub fn leave(self, way: usize) {
+        match way % 3 {
+            0 => {
+                self.close(1000, "");
+            }
+            1 => self.drop_abruptly(),
+            _ => drop(self),
+        }
+    }
 }
 
 impl<S: Read + Write> Client<S> {

@@ -1202,13 +1202,7 @@ fn many_connections_come_and_go_without_leaks(adapter: Adapter) {
                 "ids are unique"
             );
         }
-        match i % 3 {
-            0 => {
-                client.close(1000, "");
-            }
-            1 => client.drop_abruptly(),
-            _ => drop(client),
-        }
+        client.leave(i);
     }
     // Refused upgrades and plain HTTP requests in between.
     for _ in 0..20 {

@@ -35,13 +35,7 @@ fn come_and_go(adapter: Adapter) {
         let mut client = server.client("/ws");
         client.send_text("hi");
         assert_eq!(client.recv_text(), "hi");
-        match i % 3 {
-            0 => {
-                client.close(1000, "");
-            }
-            1 => client.drop_abruptly(),
-            _ => drop(client),
-        }
+        client.leave(i);
     }
     for _ in 0..20 {
         assert!(Client::connect(server.addr(), "/nope").is_err(), "refused with 404");
