@@ -91,6 +91,17 @@ pub fn js_string(text: &str) -> String {
     Value::from(text).to_string()
 }
 
+/// Fills in the chat example page's name and room and clicks its join button.
+pub fn join_chat(page: &mut Page, name: &str, room: &str) {
+    let script = format!(
+        "document.getElementById('name').value = {}; document.getElementById('room').value = {}; \
+         document.getElementById('join').click(); true",
+        js_string(name),
+        js_string(room)
+    );
+    page.eval(&script).expect("join");
+}
+
 /// A running headless Chromium; killed when dropped.
 pub struct Chromium {
     child: Child,

@@ -48,16 +48,6 @@ fn open_connected(browser: &Chromium, server: &TestServer, who: &str) -> Page {
     page
 }
 
-fn join(page: &mut Page, name: &str, room: &str) {
-    let script = format!(
-        "document.getElementById('name').value = {}; document.getElementById('room').value = {}; \
-         document.getElementById('join').click(); true",
-        browser::js_string(name),
-        browser::js_string(room)
-    );
-    page.eval(&script).expect("join");
-}
-
 fn say(page: &mut Page, text: &str) {
     let script = format!(
         "document.getElementById('text').value = {}; document.getElementById('send').click(); true",
@@ -78,9 +68,9 @@ fn chat_in_two_tabs(adapter: Adapter) {
     let mut bob = open_connected(&browser, &server, "bob");
     // (No exact connection count: Chromium also opens speculative, idle connections.)
 
-    join(&mut ada, "ada", "e2e-room");
+    browser::join_chat(&mut ada, "ada", "e2e-room");
     expect_log(&mut ada, "ada", "ada joined e2e-room", &browser);
-    join(&mut bob, "bob", "e2e-room");
+    browser::join_chat(&mut bob, "bob", "e2e-room");
     expect_log(&mut bob, "bob", "bob joined e2e-room", &browser);
     expect_log(&mut ada, "ada", "bob joined e2e-room", &browser);
 

@@ -33,16 +33,6 @@ fn wait(page: &mut Page, browser: &Chromium, condition: &str) {
     }
 }
 
-fn join(page: &mut Page, name: &str, room: &str) {
-    let script = format!(
-        "document.getElementById('name').value = {}; document.getElementById('room').value = {}; \
-         document.getElementById('join').click(); true",
-        browser::js_string(name),
-        browser::js_string(room)
-    );
-    page.eval(&script).expect("join");
-}
-
 fn log_contains(text: &str) -> String {
     format!(
         "document.getElementById('log').textContent.includes({})",
@@ -63,7 +53,7 @@ fn chat_page_reconnects(adapter: Adapter) {
         &browser,
         "document.body && document.body.dataset.connected === 'yes'",
     );
-    join(&mut ada, "ada", "lobby");
+    browser::join_chat(&mut ada, "ada", "lobby");
     wait(&mut ada, &browser, &log_contains("ada joined lobby"));
 
     server.shutdown();
@@ -93,7 +83,7 @@ fn chat_page_reconnects(adapter: Adapter) {
         &browser,
         "document.body && document.body.dataset.connected === 'yes'",
     );
-    join(&mut bob, "bob", "lobby");
+    browser::join_chat(&mut bob, "bob", "lobby");
     let say = "document.getElementById('text').value = 'after the restart'; \
                document.getElementById('send').click(); true";
     wait(&mut bob, &browser, &log_contains("bob joined lobby"));
