@@ -576,4 +576,6 @@ fn mailbox_overflow_closes_a_slow_consumer_with_1008() {
         log.items(),
         vec![closed(1008, "slow consumer", CloseCause::SlowConsumer)]
     );
+    // The connection can send nothing more: a send is refused now, not accepted and dropped.
+    assert_eq!(handle.send_text(&message), Err(HandleError::Closed));
 }

@@ -52,6 +52,9 @@ struct Inner {
     overflowed: bool,
     /// The connection has ended: nothing more is accepted.
     closed: bool,
+    /// The connection's close has begun: it can send nothing more, so messages and closes
+    /// are refused (as `Closed`) while server commands still queue.
+    refusing: bool,
     waker: Option<Waker>,
 }
 
@@ -84,7 +87,7 @@ impl Mailbox {
     /// Queues a command, within the bound.
     pub(crate) fn push(&self, command: Command) -> Result<(), HandleError> {
         let mut inner = self.lock();
-        if inner.closed {
+        if inner.closed || inner.refusing {
             return Err(HandleError::Closed);
         }
         if inner.bytes + command.cost() > self.limit {
@@ -147,6 +150,12 @@ impl Mailbox {
         if pending {
             waker.wake_by_ref();
         }
+    }
+
+    /// The connection's close has begun: refuse messages from now on, so a sender learns
+    /// at once that they cannot go out rather than having them accepted and dropped.
+    pub(crate) fn refuse(&self) {
+        self.lock().refusing = true;
     }
 
     /// The connection has ended: refuse everything from now on and drop what waits.

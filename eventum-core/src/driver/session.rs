@@ -211,9 +211,12 @@ impl Session {
                 sent = true;
             }
             if !sent || round == 3 || !self.mailbox().has_mail() {
-                return;
+                break;
             }
             self.apply_mail(now);
+        }
+        if matches!(self.conn.state(), State::Closing | State::Closed) {
+            self.mailbox().refuse();
         }
     }
 
