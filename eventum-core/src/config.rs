@@ -3,6 +3,7 @@
 use std::time::Duration;
 
 use crate::error::ConfigError;
+use crate::handshake::DeflateConfig;
 
 /// What happens to a message pushed to a connection by someone else (a broadcast, a send
 /// by connection id) when that connection's outgoing buffer is over
@@ -58,6 +59,7 @@ pub struct Config {
     close_timeout: Duration,
     keepalive: Option<Keepalive>,
     http_fallback: bool,
+    compression: DeflateConfig,
 }
 
 impl Default for Config {
@@ -78,6 +80,7 @@ impl Default for Config {
                 timeout: Duration::from_secs(30),
             }),
             http_fallback: false,
+            compression: DeflateConfig::default(),
         }
     }
 }
@@ -144,6 +147,12 @@ impl Config {
     /// default `false`: the core answers them with `400`.
     pub fn http_fallback(&self) -> bool {
         self.http_fallback
+    }
+    /// The permessage-deflate settings (RFC 7692): on by default, with the defaults and
+    /// measured memory documented on [`DeflateConfig`]. A compressed message counts
+    /// against [`max_message_size`](Self::max_message_size) by its inflated size.
+    pub fn compression(&self) -> &DeflateConfig {
+        &self.compression
     }
 }
 
@@ -216,6 +225,11 @@ impl ConfigBuilder {
     /// See [`Config::http_fallback`].
     pub fn http_fallback(mut self, enabled: bool) -> Self {
         self.config.http_fallback = enabled;
+        self
+    }
+    /// See [`Config::compression`]; `DeflateConfig::disabled()` switches it off.
+    pub fn compression(mut self, compression: DeflateConfig) -> Self {
+        self.config.compression = compression;
         self
     }
 

@@ -34,20 +34,22 @@
 //! is a fixed 65 536 entries (128 KiB) and its buffers take 112 KiB at memLevel 8, so a
 //! compressor never costs less than ≈ 245 KiB; its inflater always reserves a full 32 KiB
 //! window, so the client's window bits do not change our memory (and a client that
-//! compresses with a larger window than it negotiated is tolerated rather than detected). Hence the defaults: a
-//! 12-bit server window (−30 % against 15), no compressor before the first message of at
-//! least the threshold, and [`MessageDeflater::release`] / [`MessageInflater::release`]
-//! to give the memory back between messages when context takeover is off.
-
-// wired into Connection by issue 10's next step
-#![allow(dead_code)]
+//! compresses with a larger window than it negotiated is tolerated rather than detected).
+//!
+//! Hence the defaults of [`DeflateConfig`]: no context takeover in either direction, so a
+//! stream is needed only while one message is compressed or inflated; it is borrowed from
+//! a small process-wide cache (`pool`) and returned when the message ends, and an idle
+//! connection holds none. With context takeover (configurable) each connection owns its
+//! streams from its first compressed message on: ≈ 259 KiB for a 12-bit compressor and
+//! ≈ 46 KiB for the inflater.
 
 use std::fmt;
 
 use flate2::{Compress, Compression, Decompress, FlushCompress, FlushDecompress, Status};
 
+mod pool;
+
 use crate::handshake::{DeflateConfig, DeflateParams};
-use crate::CloseCode;
 
 /// The end of a sync flush: the empty stored block's LEN and NLEN (RFC 7692 §7.2.1).
 const TAIL: [u8; 4] = [0x00, 0x00, 0xff, 0xff];
@@ -73,10 +75,11 @@ impl std::error::Error for DeflateError {}
 
 /// Compresses the messages we send, one at a time (RFC 7692 §7.2.1).
 ///
-/// The zlib state is allocated by the first message that is compressed; messages shorter
-/// than the configured threshold should be sent uncompressed (RSV1 clear), which
-/// [`should_compress`](Self::should_compress) decides and which does not disturb the
-/// context the peer keeps.
+/// Without context takeover the zlib state is borrowed from the process-wide cache for
+/// each message; with it, the state is allocated by the first message that is compressed
+/// and kept. Messages shorter than the configured threshold should be sent uncompressed
+/// (RSV1 clear), which [`should_compress`](Self::should_compress) decides and which does
+/// not disturb the context the peer keeps.
 pub(crate) struct MessageDeflater {
     compress: Option<Compress>,
     level: u32,
@@ -117,9 +120,22 @@ impl MessageDeflater {
         self.window_bits >= MIN_WINDOW_BITS && len >= self.threshold
     }
 
-    /// Whether the zlib state is allocated.
+    /// Whether the zlib state is held by this connection.
+    #[cfg(test)]
     pub(crate) fn is_allocated(&self) -> bool {
         self.compress.is_some()
+    }
+
+    /// Whether every message is compressed on its own (no context takeover), so one
+    /// compressed copy of a message is valid for every connection that accepts
+    /// [`window_bits`](Self::window_bits) or more.
+    pub(crate) fn is_stateless(&self) -> bool {
+        self.no_context_takeover
+    }
+
+    /// The window (log2) the compressor uses.
+    pub(crate) fn window_bits(&self) -> u8 {
+        self.window_bits
     }
 
     /// Appends the compressed form of `chunk`, the next part of the current message, to
@@ -135,9 +151,11 @@ impl MessageDeflater {
             bits if bits < MIN_WINDOW_BITS => (0, MIN_WINDOW_BITS),
             bits => (self.level, bits),
         };
-        let compress = self
-            .compress
-            .get_or_insert_with(|| Compress::new_with_window_bits(Compression::new(level), false, bits));
+        let stateless = self.no_context_takeover;
+        let compress = self.compress.get_or_insert_with(|| match stateless {
+            true => pool::take_compress(bits, level),
+            false => Compress::new_with_window_bits(Compression::new(level), false, bits),
+        });
         let flush = if fin { FlushCompress::Sync } else { FlushCompress::None };
         let start = out.len();
         let mut input = chunk;
@@ -160,8 +178,8 @@ impl MessageDeflater {
                 return Err(DeflateError("sync flush did not end with 00 00 ff ff".into()));
             }
             out.truncate(out.len() - TAIL.len());
-            if self.no_context_takeover {
-                compress.reset();
+            if let Some(compress) = self.compress.take_if(|_| stateless) {
+                pool::put_compress(bits, level, compress);
             }
         }
         Ok(())
@@ -170,17 +188,6 @@ impl MessageDeflater {
     /// Compresses a whole message into `out` (one frame's payload).
     pub(crate) fn compress_message(&mut self, message: &[u8], out: &mut Vec<u8>) -> Result<(), DeflateError> {
         self.compress(message, true, out)
-    }
-
-    /// Frees the zlib state between messages when context takeover is off (the next
-    /// compressed message allocates it again); returns whether it was freed. With context
-    /// takeover the state is the peer's dictionary and is kept.
-    pub(crate) fn release(&mut self) -> bool {
-        let free = self.no_context_takeover && !self.in_message && self.compress.is_some();
-        if free {
-            self.compress = None;
-        }
-        free
     }
 }
 
@@ -192,22 +199,12 @@ pub(crate) enum InflateError {
         /// The maximum message size.
         limit: usize,
     },
-    /// Not a valid DEFLATE stream, or a back-reference beyond the negotiated window:
+    /// Not a valid DEFLATE stream, or a back-reference beyond the data so far:
     /// close 1007. RFC 7692 names no code; 1007 ("data within a message that was not
     /// consistent with the type of the message", RFC 6455 §7.4.1) fits data whose framing
     /// was valid but whose content is not, as invalid UTF-8 is, and is what e.g. Node's
     /// `ws` sends. (Chromium's client sends 1002; both fail the connection.)
     Corrupt(String),
-}
-
-impl InflateError {
-    /// The close code to fail the connection with.
-    pub(crate) fn close_code(&self) -> CloseCode {
-        match self {
-            InflateError::TooBig { .. } => CloseCode::TOO_BIG,
-            InflateError::Corrupt(_) => CloseCode::INVALID_PAYLOAD,
-        }
-    }
 }
 
 impl fmt::Display for InflateError {
@@ -220,6 +217,15 @@ impl fmt::Display for InflateError {
 }
 
 impl std::error::Error for InflateError {}
+
+impl From<InflateError> for crate::error::ProtocolError {
+    fn from(error: InflateError) -> Self {
+        match error {
+            InflateError::TooBig { limit } => crate::error::ProtocolError::MessageTooLarge { limit },
+            InflateError::Corrupt(why) => crate::error::ProtocolError::InvalidCompressedData(why),
+        }
+    }
+}
 
 /// What the caller of [`MessageInflater::inflate`] does next.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -291,7 +297,8 @@ impl MessageInflater {
         }
     }
 
-    /// Whether the zlib state is allocated.
+    /// Whether the zlib state is held by this connection.
+    #[cfg(test)]
     pub(crate) fn is_allocated(&self) -> bool {
         self.decompress.is_some()
     }
@@ -303,14 +310,16 @@ impl MessageInflater {
     /// Call it until it says [`Next::NeedFrame`] (then with the next frame's payload) or
     /// [`Next::MessageEnd`], resuming at `input[consumed..]` after [`Next::Continue`];
     /// hand each chunk of output on (UTF-8 validation, the application) in between. An
-    /// error leaves the inflater unusable: fail the connection with
-    /// [`InflateError::close_code`].
+    /// error leaves the inflater unusable: fail the connection with the close code of
+    /// the [`ProtocolError`](crate::ProtocolError) it converts to.
     pub(crate) fn inflate(&mut self, input: &[u8], fin: bool, out: &mut Vec<u8>) -> Result<Inflated, InflateError> {
         self.in_message = true;
         let bits = self.window_bits;
-        let decompress = self
-            .decompress
-            .get_or_insert_with(|| Decompress::new_with_window_bits(false, bits));
+        let stateless = self.no_context_takeover;
+        let decompress = self.decompress.get_or_insert_with(|| match stateless {
+            true => pool::take_decompress(bits),
+            false => Decompress::new_with_window_bits(false, bits),
+        });
         // At most one byte over the limit, so going over is detected without producing more.
         let room = self
             .chunk
@@ -374,8 +383,13 @@ impl MessageInflater {
 
     /// Resets the per-message state, and the window if the peer does not take it over
     /// (or cannot, after a BFINAL block ended its stream).
+    /// Without takeover the state goes back to the process-wide cache.
     fn end_message(&mut self) {
-        if self.no_context_takeover || self.stream_ended {
+        if self.no_context_takeover {
+            if let Some(decompress) = self.decompress.take() {
+                pool::put_decompress(self.window_bits, decompress);
+            }
+        } else if self.stream_ended {
             if let Some(decompress) = &mut self.decompress {
                 decompress.reset(false);
             }
@@ -387,7 +401,8 @@ impl MessageInflater {
     }
 
     /// Inflates a whole single-frame message into `out` (a convenience over
-    /// [`inflate`](Self::inflate), for tests and small messages).
+    /// [`inflate`](Self::inflate), for tests).
+    #[cfg(test)]
     pub(crate) fn inflate_message(&mut self, payload: &[u8], out: &mut Vec<u8>) -> Result<(), InflateError> {
         let mut input = payload;
         loop {
@@ -397,16 +412,6 @@ impl MessageInflater {
                 return Ok(());
             }
         }
-    }
-
-    /// Frees the zlib state between messages when the peer does not take over context;
-    /// returns whether it was freed.
-    pub(crate) fn release(&mut self) -> bool {
-        let free = self.no_context_takeover && !self.in_message && self.decompress.is_some();
-        if free {
-            self.decompress = None;
-        }
-        free
     }
 }
 

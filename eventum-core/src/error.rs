@@ -99,6 +99,11 @@ pub enum ProtocolError {
     UnmaskedFrame,
     /// An RSV bit set that no negotiated extension owns (1002).
     ReservedBits,
+    /// RSV1 (permessage-deflate's "compressed" bit) on a control or continuation frame
+    /// (1002, RFC 7692 §6).
+    MisplacedCompressionBit,
+    /// A compressed message whose DEFLATE data is invalid (1007).
+    InvalidCompressedData(String),
     /// An opcode that RFC 6455 reserves (1002).
     ReservedOpcode(u8),
     /// A control frame without FIN (1002).
@@ -135,7 +140,9 @@ impl ProtocolError {
     /// The close code RFC 6455 prescribes for this violation.
     pub fn close_code(&self) -> CloseCode {
         match self {
-            ProtocolError::InvalidCloseReason | ProtocolError::InvalidUtf8 => CloseCode::INVALID_PAYLOAD,
+            ProtocolError::InvalidCloseReason
+            | ProtocolError::InvalidUtf8
+            | ProtocolError::InvalidCompressedData(_) => CloseCode::INVALID_PAYLOAD,
             ProtocolError::FrameTooLarge { .. } | ProtocolError::MessageTooLarge { .. } => CloseCode::TOO_BIG,
             _ => CloseCode::PROTOCOL_ERROR,
         }
@@ -147,6 +154,8 @@ impl fmt::Display for ProtocolError {
         match self {
             ProtocolError::UnmaskedFrame => f.write_str("client frame is not masked"),
             ProtocolError::ReservedBits => f.write_str("reserved bits set without a negotiated extension"),
+            ProtocolError::MisplacedCompressionBit => f.write_str("RSV1 set on a control or continuation frame"),
+            ProtocolError::InvalidCompressedData(why) => write!(f, "invalid compressed data: {why}"),
             ProtocolError::ReservedOpcode(op) => write!(f, "reserved opcode {op:#x}"),
             ProtocolError::FragmentedControlFrame => f.write_str("fragmented control frame"),
             ProtocolError::ControlFrameTooLong => f.write_str("control frame payload over 125 bytes"),

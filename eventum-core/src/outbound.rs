@@ -1,9 +1,11 @@
 //! The outgoing byte queue of one connection: whole frames in order, drained by the driver.
 
 use std::collections::VecDeque;
+use std::fmt;
 use std::io::IoSlice;
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 
+use crate::deflate::MessageDeflater;
 use crate::frame::{encode_header, header_bytes, OpCode};
 
 /// Frames smaller than this are appended to the last queued chunk so the driver writes
@@ -13,6 +15,10 @@ const COALESCE_LIMIT: usize = 64 * 1024;
 /// A complete server frame encoded once and shared by every connection it is pushed to
 /// (a broadcast), so N recipients cost one allocation, not N.
 ///
+/// Recipients that negotiated permessage-deflate without server context takeover (the
+/// default) share one compressed copy too: the first of them compresses the message and
+/// the rest reuse the result.
+///
 /// ```
 /// use eventum_core::SharedFrame;
 /// let frame = SharedFrame::text("hello everyone");
@@ -20,40 +26,100 @@ const COALESCE_LIMIT: usize = 64 * 1024;
 /// let copy = frame.clone(); // a reference count, not a copy of the bytes
 /// assert_eq!(copy.len(), 16);
 /// ```
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct SharedFrame(Arc<[u8]>);
+#[derive(Clone)]
+pub struct SharedFrame(Arc<FrameBytes>);
+
+struct FrameBytes {
+    /// The encoded frame.
+    bytes: Box<[u8]>,
+    /// Where the payload starts in `bytes`.
+    header_len: usize,
+    opcode: OpCode,
+    /// The message compressed on its own (RFC 7692), made once: the window bits it was
+    /// compressed with, and the frame (`None` when compressing did not shrink it).
+    deflated: OnceLock<(u8, Option<SharedFrame>)>,
+}
 
 impl SharedFrame {
     /// Encodes a text message as one unfragmented frame.
     pub fn text(text: &str) -> Self {
-        Self::encode(OpCode::Text, text.as_bytes())
+        Self::encode(OpCode::Text, false, text.as_bytes())
     }
 
     /// Encodes a binary message as one unfragmented frame.
     pub fn binary(data: &[u8]) -> Self {
-        Self::encode(OpCode::Binary, data)
+        Self::encode(OpCode::Binary, false, data)
     }
 
-    fn encode(opcode: OpCode, payload: &[u8]) -> Self {
+    fn encode(opcode: OpCode, compressed: bool, payload: &[u8]) -> Self {
         let mut bytes = Vec::with_capacity(payload.len() + crate::frame::MAX_HEADER_LEN);
-        encode_header(&mut bytes, true, false, opcode, payload.len() as u64);
+        let header_len = encode_header(&mut bytes, true, compressed, opcode, payload.len() as u64);
         bytes.extend_from_slice(payload);
-        SharedFrame(bytes.into())
+        SharedFrame(Arc::new(FrameBytes {
+            bytes: bytes.into(),
+            header_len,
+            opcode,
+            deflated: OnceLock::new(),
+        }))
     }
 
     /// The encoded frame, header included.
     pub fn as_bytes(&self) -> &[u8] {
-        &self.0
+        &self.0.bytes
     }
 
     /// Length of the encoded frame in bytes.
     pub fn len(&self) -> usize {
-        self.0.len()
+        self.0.bytes.len()
     }
 
     /// Always false: a frame has at least its 2-byte header.
     pub fn is_empty(&self) -> bool {
-        self.0.is_empty()
+        self.0.bytes.is_empty()
+    }
+
+    /// The message, without the frame header.
+    pub(crate) fn payload(&self) -> &[u8] {
+        &self.0.bytes[self.0.header_len..]
+    }
+
+    pub(crate) fn opcode(&self) -> OpCode {
+        self.0.opcode
+    }
+
+    /// The message compressed on its own with `deflater` (which must have no context
+    /// takeover), shared by every recipient: compressed by the first caller, reused by the
+    /// rest. `None` when compressing does not shrink the message. A recipient whose window
+    /// is smaller than the shared copy's gets a copy of its own.
+    pub(crate) fn deflated(&self, deflater: &mut MessageDeflater) -> Option<SharedFrame> {
+        let own_bits = deflater.window_bits();
+        let (bits, frame) = self.0.deflated.get_or_init(|| (own_bits, self.deflate(deflater)));
+        if *bits <= own_bits {
+            frame.clone()
+        } else {
+            self.deflate(deflater)
+        }
+    }
+
+    fn deflate(&self, deflater: &mut MessageDeflater) -> Option<SharedFrame> {
+        let payload = self.payload();
+        let mut compressed = Vec::with_capacity(payload.len() / 2 + 64);
+        deflater.compress_message(payload, &mut compressed).ok()?;
+        (compressed.len() < payload.len()).then(|| SharedFrame::encode(self.0.opcode, true, &compressed))
+    }
+}
+
+impl PartialEq for SharedFrame {
+    fn eq(&self, other: &Self) -> bool {
+        self.as_bytes() == other.as_bytes()
+    }
+}
+
+impl Eq for SharedFrame {}
+
+impl fmt::Debug for SharedFrame {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_tuple("SharedFrame").field(&self.as_bytes()).finish()
     }
 }
 
@@ -147,10 +213,11 @@ impl Outbound {
         self.len == 0
     }
 
-    /// Queues one unmasked frame: the header is written in front of the payload in the
-    /// same buffer, so the payload is copied once, from the caller into the queue.
-    pub(crate) fn push_frame(&mut self, opcode: OpCode, payload: &[u8]) {
-        let (header, header_len) = header_bytes(true, false, opcode, payload.len() as u64);
+    /// Queues one unmasked frame, with RSV1 set if its payload is `compressed`: the header
+    /// is written in front of the payload in the same buffer, so the payload is copied
+    /// once, from the caller into the queue.
+    pub(crate) fn push_frame(&mut self, opcode: OpCode, compressed: bool, payload: &[u8]) {
+        let (header, header_len) = header_bytes(true, compressed, opcode, payload.len() as u64);
         let total = header_len + payload.len();
         let buf = self.tail_with_room(total);
         buf.extend_from_slice(&header[..header_len]);
@@ -270,10 +337,10 @@ mod tests {
     #[test]
     fn frames_come_out_in_order_with_headers() {
         let mut out = Outbound::default();
-        out.push_frame(OpCode::Text, b"Hello");
-        out.push_frame(OpCode::Ping, b"");
+        out.push_frame(OpCode::Text, false, b"Hello");
+        out.push_frame(OpCode::Ping, false, b"");
         let big = vec![7u8; 100_000];
-        out.push_frame(OpCode::Binary, &big);
+        out.push_frame(OpCode::Binary, false, &big);
         let shared = SharedFrame::binary(&[1u8; 1000]);
         out.push_shared(&shared);
         assert_eq!(out.len(), 7 + 2 + 10 + 100_000 + shared.len());
@@ -289,7 +356,7 @@ mod tests {
     fn small_frames_coalesce_into_one_chunk() {
         let mut out = Outbound::default();
         for _ in 0..100 {
-            out.push_frame(OpCode::Text, b"abc");
+            out.push_frame(OpCode::Text, false, b"abc");
         }
         assert_eq!(out.front().len(), 500);
         let mut slices = [IoSlice::new(&[]); 4];
@@ -299,9 +366,9 @@ mod tests {
     #[test]
     fn vectored_slices_cover_everything_pending() {
         let mut out = Outbound::default();
-        out.push_frame(OpCode::Text, b"a");
+        out.push_frame(OpCode::Text, false, b"a");
         out.push_shared(&SharedFrame::binary(&[9u8; 600]));
-        out.push_frame(OpCode::Text, b"b");
+        out.push_frame(OpCode::Text, false, b"b");
         out.consume(1);
         let mut slices = [IoSlice::new(&[]); 8];
         let n = out.fill_io_slices(&mut slices);

@@ -1,12 +1,13 @@
 //! [`Commands`]: everything the application can ask of a connection, in one place.
 
+use std::sync::Arc;
 use std::time::Instant;
 
 use crate::close::CloseCode;
 use crate::error::{ApiMisuse, CloseError, SendError};
 use crate::event::State;
 use crate::frame::OpCode;
-use crate::handshake::{self, Accept, HttpResponse, Request};
+use crate::handshake::{self, Accept, DeflateParams, HttpResponse, Negotiated, Request};
 use crate::outbound::SharedFrame;
 
 use super::link::Link;
@@ -27,16 +28,22 @@ pub struct Commands<'a> {
 
 impl<'a> Commands<'a> {
     /// Accepts the pending upgrade request with a `101 Switching Protocols` response;
-    /// `now` starts the keepalive timer.
+    /// `now` starts the keepalive timer. permessage-deflate is negotiated here, with
+    /// [`Accept::compression`] or else [`Config::compression`](crate::Config::compression).
     pub fn accept(&mut self, now: Instant, accept: Accept) -> Result<(), ApiMisuse> {
         let request = self.pending_request()?;
         if !request.is_websocket_upgrade() {
             return Err(ApiMisuse::NotAnUpgrade);
         }
+        let config = Arc::clone(self.link.config());
+        let deflate = accept.compression_config().unwrap_or(config.compression());
+        let negotiated = deflate.negotiate(request.extensions());
         let mut response = Vec::new();
-        handshake::write_accept(request, &accept, None, &mut response)?;
+        let extensions = negotiated.as_ref().map(Negotiated::response);
+        handshake::write_accept(request, &accept, extensions, &mut response)?;
         let subprotocol = accept.chosen_subprotocol().map(str::to_owned);
-        self.link.open(now, &response, subprotocol);
+        let compression = negotiated.map(|n| (*n.params(), deflate));
+        self.link.open(now, &response, subprotocol, compression);
         Ok(())
     }
 
@@ -116,6 +123,12 @@ impl<'a> Commands<'a> {
     /// The subprotocol chosen when the upgrade was accepted.
     pub fn subprotocol(&self) -> Option<&str> {
         self.link.subprotocol()
+    }
+
+    /// The permessage-deflate parameters agreed when the upgrade was accepted; `None`
+    /// when the connection runs uncompressed.
+    pub fn compression(&self) -> Option<&DeflateParams> {
+        self.link.compression()
     }
 
     fn pending_request(&self) -> Result<&'a Request, ApiMisuse> {

@@ -5,19 +5,17 @@
 //! from the buffer and the state changes only as the application takes events (h11's
 //! "no spooky time travel"). A complete unfragmented message is unmasked and validated in
 //! place and never copied; fragments are appended to one message buffer (one copy).
+//! A compressed message (permessage-deflate, RSV1 on its first frame) is unmasked in
+//! place and inflated into the message buffer as its bytes arrive, at most one chunk per
+//! step, with the size limit applied to the inflated bytes and UTF-8 checked on them.
 
 use std::ops::Range;
 
 use crate::close::{parse_close_payload, CloseCode};
+use crate::deflate::{MessageInflater, Next};
 use crate::error::ProtocolError;
 use crate::frame::{apply_mask, decode_header, DecodeRules, FrameHeader, OpCode};
 use crate::utf8::Utf8Validator;
-
-/// Client frames must be masked; no extension owns RSV1 (yet).
-const RULES: DecodeRules = DecodeRules {
-    require_mask: true,
-    allow_rsv1: false,
-};
 
 /// Receive buffers larger than this are released when they empty, so idle connections
 /// stay small.
@@ -51,11 +49,16 @@ pub(crate) enum Step {
 #[derive(Debug, Clone, Copy)]
 struct FrameProgress {
     header: FrameHeader,
-    /// Payload bytes already unmasked (and validated, for text).
+    /// Payload bytes already unmasked (and validated, for text); for a compressed
+    /// frame, already inflated.
     done: u64,
     /// Whether the payload stays in the receive buffer until the frame is complete
     /// (control frames and unfragmented messages) instead of streaming out of it.
     in_place: bool,
+    /// A frame of a compressed message: inflated as it arrives.
+    compressed: bool,
+    /// Compressed frames only: payload bytes already unmasked (at least `done`).
+    unmasked: u64,
 }
 
 #[derive(Debug, Default)]
@@ -70,10 +73,24 @@ pub(crate) struct Inbound {
     /// `message_buf` holds a message already reported; clear it before the next step.
     message_reported: bool,
     utf8: Utf8Validator,
+    /// Inflates compressed messages once permessage-deflate is agreed; without it RSV1
+    /// is a protocol error.
+    inflater: Option<MessageInflater>,
+    /// The message in progress is compressed.
+    compressed: bool,
     pub(crate) eof: bool,
 }
 
 impl Inbound {
+    /// Accepts compressed messages from now on (permessage-deflate was agreed).
+    pub(crate) fn enable_compression(&mut self, inflater: MessageInflater) {
+        self.inflater = Some(inflater);
+    }
+
+    pub(crate) fn compression_enabled(&self) -> bool {
+        self.inflater.is_some()
+    }
+
     /// Appends received bytes, first compacting what was consumed.
     pub(crate) fn push(&mut self, data: &[u8]) {
         self.compact();
@@ -95,16 +112,16 @@ impl Inbound {
         self.rx = Vec::new();
         self.pos = 0;
         self.frame = None;
-        self.message = None;
-        self.message_buf = Vec::new();
-        self.utf8.reset();
+        self.abandon_message();
     }
 
-    /// Forgets a fragmented message in progress (we sent a close; data is discarded now).
+    /// Forgets a fragmented message in progress (we sent a close; data is discarded now,
+    /// so the inflater is not used again).
     pub(crate) fn abandon_message(&mut self) {
         self.message = None;
         self.message_buf = Vec::new();
         self.utf8.reset();
+        self.compressed = false;
     }
 
     /// Moves unconsumed bytes to the front and releases a large empty buffer.
@@ -163,32 +180,47 @@ impl Inbound {
             None => Step::Continue,
             Some(progress) if discarding && !progress.header.opcode.is_control() => self.skip_payload(progress),
             Some(progress) if progress.in_place => self.advance_in_place(progress),
+            Some(progress) if progress.compressed => self.advance_compressed(progress),
             Some(progress) => self.advance_fragment(progress),
         }
     }
 
     fn start_frame(&mut self, max_frame: usize, max_message: usize, discarding: bool) -> Step {
-        let (header, header_len) = match decode_header(&self.rx[self.pos..], RULES) {
+        // Client frames must be masked; RSV1 is permessage-deflate's once it is agreed.
+        let rules = DecodeRules {
+            require_mask: true,
+            allow_rsv1: self.inflater.is_some(),
+        };
+        let (header, header_len) = match decode_header(&self.rx[self.pos..], rules) {
             Ok(Some(decoded)) => decoded,
             Ok(None) => return Step::NeedMore,
             Err(e) => return Step::Error(e),
         };
         let control = header.opcode.is_control();
+        let continuation = header.opcode == OpCode::Continuation;
+        if header.rsv1 && (control || continuation) {
+            return Step::Error(ProtocolError::MisplacedCompressionBit);
+        }
         if !control && !discarding {
             if let Err(e) = self.check_data_frame(&header, max_frame, max_message) {
                 return Step::Error(e);
             }
         }
         self.pos += header_len;
-        let unfragmented = header.fin && header.opcode != OpCode::Continuation;
-        let in_place = control || (unfragmented && !discarding);
-        if !control && !in_place && !discarding && header.opcode != OpCode::Continuation {
+        if !control && !continuation {
+            self.compressed = header.rsv1;
+        }
+        let compressed = !control && !discarding && self.compressed;
+        let in_place = control || (header.fin && !continuation && !discarding && !compressed);
+        if !control && !in_place && !discarding && !continuation {
             self.message = Some(header.opcode);
         }
         self.frame = Some(FrameProgress {
             header,
             done: 0,
             in_place,
+            compressed,
+            unmasked: 0,
         });
         Step::Continue
     }
@@ -208,6 +240,14 @@ impl Inbound {
         }
         if header.payload_len > max_frame as u64 {
             return Err(ProtocolError::FrameTooLarge { limit: max_frame });
+        }
+        let compressed = if header.opcode == OpCode::Continuation {
+            self.compressed
+        } else {
+            header.rsv1
+        };
+        if compressed {
+            return Ok(()); // the inflater applies `max_message` to the inflated bytes
         }
         let so_far = if self.message.is_some() {
             self.message_buf.len() as u64
@@ -306,6 +346,68 @@ impl Inbound {
                 Err(e) => Step::Error(e),
             },
             _ => Step::Binary(range, Source::Message),
+        }
+    }
+
+    /// Unmasks the arrived part of a compressed frame in place and inflates from it, at
+    /// most one chunk of output per step.
+    fn advance_compressed(&mut self, mut progress: FrameProgress) -> Step {
+        let header = progress.header;
+        let buffered = self.take_len(&progress);
+        let unmasked = (progress.unmasked - progress.done) as usize;
+        if buffered > unmasked {
+            let piece = &mut self.rx[self.pos + unmasked..self.pos + buffered];
+            if let Some(key) = header.mask {
+                apply_mask(piece, key, progress.unmasked);
+            }
+            progress.unmasked = progress.done + buffered as u64;
+        }
+        let frame_here = progress.done + buffered as u64 == header.payload_len;
+        let Some(inflater) = self.inflater.as_mut() else {
+            // Unreachable: RSV1 decodes only with an inflater.
+            return Step::Error(ProtocolError::ReservedBits);
+        };
+        let start = self.message_buf.len();
+        let input = &self.rx[self.pos..self.pos + buffered];
+        let inflated = match inflater.inflate(input, header.fin && frame_here, &mut self.message_buf) {
+            Ok(inflated) => inflated,
+            Err(e) => return Step::Error(e.into()),
+        };
+        self.pos += inflated.consumed;
+        progress.done += inflated.consumed as u64;
+        let opcode = self.message.unwrap_or(OpCode::Binary);
+        if opcode == OpCode::Text {
+            if let Err(e) = self.utf8.feed(&self.message_buf[start..]) {
+                return Step::Error(e);
+            }
+        }
+        match inflated.next {
+            Next::Continue => {
+                self.frame = Some(progress);
+                Step::Continue
+            }
+            Next::NeedFrame if frame_here && progress.done == header.payload_len => {
+                self.frame = None;
+                Step::Continue
+            }
+            Next::NeedFrame => {
+                self.frame = Some(progress);
+                Step::NeedMore
+            }
+            Next::MessageEnd => {
+                self.frame = None;
+                self.message = None;
+                self.compressed = false;
+                self.message_reported = true;
+                let range = 0..self.message_buf.len();
+                match opcode {
+                    OpCode::Text => match self.utf8.finish() {
+                        Ok(()) => Step::Text(range, Source::Message),
+                        Err(e) => Step::Error(e),
+                    },
+                    _ => Step::Binary(range, Source::Message),
+                }
+            }
         }
     }
 

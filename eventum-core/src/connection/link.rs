@@ -9,8 +9,9 @@ use crate::close::{check_local_close, CloseCode};
 use crate::config::{Config, SlowConsumerPolicy};
 use crate::error::{CloseError, HandshakeError, ProtocolError, SendError};
 use crate::event::{CloseCause, Closed, State};
+use crate::deflate::MessageDeflater;
 use crate::frame::{OpCode, MAX_CONTROL_PAYLOAD, MAX_HEADER_LEN};
-use crate::handshake;
+use crate::handshake::{self, DeflateConfig, DeflateParams};
 use crate::outbound::{Outbound, SharedFrame};
 
 /// The reason sent with 1011 when the peer ignores keepalive pings.
@@ -24,6 +25,10 @@ pub(crate) struct Link {
     state: State,
     out: Outbound,
     subprotocol: Option<String>,
+    /// The permessage-deflate parameters agreed at the upgrade.
+    compression: Option<DeflateParams>,
+    /// Compresses what we send, while compression is on.
+    deflater: Option<MessageDeflater>,
     /// Reading is paused until the output drains to the low-water mark.
     throttled: bool,
     /// The `Closed` event, set when the state becomes `Closed`, taken when reported.
@@ -49,6 +54,8 @@ impl Link {
             state: State::Handshake,
             out: Outbound::default(),
             subprotocol: None,
+            compression: None,
+            deflater: None,
             throttled: false,
             closed: None,
             sent_close: None,
@@ -81,6 +88,10 @@ impl Link {
         self.subprotocol.as_deref()
     }
 
+    pub(crate) fn compression(&self) -> Option<&DeflateParams> {
+        self.compression.as_ref()
+    }
+
     /// Takes the `Closed` event once the state is `Closed`.
     pub(crate) fn take_closed(&mut self) -> Option<Closed> {
         self.closed.take()
@@ -99,10 +110,19 @@ impl Link {
     }
 
     /// AwaitingDecision → Open: the 101 is queued; `now` starts the keepalive timer.
-    pub(crate) fn open(&mut self, now: Instant, response: &[u8], subprotocol: Option<String>) {
+    /// `compression`: the permessage-deflate parameters it agreed to, and our settings.
+    pub(crate) fn open(
+        &mut self,
+        now: Instant,
+        response: &[u8],
+        subprotocol: Option<String>,
+        compression: Option<(DeflateParams, &DeflateConfig)>,
+    ) {
         self.push_raw(response);
         self.state = State::Open;
         self.subprotocol = subprotocol;
+        self.compression = compression.map(|(params, _)| params);
+        self.deflater = compression.map(|(params, config)| MessageDeflater::new(&params, config));
         self.handshake_deadline = None;
         self.last_heard = now;
     }
@@ -201,6 +221,9 @@ impl Link {
 
     // --- commands ----------------------------------------------------------------------
 
+    /// Queues a message, compressed when compression is on and the message is large
+    /// enough. The backlog is checked against the uncompressed size before compressing,
+    /// so a compressor that keeps its context never takes in a message that is not sent.
     pub(crate) fn send_data(&mut self, opcode: OpCode, payload: &[u8]) -> Result<(), SendError> {
         self.check_open()?;
         let size = payload.len().saturating_add(MAX_HEADER_LEN);
@@ -210,12 +233,17 @@ impl Link {
         if self.out.len() + size > self.config.max_backlog() {
             return Err(SendError::Full);
         }
-        self.out.push_frame(opcode, payload);
+        match self.compress(payload) {
+            Some(compressed) => self.out.push_frame(opcode, true, &compressed),
+            None => self.out.push_frame(opcode, false, payload),
+        }
         self.after_push();
         Ok(())
     }
 
-    /// Queues a frame delivered by someone else, under the slow-consumer policy.
+    /// Queues a frame delivered by someone else, under the slow-consumer policy. With
+    /// compression on and no context takeover, the frame's one shared compressed copy is
+    /// queued instead.
     pub(crate) fn deliver(&mut self, now: Instant, frame: &SharedFrame) -> Result<(), SendError> {
         self.check_open()?;
         if frame.len() > self.config.max_backlog() {
@@ -227,9 +255,38 @@ impl Link {
             }
             return Err(SendError::Full);
         }
-        self.out.push_shared(frame);
+        let payload = frame.payload();
+        match self.deflater.as_mut().filter(|d| d.should_compress(payload.len())) {
+            Some(deflater) if deflater.is_stateless() => match frame.deflated(deflater) {
+                Some(compressed) => self.out.push_shared(&compressed),
+                None => self.out.push_shared(frame),
+            },
+            Some(_) => match self.compress(payload) {
+                Some(compressed) => self.out.push_frame(frame.opcode(), true, &compressed),
+                None => self.out.push_shared(frame),
+            },
+            None => self.out.push_shared(frame),
+        }
         self.after_push();
         Ok(())
+    }
+
+    /// The compressed payload of a message to send, or `None` to send it as it is: no
+    /// compression, a message under the threshold, or (without context takeover, where
+    /// the choice is free) a result no smaller. A compressor failure, which only misuse
+    /// can cause, switches compression off: uncompressed messages stay valid.
+    fn compress(&mut self, payload: &[u8]) -> Option<Vec<u8>> {
+        let deflater = self.deflater.as_mut().filter(|d| d.should_compress(payload.len()))?;
+        let mut compressed = Vec::with_capacity(payload.len() / 2 + 64);
+        match deflater.compress_message(payload, &mut compressed) {
+            Ok(()) if deflater.is_stateless() && compressed.len() >= payload.len() => None,
+            Ok(()) => Some(compressed),
+            Err(e) => {
+                log::error!("permessage-deflate switched off for this connection: {e}");
+                self.deflater = None;
+                None
+            }
+        }
     }
 
     pub(crate) fn ping(&mut self, payload: &[u8]) -> Result<(), SendError> {
@@ -374,7 +431,7 @@ impl Link {
     /// in order with the rest of the output; reading pauses above the high-water mark,
     /// which is what keeps them bounded.
     fn push_control(&mut self, opcode: OpCode, payload: &[u8]) {
-        self.out.push_frame(opcode, payload);
+        self.out.push_frame(opcode, false, payload);
         self.after_push();
     }
 

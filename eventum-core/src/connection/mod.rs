@@ -10,10 +10,11 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use crate::config::Config;
+use crate::deflate::{MessageInflater, INFLATE_CHUNK};
 use crate::error::{HandshakeError, ProtocolError};
 use crate::event::{Event, State};
 use crate::frame::MAX_HEADER_LEN;
-use crate::handshake::{self, HeadReader, Request};
+use crate::handshake::{self, DeflateParams, HeadReader, Request};
 use crate::outbound::Transmit;
 
 pub use commands::Commands;
@@ -257,6 +258,12 @@ impl Connection {
         self.link.subprotocol()
     }
 
+    /// The permessage-deflate parameters agreed when the upgrade was accepted; `None`
+    /// when the connection runs uncompressed.
+    pub fn compression(&self) -> Option<&DeflateParams> {
+        self.link.compression()
+    }
+
     /// Looks for the end of the request head and acts on a complete one.
     fn read_head(&mut self, now: Instant) {
         let config = Arc::clone(self.link.config());
@@ -312,6 +319,11 @@ impl Connection {
             let discarding = state == State::Closing;
             let config = self.link.config();
             let (max_frame, max_message) = (config.max_frame_size(), config.max_message_size());
+            if let (Some(params), false) = (self.link.compression(), self.inbound.compression_enabled()) {
+                // Agreed by `Commands::accept`, which cannot reach the receive side.
+                let inflater = MessageInflater::new(params, max_message, INFLATE_CHUNK);
+                self.inbound.enable_compression(inflater);
+            }
             match self.inbound.step(max_frame, max_message, discarding) {
                 Step::Continue => continue,
                 Step::NeedMore if self.inbound.eof => self.link.transport_ended(now),

@@ -2,6 +2,7 @@ use flate2::{Compress, Compression, FlushCompress};
 
 use super::*;
 use crate::handshake::parse_request;
+use crate::{CloseCode, ProtocolError};
 
 const HELLO: &[u8] = b"Hello";
 /// RFC 7692 §7.2.3.1: "Hello" compressed, as the payload of `c1 07 …`.
@@ -17,7 +18,10 @@ fn params(bits: u8, no_context_takeover: bool) -> DeflateParams {
     }
     let head = format!("GET / HTTP/1.1\r\nSec-WebSocket-Extensions: {value}\r\n\r\n");
     let request = parse_request(head.as_bytes(), 8).expect("parses");
-    let config = DeflateConfig::default().server_max_window_bits(15);
+    let config = DeflateConfig::default()
+        .server_max_window_bits(15)
+        .server_no_context_takeover(false)
+        .client_no_context_takeover(false);
     *config.negotiate(request.extensions()).expect("accepted").params()
 }
 
@@ -323,7 +327,7 @@ fn decompression_bomb_stops_at_the_limit() {
         }
     };
     assert_eq!(err, InflateError::TooBig { limit });
-    assert_eq!(err.close_code(), CloseCode::TOO_BIG);
+    assert_eq!(ProtocolError::from(err).close_code(), CloseCode::TOO_BIG);
     assert!(total <= limit + INFLATE_CHUNK, "{total} bytes produced");
     assert!(input.len() > bomb.len() / 2, "stopped early in the input");
 }
@@ -343,7 +347,7 @@ fn corrupt_input_is_an_error_never_a_panic() {
     // BTYPE 11 is reserved.
     let err = inflate(&mut inflater(15, false), &[0x06, 0x00]).unwrap_err();
     assert!(matches!(err, InflateError::Corrupt(_)), "{err}");
-    assert_eq!(err.close_code(), CloseCode::INVALID_PAYLOAD);
+    assert_eq!(ProtocolError::from(err).close_code(), CloseCode::INVALID_PAYLOAD);
     // A stored block whose NLEN is not the complement of LEN.
     assert!(inflate(&mut inflater(15, false), &[0x00, 0x05, 0x00, 0x00, 0x00, 0x48]).is_err());
     // Random garbage and bit flips of a real message: Ok or Err, bounded, no panic.
@@ -416,36 +420,35 @@ fn client_window_of_8_inflates_with_9() {
 }
 
 #[test]
-fn state_is_allocated_lazily_and_released_without_takeover() {
+fn state_is_held_between_messages_only_with_takeover() {
     let config = DeflateConfig::default();
     let mut d = MessageDeflater::new(&params(12, true), &config);
-    assert!(!d.is_allocated());
     assert!(!d.should_compress(config.min_size() - 1) && d.should_compress(config.min_size()));
     let first = deflate(&mut d, &[b'z'; 200]);
-    assert!(d.is_allocated());
-    assert!(d.release() && !d.is_allocated());
+    assert!(!d.is_allocated(), "without takeover the state goes back after the message");
     assert_eq!(
         deflate(&mut d, &[b'z'; 200]),
         first,
-        "a fresh state compresses the same"
+        "a reset state compresses the same"
     );
-
-    // Mid-message or with context takeover the state is kept.
+    // Mid-message, or with context takeover, the state is held.
     let mut out = Vec::new();
     d.compress(b"abc", false, &mut out).unwrap();
-    assert!(!d.release());
+    assert!(d.is_allocated());
     let mut kept = deflater(12, false);
+    assert!(!kept.is_allocated(), "nothing before the first message");
     deflate(&mut kept, b"abc");
-    assert!(!kept.release() && kept.is_allocated());
+    assert!(kept.is_allocated());
 
     let mut i = inflater(12, true);
+    assert_eq!(inflate(&mut i, &first).unwrap(), [b'z'; 200]);
     assert!(!i.is_allocated());
     assert_eq!(inflate(&mut i, &first).unwrap(), [b'z'; 200]);
-    assert!(i.release() && !i.is_allocated());
-    assert_eq!(inflate(&mut i, &first).unwrap(), [b'z'; 200]);
+    assert!(i.inflate(&first[..3], false, &mut Vec::new()).is_ok());
+    assert!(i.is_allocated(), "held while a message is inflated");
     let mut kept = inflater(12, false);
     inflate(&mut kept, &first).unwrap();
-    assert!(!kept.release());
+    assert!(kept.is_allocated());
 }
 
 #[test]

@@ -1,9 +1,9 @@
 //! Negotiation of the permessage-deflate extension (RFC 7692 §5, §7.1).
 //!
-//! **Not applied to connections yet:** this and the codec it feeds are the extension's
-//! building blocks; until they are wired into [`Connection`](crate::Connection), the
-//! server ignores every offer (no `Sec-WebSocket-Extensions` in the 101) and connections
-//! run uncompressed.
+//! [`Config::compression`](crate::Config::compression) holds the server's settings (on by
+//! default), [`Accept::compression`](super::Accept::compression) overrides them for one
+//! connection, and [`Connection::compression`](crate::Connection::compression) tells what
+//! was agreed.
 //!
 //! The client offers `permessage-deflate` in `Sec-WebSocket-Extensions`, possibly several
 //! times with different parameters, in its order of preference. [`DeflateConfig::negotiate`]
@@ -56,9 +56,9 @@ const MAX_BITS: u8 = 15;
 /// |---|---|---|
 /// | `enabled` | `true` | every browser offers it, and JSON events shrink 3–10× |
 /// | `server_max_window_bits` | 12 (4 KiB window) | a compressor costs ≈ 371 KiB at 15 bits and ≈ 259 KiB at 12; typical messages are under 4 KiB, so the ratio loss is small |
-/// | `server_no_context_takeover` | `false` | takeover is where small repeated JSON messages gain most; set it to share one compressed broadcast among members, or to drop the compressor between messages |
+/// | `server_no_context_takeover` | `true` | each message is compressed on its own: the compressor is borrowed from a process-wide cache per message (an idle connection holds none), and a broadcast is compressed once and shared by every member. Takeover gains most on small repeated messages, at ≈ 259 KiB per connection that ever received a compressed message |
 /// | `client_max_window_bits` | 15 (no limit) | zlib-rs's inflater costs ≈ 46 KiB whatever the window, so limiting the client saves us nothing and costs it ratio |
-/// | `client_no_context_takeover` | `false` | as above: the inflater's memory is the same either way |
+/// | `client_no_context_takeover` | `true` | likewise for the inflater: held only while a message arrives, not ≈ 46 KiB per connection that ever sent one |
 /// | `compression_level` | 6 | zlib's default balance; 1 is faster, 9 rarely worth it for small messages |
 /// | `threshold` | 128 bytes | smaller messages gain at most tens of bytes, and never allocate a compressor |
 ///
@@ -85,9 +85,9 @@ impl Default for DeflateConfig {
         DeflateConfig {
             enabled: true,
             server_max_window_bits: 12,
-            server_no_context_takeover: false,
+            server_no_context_takeover: true,
             client_max_window_bits: MAX_BITS,
-            client_no_context_takeover: false,
+            client_no_context_takeover: true,
             compression_level: 6,
             threshold: 128,
         }
@@ -117,7 +117,7 @@ impl DeflateConfig {
     }
 
     /// Always reset our compressor between messages, even if the client did not ask
-    /// (default `false`).
+    /// (default `true`; `false` keeps the context when the client allows it).
     pub fn server_no_context_takeover(mut self, on: bool) -> Self {
         self.server_no_context_takeover = on;
         self
@@ -131,7 +131,8 @@ impl DeflateConfig {
         self
     }
 
-    /// Always require the client to reset its compressor between messages (default `false`).
+    /// Always require the client to reset its compressor between messages (default `true`;
+    /// `false` lets the client keep its context unless it offers to reset).
     pub fn client_no_context_takeover(mut self, on: bool) -> Self {
         self.client_no_context_takeover = on;
         self
@@ -173,8 +174,9 @@ impl DeflateConfig {
     ///
     /// `None` means decline: answer without the extension and proceed uncompressed.
     /// Chromium's `permessage-deflate; client_max_window_bits` gets, with the defaults,
-    /// `permessage-deflate; server_max_window_bits=12` (our compressor uses 4 KiB, the
-    /// client keeps 15 bits); Firefox's bare `permessage-deflate` gets the same answer.
+    /// `permessage-deflate; server_no_context_takeover; client_no_context_takeover;
+    /// server_max_window_bits=12` (each message compressed on its own, our compressor uses
+    /// 4 KiB, the client keeps 15 bits); Firefox's bare `permessage-deflate` gets the same.
     pub fn negotiate(&self, offers: &[ExtensionOffer]) -> Option<Negotiated> {
         if !self.enabled {
             return None;
@@ -346,8 +348,15 @@ mod tests {
 
     /// Server window 15 and nothing forced: the response echoes only what the offer needs.
     fn plain() -> DeflateConfig {
-        DeflateConfig::default().server_max_window_bits(15)
+        DeflateConfig::default()
+            .server_max_window_bits(15)
+            .server_no_context_takeover(false)
+            .client_no_context_takeover(false)
     }
+
+    /// What the defaults answer to every offer that does not ask for more.
+    const DEFAULT_ANSWER: &str =
+        "permessage-deflate; server_no_context_takeover; client_no_context_takeover; server_max_window_bits=12";
 
     #[test]
     fn browser_offers() {
@@ -355,12 +364,12 @@ mod tests {
         let chromium = "permessage-deflate; client_max_window_bits";
         assert_eq!(response(&plain(), chromium).as_deref(), Some("permessage-deflate"));
         let n = DeflateConfig::default().negotiate(&offers(chromium)).expect("accepted");
-        assert_eq!(n.response(), "permessage-deflate; server_max_window_bits=12");
+        assert_eq!(n.response(), DEFAULT_ANSWER);
         assert_eq!(
             (n.params().server_max_window_bits(), n.params().client_max_window_bits()),
             (12, 15)
         );
-        assert!(!n.params().server_no_context_takeover() && !n.params().client_no_context_takeover());
+        assert!(n.params().server_no_context_takeover() && n.params().client_no_context_takeover());
         // Firefox.
         assert_eq!(
             response(&plain(), "permessage-deflate").as_deref(),
@@ -368,7 +377,7 @@ mod tests {
         );
         assert_eq!(
             response(&DeflateConfig::default(), "permessage-deflate").as_deref(),
-            Some("permessage-deflate; server_max_window_bits=12")
+            Some(DEFAULT_ANSWER)
         );
     }
 
@@ -406,7 +415,7 @@ mod tests {
     fn server_max_window_bits() {
         // Offered: always answered, with the smaller of the two.
         for (offered, config, answered) in [(15, 15, 15), (10, 15, 10), (15, 12, 12), (9, 12, 9), (13, 11, 11)] {
-            let n = DeflateConfig::default()
+            let n = plain()
                 .server_max_window_bits(config)
                 .negotiate(&offers(&format!(
                     "permessage-deflate; server_max_window_bits={offered}"
@@ -535,7 +544,7 @@ mod tests {
 
     #[test]
     fn everything_at_once() {
-        let config = DeflateConfig::default()
+        let config = plain()
             .server_max_window_bits(13)
             .client_max_window_bits(11)
             .client_no_context_takeover(true);

@@ -5,6 +5,7 @@ use std::borrow::Cow;
 
 use super::accept_key::write_accept_key;
 use super::request::{is_token, Request};
+use super::DeflateConfig;
 use crate::error::{ApiMisuse, HandshakeError};
 
 /// Headers a refusal writes itself (it always frames its body with `Content-Length`).
@@ -34,6 +35,7 @@ const ACCEPT_RESERVED: [&str; 5] = [
 pub struct Accept {
     subprotocol: Option<String>,
     headers: Vec<(String, String)>,
+    compression: Option<DeflateConfig>,
 }
 
 impl Accept {
@@ -56,6 +58,26 @@ impl Accept {
     pub fn header(mut self, name: impl Into<String>, value: impl Into<String>) -> Self {
         self.headers.push((name.into(), value.into()));
         self
+    }
+
+    /// permessage-deflate settings for this connection instead of
+    /// [`Config::compression`](crate::Config::compression): restrict it, or switch it off
+    /// with [`DeflateConfig::disabled`].
+    ///
+    /// ```
+    /// use eventum_core::handshake::{Accept, DeflateConfig};
+    ///
+    /// let accept = Accept::new().compression(DeflateConfig::disabled());
+    /// assert_eq!(accept.compression_config(), Some(&DeflateConfig::disabled()));
+    /// ```
+    pub fn compression(mut self, config: DeflateConfig) -> Self {
+        self.compression = Some(config);
+        self
+    }
+
+    /// The settings given with [`Accept::compression`], if any.
+    pub fn compression_config(&self) -> Option<&DeflateConfig> {
+        self.compression.as_ref()
     }
 
     /// The subprotocol selected with [`Accept::subprotocol`], if any.
