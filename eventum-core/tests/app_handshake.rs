@@ -5,7 +5,8 @@
 mod common;
 
 use eventum_core::app::{App, Route};
-use eventum_core::handshake::HttpResponse;
+use eventum_core::handshake::{DeflateConfig, HttpResponse};
+use eventum_core::testing::Message;
 use eventum_core::testing::TestServer;
 use serde_json::{json, Value};
 
@@ -265,8 +266,47 @@ fn upgrade_handler_sees_offered_subprotocols_and_extensions() {
         seen.items(),
         vec![json!({"subprotocols": ["chat", "superchat"], "extensions": [["permessage-deflate", 1]]})]
     );
-    // Offered extensions are visible but not negotiated.
-    assert_eq!(client.response_header("sec-websocket-extensions"), None);
+    // permessage-deflate is negotiated by default.
+    assert_eq!(
+        client.response_header("sec-websocket-extensions"),
+        Some("permessage-deflate; server_no_context_takeover; client_no_context_takeover; server_max_window_bits=12")
+    );
+}
+
+#[test]
+fn handlers_switch_compression_off_or_read_what_was_agreed() {
+    let agreed = Log::<Value>::new();
+    let agreed_in_handler = agreed.clone();
+    let app = App::builder()
+        .route(Route::new("/plain").on_upgrade(|upgrade| {
+            assert!(upgrade.compression().is_some(), "offered and on by default");
+            upgrade.set_compression(DeflateConfig::disabled());
+            assert!(upgrade.compression().is_none());
+            Ok(())
+        }))
+        .route(Route::new("/chat"))
+        .on("hello", move |ctx, _| {
+            let bits = ctx.compression().map(|p| p.server_max_window_bits());
+            agreed_in_handler.push(json!(bits));
+            ctx.send_text(&"a compressible reply ".repeat(20)).unwrap();
+        })
+        .build();
+    let server = TestServer::new(app);
+    let offer = "permessage-deflate; client_max_window_bits";
+    let plain = server
+        .request("/plain")
+        .header("Sec-WebSocket-Extensions", offer)
+        .connect()
+        .unwrap();
+    assert_eq!(plain.response_header("sec-websocket-extensions"), None);
+    let mut chat = server
+        .request("/chat")
+        .header("Sec-WebSocket-Extensions", offer)
+        .connect()
+        .unwrap();
+    chat.send_event("hello", &json!({}));
+    assert_eq!(chat.recv(), Some(Message::Text("a compressible reply ".repeat(20))));
+    assert_eq!(agreed.items(), vec![json!(12)]);
 }
 
 // --- subprotocols --------------------------------------------------------------------------

@@ -79,7 +79,9 @@ fn deflate(compress: &mut Compress, message: &[u8]) -> Vec<u8> {
     let mut input = message;
     loop {
         let before = compress.total_in();
-        compress.compress_vec(input, &mut out, FlushCompress::Sync).expect("compresses");
+        compress
+            .compress_vec(input, &mut out, FlushCompress::Sync)
+            .expect("compresses");
         input = &input[(compress.total_in() - before) as usize..];
         if input.is_empty() && out.len() < out.capacity() {
             break;
@@ -103,7 +105,11 @@ fn inflate(payload: &[u8]) -> Vec<u8> {
     loop {
         let before = decompress.total_in();
         let status = decompress
-            .decompress_vec(&input[decompress.total_in() as usize..], &mut out, FlushDecompress::Sync)
+            .decompress_vec(
+                &input[decompress.total_in() as usize..],
+                &mut out,
+                FlushDecompress::Sync,
+            )
             .expect("server output inflates");
         if decompress.total_in() as usize == input.len() || status == Status::StreamEnd {
             return out;
@@ -166,10 +172,17 @@ fn browsers_offer_is_accepted_by_default() {
 
 #[test]
 fn switched_off_by_config_or_per_connection_and_declined_offers_are_not_fatal() {
-    let off = Config::builder().compression(DeflateConfig::disabled()).build().unwrap();
+    let off = Config::builder()
+        .compression(DeflateConfig::disabled())
+        .build()
+        .unwrap();
     let cases = [
         (off, Some(CHROMIUM), Accept::new()),
-        (Config::default(), Some(CHROMIUM), Accept::new().compression(DeflateConfig::disabled())),
+        (
+            Config::default(),
+            Some(CHROMIUM),
+            Accept::new().compression(DeflateConfig::disabled()),
+        ),
         (Config::default(), Some("permessage-deflate; bogus=1"), Accept::new()),
         (Config::default(), Some("x-webkit-deflate-frame"), Accept::new()),
         (Config::default(), None, Accept::new()),
@@ -187,7 +200,9 @@ fn switched_off_by_config_or_per_connection_and_declined_offers_are_not_fatal() 
 
 #[test]
 fn an_app_can_restrict_the_extension_for_one_connection() {
-    let restricted = DeflateConfig::default().server_max_window_bits(9).server_no_context_takeover(false);
+    let restricted = DeflateConfig::default()
+        .server_max_window_bits(9)
+        .server_no_context_takeover(false);
     let (conn, response) = open(Config::default(), Some(CHROMIUM), Accept::new().compression(restricted));
     assert_eq!(
         header_value(&response, "Sec-WebSocket-Extensions"),
@@ -225,7 +240,12 @@ fn fragmented_compressed_message_split_at_every_byte() {
     let third = payload.len() / 3;
     let mut wire = client_frame(false, true, OpCode::Text, &payload[..third]);
     wire.extend(client_frame(true, false, OpCode::Ping, b"p"));
-    wire.extend(client_frame(false, false, OpCode::Continuation, &payload[third..2 * third]));
+    wire.extend(client_frame(
+        false,
+        false,
+        OpCode::Continuation,
+        &payload[third..2 * third],
+    ));
     wire.extend(client_frame(true, false, OpCode::Continuation, &payload[2 * third..]));
     for split in 0..=wire.len() {
         let mut conn = open_chromium();
@@ -251,7 +271,11 @@ fn server_compresses_what_it_sends_above_the_threshold() {
     assert!(*rsv1 && *opcode == OpCode::Text);
     assert!(payload.len() < big.len() / 4, "{} bytes", payload.len());
     assert_eq!(inflate(payload), big.as_bytes());
-    assert_eq!(frames[1], (false, OpCode::Text, b"short".to_vec()), "under the threshold");
+    assert_eq!(
+        frames[1],
+        (false, OpCode::Text, b"short".to_vec()),
+        "under the threshold"
+    );
     assert!(frames[2].0);
     assert_eq!(inflate(&frames[2].2), [7u8; 1000]);
 }
@@ -276,18 +300,25 @@ fn incompressible_messages_go_uncompressed_without_context_takeover() {
 fn context_takeover_when_configured_carries_across_messages() {
     let keep = DeflateConfig::default().server_no_context_takeover(false);
     let (mut conn, response) = open(Config::default(), Some(CHROMIUM), Accept::new().compression(keep));
-    assert!(!header_value(&response, "Sec-WebSocket-Extensions").unwrap().contains("server_no_context"));
+    assert!(!header_value(&response, "Sec-WebSocket-Extensions")
+        .unwrap()
+        .contains("server_no_context"));
     let message = "a message long enough to be compressed, repeated ".repeat(4);
     conn.commands().send_text(&message).unwrap();
     conn.commands().send_text(&message).unwrap();
     let frames = server_frames(&take_output(&mut conn));
-    assert!(frames[1].2.len() < frames[0].2.len() / 4, "the second refers to the first");
+    assert!(
+        frames[1].2.len() < frames[0].2.len() / 4,
+        "the second refers to the first"
+    );
     // One client inflater with context, as the peer keeps it.
     let mut decompress = Decompress::new(false);
     for (_, _, payload) in frames {
         let input = [&payload[..], &[0, 0, 0xff, 0xff]].concat();
         let mut out = Vec::with_capacity(4096);
-        decompress.decompress_vec(&input, &mut out, FlushDecompress::Sync).unwrap();
+        decompress
+            .decompress_vec(&input, &mut out, FlushDecompress::Sync)
+            .unwrap();
         assert_eq!(out, message.as_bytes());
     }
 }
@@ -323,14 +354,35 @@ fn misplaced_rsv1_and_bad_data_close_with_the_rfc_codes() {
     let utf8_bad = client_deflate(b"ok \xff\xfe not utf-8");
     let cases: [(&str, Vec<u8>, u16); 5] = [
         ("RSV1 on a ping", client_frame(true, true, OpCode::Ping, b""), 1002),
-        ("RSV1 on a continuation", {
-            let mut wire = client_frame(false, true, OpCode::Text, &HELLO_DEFLATED[..3]);
-            wire.extend(client_frame(true, true, OpCode::Continuation, &HELLO_DEFLATED[3..]));
-            wire
-        }, 1002),
-        ("reserved block type", client_frame(true, true, OpCode::Text, &[0x06, 0x00]), 1007),
-        ("stored block with a bad NLEN", client_frame(true, true, OpCode::Binary, &[0x00, 0x05, 0x00, 0x00, 0x00, 1, 2, 3, 4, 5]), 1007),
-        ("invalid UTF-8 once inflated", client_frame(true, true, OpCode::Text, &utf8_bad), 1007),
+        (
+            "RSV1 on a continuation",
+            {
+                let mut wire = client_frame(false, true, OpCode::Text, &HELLO_DEFLATED[..3]);
+                wire.extend(client_frame(true, true, OpCode::Continuation, &HELLO_DEFLATED[3..]));
+                wire
+            },
+            1002,
+        ),
+        (
+            "reserved block type",
+            client_frame(true, true, OpCode::Text, &[0x06, 0x00]),
+            1007,
+        ),
+        (
+            "stored block with a bad NLEN",
+            client_frame(
+                true,
+                true,
+                OpCode::Binary,
+                &[0x00, 0x05, 0x00, 0x00, 0x00, 1, 2, 3, 4, 5],
+            ),
+            1007,
+        ),
+        (
+            "invalid UTF-8 once inflated",
+            client_frame(true, true, OpCode::Text, &utf8_bad),
+            1007,
+        ),
     ];
     for (what, wire, expected) in cases {
         let mut conn = open_chromium();
@@ -344,7 +396,9 @@ fn misplaced_rsv1_and_bad_data_close_with_the_rfc_codes() {
 #[test]
 fn a_broadcast_is_compressed_once_and_shared_by_every_member() {
     // Large enough once compressed to be queued as a shared chunk rather than copied.
-    let lines: String = (0..400u32).map(|i| format!("member {} said {};", i * 7919 % 1009, i * i % 997)).collect();
+    let lines: String = (0..400u32)
+        .map(|i| format!("member {} said {};", i * 7919 % 1009, i * i % 997))
+        .collect();
     let text = format!("{{\"event\":\"chat\",\"data\":\"{lines}\"}}");
     let frame = SharedFrame::text(&text);
     let mut members: Vec<Connection> = (0..3).map(|_| open_chromium()).collect();
@@ -355,12 +409,20 @@ fn a_broadcast_is_compressed_once_and_shared_by_every_member() {
     }
     let first = members[0].poll_transmit().first().as_ptr();
     for conn in &members {
-        assert_eq!(conn.poll_transmit().first().as_ptr(), first, "the same bytes, not a copy");
+        assert_eq!(
+            conn.poll_transmit().first().as_ptr(),
+            first,
+            "the same bytes, not a copy"
+        );
     }
     let frames = server_frames(&take_output(&mut members[0]));
     assert!(frames[0].0 && frames[0].2.len() < text.len() / 2);
     assert_eq!(inflate(&frames[0].2), text.as_bytes());
-    assert_eq!(take_output(&mut plain), frame.as_bytes(), "no extension: the frame as it is");
+    assert_eq!(
+        take_output(&mut plain),
+        frame.as_bytes(),
+        "no extension: the frame as it is"
+    );
     // A member that asked for a smaller window than the shared copy's gets its own copy.
     let (mut narrow, _) = open(
         Config::default(),

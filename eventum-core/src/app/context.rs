@@ -13,7 +13,7 @@ use serde_json::Value;
 use crate::close::CloseCode;
 use crate::connection::Commands;
 use crate::error::{CloseError, SendError};
-use crate::handshake::Request;
+use crate::handshake::{DeflateParams, Request};
 use crate::outbound::SharedFrame;
 
 use super::envelope::encode_event;
@@ -263,6 +263,11 @@ impl Context<'_> {
     /// The subprotocol chosen at the upgrade.
     pub fn subprotocol(&self) -> Option<&str> {
         self.commands.subprotocol()
+    }
+
+    /// The permessage-deflate parameters agreed at the upgrade; `None`: uncompressed.
+    pub fn compression(&self) -> Option<&DeflateParams> {
+        self.commands.compression()
     }
 
     /// The peer's address, when the adapter knows it.

@@ -227,7 +227,8 @@ fn disconnect(ctx: &mut Context<'_>, app: &AppInner, closed: &Closed) {
 
 /// Runs middleware and routing for an upgrade request.
 fn decide_upgrade(app: &AppInner, request: &Request, data: &ConnData) -> FollowUp {
-    let mut upgrade = Upgrade::new(request, data.id(), data.peer);
+    let compression = app.config.compression().clone();
+    let mut upgrade = Upgrade::new(request, data.id(), data.peer, compression);
     let endpoint = |upgrade: &mut Upgrade<'_>| route(app, upgrade);
     let next = Next {
         chain: &app.middleware,
@@ -241,7 +242,7 @@ fn decide_upgrade(app: &AppInner, request: &Request, data: &ConnData) -> FollowU
     .unwrap_or_else(|r| Err(server_error(r)));
     match decision {
         Ok(subprotocol) => {
-            let mut accept = Accept::new();
+            let mut accept = Accept::new().compression(upgrade.compression);
             if let Some(protocol) = subprotocol {
                 accept = accept.subprotocol(protocol);
             }

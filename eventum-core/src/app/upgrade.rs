@@ -4,7 +4,7 @@
 use std::net::SocketAddr;
 use std::sync::Arc;
 
-use crate::handshake::Request;
+use crate::handshake::{DeflateConfig, DeflateParams, Request};
 
 use super::extensions::Extensions;
 use super::flags::Flags;
@@ -49,10 +49,17 @@ pub struct Upgrade<'a> {
     pub(crate) extensions: Extensions,
     pub(crate) headers: Vec<(String, String)>,
     pub(crate) chooser: Option<SubprotocolChooser>,
+    /// The permessage-deflate settings for this connection (the app's config unless set).
+    pub(crate) compression: DeflateConfig,
 }
 
 impl<'a> Upgrade<'a> {
-    pub(crate) fn new(request: &'a Request, id: ConnectionId, peer: Option<SocketAddr>) -> Self {
+    pub(crate) fn new(
+        request: &'a Request,
+        id: ConnectionId,
+        peer: Option<SocketAddr>,
+        compression: DeflateConfig,
+    ) -> Self {
         Upgrade {
             request,
             id,
@@ -62,6 +69,7 @@ impl<'a> Upgrade<'a> {
             extensions: Extensions::default(),
             headers: Vec::new(),
             chooser: None,
+            compression,
         }
     }
 
@@ -132,6 +140,36 @@ impl<'a> Upgrade<'a> {
     /// `500` (logged) rather than sending it.
     pub fn choose_subprotocol(&mut self, chooser: impl Fn(&[String]) -> Option<String> + Send + Sync + 'static) {
         self.chooser = Some(Arc::new(chooser));
+    }
+
+    /// Sets the permessage-deflate settings of this connection instead of the app's
+    /// [`Config::compression`](crate::Config::compression): restrict it, or switch it off
+    /// (e.g. for clients that send secrets alongside attacker-controlled text, the
+    /// CRIME/BREACH concern).
+    ///
+    /// ```
+    /// use eventum_core::app::{App, Route};
+    /// use eventum_core::handshake::DeflateConfig;
+    ///
+    /// let app = App::builder()
+    ///     .route(Route::new("/feed").on_upgrade(|upgrade| {
+    ///         upgrade.set_compression(DeflateConfig::default().server_max_window_bits(10));
+    ///         // What the client will be answered, given its offer:
+    ///         let _agreed = upgrade.compression().map(|p| p.server_max_window_bits());
+    ///         Ok(())
+    ///     }))
+    ///     .build();
+    /// # let _ = app;
+    /// ```
+    pub fn set_compression(&mut self, config: DeflateConfig) {
+        self.compression = config;
+    }
+
+    /// The permessage-deflate parameters the connection will run with, given the
+    /// client's offer and the settings so far; `None`: uncompressed.
+    pub fn compression(&self) -> Option<DeflateParams> {
+        let negotiated = self.compression.negotiate(self.request.extensions())?;
+        Some(*negotiated.params())
     }
 
     /// The subprotocol that will be sent, given the chooser set so far.

@@ -7,9 +7,9 @@ use std::time::Instant;
 
 use crate::close::{check_local_close, CloseCode};
 use crate::config::{Config, SlowConsumerPolicy};
+use crate::deflate::MessageDeflater;
 use crate::error::{CloseError, HandshakeError, ProtocolError, SendError};
 use crate::event::{CloseCause, Closed, State};
-use crate::deflate::MessageDeflater;
 use crate::frame::{OpCode, MAX_CONTROL_PAYLOAD, MAX_HEADER_LEN};
 use crate::handshake::{self, DeflateConfig, DeflateParams};
 use crate::outbound::{Outbound, SharedFrame};

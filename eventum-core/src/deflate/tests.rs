@@ -425,7 +425,10 @@ fn state_is_held_between_messages_only_with_takeover() {
     let mut d = MessageDeflater::new(&params(12, true), &config);
     assert!(!d.should_compress(config.min_size() - 1) && d.should_compress(config.min_size()));
     let first = deflate(&mut d, &[b'z'; 200]);
-    assert!(!d.is_allocated(), "without takeover the state goes back after the message");
+    assert!(
+        !d.is_allocated(),
+        "without takeover the state goes back after the message"
+    );
     assert_eq!(
         deflate(&mut d, &[b'z'; 200]),
         first,

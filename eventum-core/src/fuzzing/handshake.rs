@@ -6,7 +6,7 @@ use super::*;
 use crate::close::CloseCode;
 use crate::config::Config;
 use crate::event::{CloseCause, Closed, Event, State};
-use crate::handshake::{accept_key, Accept, HttpResponse};
+use crate::handshake::{accept_key, Accept, DeflateConfig, HttpResponse};
 
 /// The request head of a fresh connection, then its outcome.
 ///
@@ -41,14 +41,16 @@ pub fn handshake(data: &[u8]) {
     }
     /// What the first event asked for, owned so the connection can be used again.
     enum Outcome {
-        Upgrade(String, Option<String>),
+        Upgrade(String, Option<String>, Option<String>),
         Http,
         Closed(Closed),
     }
     let outcome = match conn.poll_event().map(|(event, _)| event) {
         Some(Event::UpgradeRequest(r)) => {
             let key = r.websocket_key().expect("a validated upgrade has a key").to_owned();
-            Outcome::Upgrade(key, r.subprotocols().first().cloned())
+            let deflate = DeflateConfig::default().negotiate(r.extensions());
+            let deflate = deflate.map(|n| n.response().to_owned());
+            Outcome::Upgrade(key, r.subprotocols().first().cloned(), deflate)
         }
         Some(Event::HttpRequest(r)) => {
             assert!(control & 0x80 != 0 && !r.is_websocket_upgrade(), "plain request {r:?}");
@@ -60,13 +62,14 @@ pub fn handshake(data: &[u8]) {
     let mut out = Vec::new();
     let mut closed_events = 0;
     match outcome {
-        Outcome::Upgrade(key, protocol) => {
+        Outcome::Upgrade(key, protocol, deflate) => {
             let accept = protocol.iter().fold(Accept::new(), |a, p| a.subprotocol(p.as_str()));
             conn.commands()
                 .accept(now, accept)
                 .expect("accepting a validated upgrade");
             assert_eq!(conn.state(), State::Open);
-            assert!(conn.buffered_amount() <= 256 + protocol.as_ref().map_or(0, String::len));
+            let extras = protocol.as_ref().map_or(0, String::len) + deflate.as_ref().map_or(0, String::len);
+            assert!(conn.buffered_amount() <= 256 + extras);
             transmit_all(&mut conn, &mut out);
             let (status, headers, rest) = parse_response(&out);
             assert_eq!((status, rest), (101, &[][..]), "101 with nothing after it");
@@ -74,6 +77,9 @@ pub fn handshake(data: &[u8]) {
             assert_eq!(accept, Some(accept_key(&key).as_bytes()), "Sec-WebSocket-Accept");
             let latin1 = protocol.map(|p| p.chars().map(|c| u8::try_from(c).unwrap_or(b'?')).collect::<Vec<_>>());
             assert_eq!(header(&headers, "sec-websocket-protocol"), latin1.as_deref());
+            let extensions = header(&headers, "sec-websocket-extensions");
+            assert_eq!(extensions, deflate.as_deref().map(str::as_bytes), "permessage-deflate");
+            assert_eq!(conn.compression().is_some(), deflate.is_some());
             // Whatever followed the head in the same input is frames: run them to the end.
             conn.handle_eof(now);
             while let Some((event, _)) = conn.poll_event() {

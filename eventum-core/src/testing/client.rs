@@ -34,6 +34,9 @@ pub struct TestClient {
     id: ConnectionId,
     headers: Vec<(String, String)>,
     received: VecDeque<Message>,
+    /// Inflates compressed messages when the request offered permessage-deflate; one
+    /// stream for the whole connection, which also serves a server keeping its context.
+    inflater: flate2::Decompress,
 }
 
 impl TestClient {
@@ -43,6 +46,7 @@ impl TestClient {
             id,
             headers,
             received: VecDeque::new(),
+            inflater: flate2::Decompress::new(false),
         }
     }
 
@@ -188,9 +192,9 @@ impl TestClient {
         };
         let rules = DecodeRules {
             require_mask: false,
-            allow_rsv1: false,
+            allow_rsv1: true,
         };
-        let mut fragments: Option<(OpCode, Vec<u8>)> = None;
+        let mut fragments: Option<(OpCode, bool, Vec<u8>)> = None;
         let mut consumed = 0;
         loop {
             let rest = &slot.to_client[consumed..];
@@ -223,20 +227,23 @@ impl TestClient {
                     Some(Message::Close(code, reason))
                 }
                 opcode => {
-                    let (kind, mut data) = match (opcode, fragments.take()) {
-                        (OpCode::Continuation, Some((kind, mut data))) => {
+                    let (kind, compressed, mut data) = match (opcode, fragments.take()) {
+                        (OpCode::Continuation, Some((kind, compressed, mut data))) => {
                             data.extend_from_slice(&payload);
-                            (kind, data)
+                            (kind, compressed, data)
                         }
-                        (kind, _) => (kind, payload),
+                        (kind, _) => (kind, header.rsv1, payload),
                     };
                     if header.fin {
+                        if compressed {
+                            data = inflate(&mut self.inflater, &data);
+                        }
                         Some(match kind {
                             OpCode::Text => Message::Text(String::from_utf8_lossy(&data).into_owned()),
                             _ => Message::Binary(std::mem::take(&mut data)),
                         })
                     } else {
-                        fragments = Some((kind, data));
+                        fragments = Some((kind, compressed, data));
                         None
                     }
                 }
@@ -244,6 +251,30 @@ impl TestClient {
             self.received.extend(message);
         }
         slot.to_client.drain(..consumed);
+    }
+}
+
+/// Inflates one compressed message (RFC 7692 §7.2.2: the sync-flush tail is appended).
+/// The server is the code under test: invalid data panics the test.
+fn inflate(inflater: &mut flate2::Decompress, payload: &[u8]) -> Vec<u8> {
+    let input = [payload, &[0x00, 0x00, 0xff, 0xff]].concat();
+    let mut out = Vec::with_capacity(input.len() * 4);
+    let start = inflater.total_in();
+    loop {
+        let used = usize::try_from(inflater.total_in() - start).unwrap_or(input.len());
+        let rest = input.get(used..).unwrap_or_default();
+        if rest.is_empty() && out.len() < out.capacity() {
+            return out; // all input taken, and zlib had room to flush all output
+        }
+        out.reserve(out.capacity().max(64));
+        let produced = out.len();
+        inflater
+            .decompress_vec(rest, &mut out, flate2::FlushDecompress::Sync)
+            .expect("the server sent invalid compressed data");
+        let progressed = inflater.total_in() - start > used as u64 || out.len() > produced;
+        if !progressed {
+            return out;
+        }
     }
 }
 
