@@ -86,6 +86,8 @@ export interface Client<E extends EventMaps = AnyEvents> {
   readonly closeReason: string | null;
   /** Events and requests waiting for the connection. */
   readonly queued: number;
+  /** The extensions the server accepted on the current connection (e.g. "permessage-deflate; ..."); "" when none or not open. */
+  readonly extensions: string;
   /** Sends (or queues) an event; false when the offline queue was full (a QueueFullError reported to onError). */
   emit<K extends keyof E["client"] & string>(event: K, data: E["client"][K]): boolean;
   /** Sends a request; resolves with the reply's data. Rejects with TimeoutError, ValidationError,

@@ -256,6 +256,12 @@ class Client {
     return this._queue.length;
   }
 
+  /** The extensions the server accepted on the current connection, as the WebSocket reports them
+   * (e.g. "permessage-deflate; server_no_context_takeover; ..."); "" when none or not open. */
+  get extensions() {
+    return (this._socket && this._socket.extensions) || "";
+  }
+
   /** Closes for good (no reconnection); pending requests reject with ConnectionClosedError.
    * Throws an EventumError, and changes nothing, unless `code` is 1000 or 3000-4999 and `reason`
    * at most 123 UTF-8 bytes (what WebSocket.close accepts). */

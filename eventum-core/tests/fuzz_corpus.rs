@@ -12,11 +12,12 @@ use eventum_core::fuzzing;
 
 type Target = fn(&[u8]);
 
-const TARGETS: [(&str, Target); 6] = [
+const TARGETS: [(&str, Target); 7] = [
     ("handshake", fuzzing::handshake),
     ("frame_header", fuzzing::frame_header),
     ("unmask", fuzzing::unmask),
     ("connection", fuzzing::connection),
+    ("deflate", fuzzing::deflate),
     ("session", fuzzing::session),
     ("reference", fuzzing::reference),
 ];
@@ -70,6 +71,11 @@ fn unmask_corpus() {
 #[test]
 fn connection_corpus() {
     replay(&corpus_dir("connection"), fuzzing::connection);
+}
+
+#[test]
+fn deflate_corpus() {
+    replay(&corpus_dir("deflate"), fuzzing::deflate);
 }
 
 #[test]
@@ -455,6 +461,123 @@ fn reference_seeds() -> Vec<(&'static str, Vec<u8>)> {
     ]
 }
 
+/// A client message compressed as RFC 7692 §7.2.1 says (raw DEFLATE, sync flush, tail cut).
+fn compressed(message: &[u8], compress: &mut flate2::Compress) -> Vec<u8> {
+    let mut out = Vec::with_capacity(message.len() + 64);
+    compress
+        .compress_vec(message, &mut out, flate2::FlushCompress::Sync)
+        .expect("compresses");
+    assert!(out.ends_with(&[0, 0, 0xff, 0xff]), "room for the whole flush");
+    out.truncate(out.len() - 4);
+    out
+}
+
+/// A masked frame with RSV1 (a compressed message's first frame).
+fn rsv1(fin: bool, opcode: OpCode, payload: &[u8]) -> Vec<u8> {
+    let mut frame = masked(fin, opcode, payload);
+    frame[0] |= 0x40;
+    frame
+}
+
+/// The `deflate` target: a settings byte, then `connection`'s commands, with compressed
+/// client messages (RFC 7692's vectors among them) in every shape the codec must handle.
+fn deflate_seeds() -> Vec<(&'static str, Vec<u8>)> {
+    let fresh = || flate2::Compress::new(flate2::Compression::default(), false);
+    let hello = [0xf2, 0x48, 0xcd, 0xc9, 0xc9, 0x07, 0x00];
+    let json: String = (0..40).map(|i| format!(r#"{{"event":"say","n":{i}}}"#)).collect();
+    let json_z = compressed(json.as_bytes(), &mut fresh());
+    let mut keep = fresh();
+    let first = compressed(b"context is kept, context is kept", &mut keep);
+    let again = compressed(b"context is kept, context is kept", &mut keep);
+    let bomb = compressed(&vec![0u8; 256 << 10], &mut fresh());
+    let bad_utf8 = compressed(b"ok \xff\xfe", &mut fresh());
+    let (a, b) = json_z.split_at(json_z.len() / 2);
+    let frames = |parts: &[&[u8]]| parts.concat();
+    let with =
+        |settings: u8, size: usize, wire: &[u8], tail: &[u8]| [&[settings][..], &reads(wire, size), tail].concat();
+    vec![
+        ("rfc7692_hello", with(0, 128, &rsv1(true, OpCode::Text, &hello), &[])),
+        (
+            "rfc7692_hello_stored_and_fragmented",
+            with(
+                0,
+                5,
+                &frames(&[
+                    &rsv1(
+                        true,
+                        OpCode::Text,
+                        &[0x00, 0x05, 0x00, 0xfa, 0xff, b'H', b'e', b'l', b'l', b'o'],
+                    ),
+                    &rsv1(false, OpCode::Text, &hello[..3]),
+                    &masked(true, OpCode::Continuation, &hello[3..]),
+                ]),
+                &[],
+            ),
+        ),
+        (
+            "json_fragmented_with_ping",
+            with(
+                8,
+                17,
+                &frames(&[
+                    &rsv1(false, OpCode::Text, a),
+                    &masked(true, OpCode::Ping, b"p"),
+                    &masked(true, OpCode::Continuation, b),
+                ]),
+                &[],
+            ),
+        ),
+        (
+            "client_context_takeover",
+            with(
+                2,
+                128,
+                &frames(&[&rsv1(true, OpCode::Binary, &first), &rsv1(true, OpCode::Binary, &again)]),
+                &[],
+            ),
+        ),
+        (
+            "server_context_takeover_and_broadcast",
+            with(1 | 8, 64, &rsv1(true, OpCode::Text, &json_z), &[0xA3, 0xA3, 0xA2, 0xA3]),
+        ),
+        (
+            "small_window_and_closes",
+            with(4, 128, &rsv1(true, OpCode::Text, &json_z), &[0xA0]),
+        ),
+        ("bomb", with(0, 128, &rsv1(true, OpCode::Binary, &bomb), &[])),
+        (
+            "invalid_utf8_inflated",
+            with(0, 128, &rsv1(true, OpCode::Text, &bad_utf8), &[]),
+        ),
+        (
+            "reserved_block_type",
+            with(0, 128, &rsv1(true, OpCode::Text, &[0x06, 0x00]), &[]),
+        ),
+        ("rsv1_on_ping", with(0, 128, &rsv1(true, OpCode::Ping, b""), &[])),
+        (
+            "rsv1_on_continuation",
+            with(
+                0,
+                128,
+                &frames(&[
+                    &rsv1(false, OpCode::Text, &hello[..3]),
+                    &rsv1(true, OpCode::Continuation, &hello[3..]),
+                ]),
+                &[],
+            ),
+        ),
+        (
+            "plain_message_between",
+            with(
+                0,
+                128,
+                &frames(&[&masked(true, OpCode::Text, b"plain"), &rsv1(true, OpCode::Text, &hello)]),
+                &[],
+            ),
+        ),
+    ]
+}
+
 /// Client events of the `session` target's sample app, then a close.
 fn session_seeds() -> Vec<(&'static str, Vec<u8>)> {
     let text = |t: &str| masked(true, OpCode::Text, t.as_bytes());
@@ -512,6 +635,7 @@ fn regenerate_seed_corpus() {
         ("frame_header", frame_header_seeds()),
         ("unmask", unmask_seeds()),
         ("connection", connection_seeds()),
+        ("deflate", deflate_seeds()),
         ("session", session_seeds()),
         ("reference", reference_seeds()),
     ];

@@ -51,6 +51,8 @@ const client = connect("/ws", {
       status.textContent = "connected";
       retry.textContent = detail.reconnected ? "(reconnected)" : "";
       document.body.dataset.connected = "yes";
+      // What the server agreed to (permessage-deflate), for the curious and the browser test.
+      document.body.dataset.extensions = client.extensions;
     } else if (state === "reconnecting") {
       // Keep the close code of the connection that was open, not of failed attempts.
       if (detail.opened) status.textContent = "disconnected (" + detail.code + ")";

@@ -67,6 +67,15 @@ fn chat_in_two_tabs(adapter: Adapter) {
     let mut ada = open_connected(&browser, &server, "ada");
     let mut bob = open_connected(&browser, &server, "bob");
     // (No exact connection count: Chromium also opens speculative, idle connections.)
+    // Chromium offered permessage-deflate and accepted the server's answer (it fails the
+    // connection on an answer it does not like): every message below goes compressed.
+    let extensions = ada.eval("document.body.dataset.extensions").expect("eval");
+    assert_eq!(
+        extensions,
+        serde_json::json!(
+            "permessage-deflate; server_no_context_takeover; client_no_context_takeover; server_max_window_bits=12"
+        )
+    );
 
     browser::join_chat(&mut ada, "ada", "e2e-room");
     expect_log(&mut ada, "ada", "ada joined e2e-room", &browser);
@@ -88,6 +97,10 @@ fn chat_in_two_tabs(adapter: Adapter) {
     );
     say(&mut bob, "hi ada");
     expect_log(&mut ada, "ada", "[e2e-room] bob: hi ada", &browser);
+    // Long enough for the server to compress its broadcast (threshold 128 bytes).
+    let long = "a longer line that the server compresses before it reaches the other tab ".repeat(4);
+    say(&mut bob, &long);
+    expect_log(&mut ada, "ada", &format!("[e2e-room] bob: {long}"), &browser);
 
     // Closing bob's tab tells ada that bob left.
     bob.close().expect("close bob's tab");

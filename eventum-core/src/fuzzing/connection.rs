@@ -9,7 +9,7 @@ use crate::config::Config;
 use crate::error::SendError;
 use crate::event::{CloseCause, Closed, Event, State};
 use crate::frame::{self, DecodeRules, OpCode, MAX_HEADER_LEN};
-use crate::handshake::Accept;
+use crate::handshake::{Accept, DeflateConfig};
 use crate::outbound::SharedFrame;
 
 /// An opened connection driven by an echo server and a byte-coded peer, to the end.
@@ -26,6 +26,31 @@ use crate::outbound::SharedFrame;
 /// after a close we started); exactly one `Closed` event, nothing after it; the backlog stays
 /// bounded; reading resumes once output is written; deadlines lie in the future.
 pub fn connection(data: &[u8]) {
+    run(data, None);
+}
+
+/// The `deflate` target: [`connection`] with permessage-deflate (RFC 7692) agreed. The first
+/// byte picks the server's settings: bit 0 keeps the server's context between messages,
+/// bit 1 the client's, bit 2 a 9-bit server window, bit 3 a zero compression threshold;
+/// the rest is [`connection`]'s input, where compressed frames (RSV1, raw DEFLATE) are
+/// inflated up to `max_message_size` (64 KiB).
+///
+/// Checked as [`connection`], with the server's compressed messages inflated (by an
+/// independent flate2 stream kept for the whole connection, as a client keeps it) before
+/// they are compared with the messages the application sent.
+pub fn deflate(data: &[u8]) {
+    let Some((&settings, data)) = data.split_first() else {
+        return;
+    };
+    let config = DeflateConfig::default()
+        .server_no_context_takeover(settings & 1 == 0)
+        .client_no_context_takeover(settings & 2 == 0)
+        .server_max_window_bits(if settings & 4 != 0 { 9 } else { 12 })
+        .threshold(if settings & 8 != 0 { 0 } else { 128 });
+    run(data, Some(config));
+}
+
+fn run(data: &[u8], deflate: Option<DeflateConfig>) {
     let config = Config::builder().max_frame_size(64 << 10).max_message_size(64 << 10);
     let config = Arc::new(
         config
@@ -36,11 +61,22 @@ pub fn connection(data: &[u8]) {
     );
     let now = epoch();
     let mut conn = Connection::new(Arc::clone(&config), now);
-    conn.handle_input(now, REQUEST);
+    let offered = deflate.is_some();
+    let accept = match deflate {
+        Some(settings) => {
+            conn.handle_input(now, REQUEST_DEFLATE);
+            Accept::new().compression(settings)
+        }
+        None => {
+            conn.handle_input(now, REQUEST);
+            Accept::new().compression(DeflateConfig::disabled())
+        }
+    };
     let Some((Event::UpgradeRequest(_), mut commands)) = conn.poll_event() else {
         panic!("no upgrade request");
     };
-    commands.accept(now, Accept::new()).expect("accept");
+    commands.accept(now, accept).expect("accept");
+    assert_eq!(conn.compression().is_some(), offered, "negotiated");
     transmit_all(&mut conn, &mut Vec::new());
     let mut peer = Peer {
         conn,
@@ -203,8 +239,11 @@ impl Peer {
         let closed = self.closed.as_ref().expect("a Closed event");
         let rules = DecodeRules {
             require_mask: false,
-            allow_rsv1: false,
+            allow_rsv1: self.conn.compression().is_some(),
         };
+        // The client's inflater: one stream for the connection, which suits both a server
+        // that keeps its context and one that does not.
+        let mut inflater = flate2::Decompress::new(false);
         let (mut data, mut pongs, mut close) = (Vec::new(), Vec::new(), None);
         let mut rest = &self.wire[..];
         while !rest.is_empty() {
@@ -226,7 +265,12 @@ impl Peer {
                 );
                 continue;
             }
+            assert!(
+                !h.rsv1 || matches!(h.opcode, OpCode::Text | OpCode::Binary),
+                "RSV1 on {h:?}"
+            );
             match h.opcode {
+                OpCode::Text | OpCode::Binary if h.rsv1 => data.push((h.opcode, inflate(&mut inflater, payload))),
                 OpCode::Text | OpCode::Binary => data.push((h.opcode, payload.to_vec())),
                 OpCode::Pong => pongs.push(payload.to_vec()),
                 OpCode::Ping => assert!(payload.is_empty() || payload == b"fz", "ping {payload:?}"),
@@ -271,5 +315,26 @@ impl Peer {
             close.is_none() || closed.cause != CloseCause::TransportEnded,
             "close, yet the transport ended"
         );
+    }
+}
+
+/// Inflates one compressed server message (the sync-flush tail appended, RFC 7692 §7.2.2);
+/// invalid data is a finding.
+fn inflate(inflater: &mut flate2::Decompress, payload: &[u8]) -> Vec<u8> {
+    let input = [payload, &[0x00, 0x00, 0xff, 0xff]].concat();
+    let mut out = Vec::with_capacity(input.len() * 4 + 64);
+    let start = inflater.total_in();
+    loop {
+        let used = usize::try_from(inflater.total_in() - start).unwrap_or(input.len());
+        let rest = input.get(used..).unwrap_or_default();
+        if rest.is_empty() && out.len() < out.capacity() {
+            return out;
+        }
+        out.reserve(out.capacity());
+        let before = (inflater.total_in(), out.len());
+        inflater
+            .decompress_vec(rest, &mut out, flate2::FlushDecompress::Sync)
+            .unwrap_or_else(|e| panic!("the server's compressed message does not inflate: {e}"));
+        assert!((inflater.total_in(), out.len()) != before, "inflating made no progress");
     }
 }

@@ -16,7 +16,7 @@ use std::time::Instant;
 use crate::connection::Connection;
 
 pub use codec::{frame_header, unmask};
-pub use connection::connection;
+pub use connection::{connection, deflate};
 pub use handshake::handshake;
 pub use reference::reference;
 pub use session::session;
@@ -28,6 +28,10 @@ const MAX_READ: usize = 128;
 /// The request [`connection`] opens with (RFC 6455 §1.2).
 const REQUEST: &[u8] = b"GET /chat HTTP/1.1\r\nHost: server.example.com\r\nUpgrade: websocket\r\n\
 Connection: Upgrade\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n";
+/// [`REQUEST`] offering permessage-deflate as Chromium does.
+const REQUEST_DEFLATE: &[u8] = b"GET /chat HTTP/1.1\r\nHost: server.example.com\r\nUpgrade: websocket\r\n\
+Connection: Upgrade\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\
+Sec-WebSocket-Extensions: permessage-deflate; client_max_window_bits\r\n\r\n";
 
 /// The origin of the virtual clock: the one real clock read, then time moves by input bytes.
 #[allow(clippy::disallowed_methods)]
