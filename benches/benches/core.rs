@@ -22,7 +22,8 @@ use eventum_benches::{client_frames, MemStream, BROWSER_REQUEST};
 use eventum_core::app::{App, Route};
 use eventum_core::driver::{Endpoint, Session};
 use eventum_core::frame::{apply_mask, OpCode};
-use eventum_core::{handshake::Accept, Config, Connection, Event};
+use eventum_core::handshake::{Accept, DeflateConfig};
+use eventum_core::{Config, Connection, Event, SharedFrame};
 use serde::Deserialize;
 use tungstenite::protocol::{Role, WebSocket};
 use tungstenite::{Bytes, Message};
@@ -35,14 +36,20 @@ fn count_for(size: usize) -> usize {
     ((1 << 20) / size).max(1)
 }
 
-/// Limits that admit the 1 MiB workloads, with room to queue a whole iteration's output.
+/// Limits that admit the 1 MiB workloads, with room to queue a whole iteration's output;
+/// uncompressed (the browser request offers permessage-deflate), as tungstenite runs.
 fn config() -> Arc<Config> {
+    config_with(DeflateConfig::disabled())
+}
+
+fn config_with(compression: DeflateConfig) -> Arc<Config> {
     Arc::new(
         Config::builder()
             .max_frame_size(2 << 20)
             .max_message_size(2 << 20)
             .water_marks(8 << 20, 1 << 20)
             .max_backlog(16 << 20)
+            .compression(compression)
             .build()
             .expect("valid benchmark limits"),
     )
@@ -483,6 +490,177 @@ fn echo(c: &mut Criterion) {
     group.finish();
 }
 
+// --- permessage-deflate ------------------------------------------------------------------
+
+/// A JSON-like chat event of about `size` bytes: repeated keys, varied values, as events are.
+fn json_message(size: usize) -> String {
+    let mut out = String::from("{\"event\":\"messages\",\"data\":[");
+    let mut i = 0u32;
+    while out.len() + 80 < size {
+        let n = i.wrapping_mul(2_654_435_761) % 100_000;
+        out.push_str(&format!(
+            "{{\"id\":{n},\"user\":\"user{}\",\"text\":\"message number {i}\"}},",
+            n % 97
+        ));
+        i += 1;
+    }
+    out.push_str("{}]}");
+    while out.len() < size {
+        out.insert(out.len() - 2, ' ');
+    }
+    out
+}
+
+/// What a browser sends: raw DEFLATE of `message` without the sync-flush tail.
+fn client_deflate(message: &[u8]) -> Vec<u8> {
+    let mut compress = flate2::Compress::new(flate2::Compression::default(), false);
+    let mut out = Vec::with_capacity(message.len() + 64);
+    compress
+        .compress_vec(message, &mut out, flate2::FlushCompress::Sync)
+        .expect("compresses");
+    assert!(out.ends_with(&[0, 0, 0xff, 0xff]));
+    out.truncate(out.len() - 4);
+    out
+}
+
+const DEFLATE_SIZES: [usize; 2] = [1024, 16 * 1024];
+/// Messages per iteration of the compressed echo.
+const DEFLATE_PER_ITER: usize = 20;
+
+/// Echo of JSON messages through a connection that agreed permessage-deflate (the client
+/// compresses each message on its own, as the default negotiation asks; the server inflates,
+/// echoes and compresses), beside the same messages on an uncompressed connection.
+fn deflate_echo(c: &mut Criterion) {
+    let mut group = c.benchmark_group("deflate_echo");
+    group.throughput(Throughput::Elements(DEFLATE_PER_ITER as u64));
+    for size in DEFLATE_SIZES {
+        let message = json_message(size);
+        let compressed = client_deflate(message.as_bytes());
+        let mut deflated_input = client_frames(OpCode::Text, &compressed, DEFLATE_PER_ITER);
+        // RSV1 on every frame: each is a whole compressed message.
+        let frame_len = deflated_input.len() / DEFLATE_PER_ITER;
+        for frame in deflated_input.chunks_mut(frame_len) {
+            frame[0] |= 0x40;
+        }
+        let plain_input = client_frames(OpCode::Text, message.as_bytes(), DEFLATE_PER_ITER);
+        for (name, compression, input) in [
+            ("eventum-deflate", DeflateConfig::default(), &deflated_input),
+            ("eventum-plain", DeflateConfig::disabled(), &plain_input),
+        ] {
+            let mut conn = open_connection(&config_with(compression));
+            let mut sink = Vec::new();
+            let iter = |conn: &mut Connection, sink: &mut Vec<u8>| {
+                sink.clear();
+                conn.handle_input(Instant::now(), input);
+                let mut echoed = 0;
+                while let Some((event, mut sender)) = conn.poll_event() {
+                    if let Event::Text(text) = event {
+                        sender.send_text(text).expect("queued");
+                        echoed += 1;
+                    }
+                }
+                transmit_connection(conn, sink);
+                echoed
+            };
+            assert_eq!(
+                iter(&mut conn, &mut sink),
+                DEFLATE_PER_ITER,
+                "{name} echoed every message"
+            );
+            if name == "eventum-deflate" {
+                assert!(sink.len() < plain_input.len() / 3, "{name}: {} bytes out", sink.len());
+            }
+            group.bench_with_input(BenchmarkId::new(name, size), &size, |b, _| {
+                b.iter(|| black_box(iter(&mut conn, &mut sink)))
+            });
+        }
+    }
+    group.finish();
+}
+
+/// Members of the broadcast workload.
+const BROADCAST_MEMBERS: usize = 64;
+
+/// One JSON message delivered to 64 connections: with permessage-deflate (no context
+/// takeover, so it is compressed once and the compressed frame shared), and without.
+fn deflate_broadcast(c: &mut Criterion) {
+    let mut group = c.benchmark_group("deflate_broadcast");
+    group.throughput(Throughput::Elements(BROADCAST_MEMBERS as u64));
+    for size in DEFLATE_SIZES {
+        let message = json_message(size);
+        for (name, compression) in [
+            ("eventum-deflate", DeflateConfig::default()),
+            ("eventum-plain", DeflateConfig::disabled()),
+        ] {
+            let config = config_with(compression);
+            let mut members: Vec<Connection> = (0..BROADCAST_MEMBERS).map(|_| open_connection(&config)).collect();
+            let iter = |members: &mut [Connection]| {
+                // A new frame each time, as each broadcast is a new message.
+                let frame = SharedFrame::text(&message);
+                let now = Instant::now();
+                let mut bytes = 0;
+                for conn in members.iter_mut() {
+                    conn.commands().deliver(now, &frame).expect("delivered");
+                    bytes += conn.buffered_amount();
+                    let n = conn.buffered_amount();
+                    conn.transmitted(n);
+                }
+                bytes
+            };
+            let bytes = iter(&mut members);
+            if name == "eventum-deflate" {
+                assert!(bytes < BROADCAST_MEMBERS * size / 3, "{name}: {bytes} bytes out");
+            }
+            group.bench_with_input(BenchmarkId::new(name, size), &size, |b, _| {
+                b.iter(|| black_box(iter(&mut members)))
+            });
+        }
+    }
+    group.finish();
+}
+
+/// The DEFLATE backends on the same JSON: compress (raw, level 6, sync flush) and inflate
+/// back. zlib-rs (through flate2, eventum's choice) beside miniz_oxide (flate2's default
+/// backend, used directly: a workspace builds flate2 with one backend only).
+fn deflate_backend(c: &mut Criterion) {
+    let mut group = c.benchmark_group("deflate_backend");
+    for size in DEFLATE_SIZES {
+        let message = json_message(size);
+        group.throughput(Throughput::Bytes(size as u64));
+        let mut compress = flate2::Compress::new(flate2::Compression::new(6), false);
+        let mut decompress = flate2::Decompress::new(false);
+        let (mut packed, mut unpacked) = (Vec::with_capacity(2 * size), Vec::with_capacity(2 * size));
+        let mut zlib_rs = || {
+            packed.clear();
+            unpacked.clear();
+            compress.reset();
+            decompress.reset(false);
+            compress
+                .compress_vec(message.as_bytes(), &mut packed, flate2::FlushCompress::Sync)
+                .expect("compresses");
+            decompress
+                .decompress_vec(&packed, &mut unpacked, flate2::FlushDecompress::Sync)
+                .expect("inflates");
+            unpacked.len()
+        };
+        assert_eq!(zlib_rs(), size);
+        group.bench_with_input(BenchmarkId::new("zlib-rs", size), &size, |b, _| {
+            b.iter(|| black_box(zlib_rs()))
+        });
+
+        let mut miniz = || {
+            let packed = miniz_oxide::deflate::compress_to_vec(message.as_bytes(), 6);
+            let unpacked = miniz_oxide::inflate::decompress_to_vec(&packed).expect("inflates");
+            unpacked.len()
+        };
+        assert_eq!(miniz(), size);
+        group.bench_with_input(BenchmarkId::new("miniz_oxide", size), &size, |b, _| {
+            b.iter(|| black_box(miniz()))
+        });
+    }
+    group.finish();
+}
+
 // --- main: run, then print the ratios -------------------------------------------------
 
 /// Short runs, repeated over several passes (see `main`): about 5 minutes in all.
@@ -497,7 +675,8 @@ fn criterion_config() -> Criterion {
 criterion_group! {
     name = benches;
     config = criterion_config();
-    targets = unmask, decode, decode_text, utf8, encode, handshake, events, echo
+    targets = unmask, decode, decode_text, utf8, encode, handshake, events, echo,
+        deflate_echo, deflate_broadcast, deflate_backend
 }
 
 fn comparisons() -> Vec<Comparison> {
@@ -532,6 +711,22 @@ fn comparisons() -> Vec<Comparison> {
     for batch in [1, ECHO_PER_ITER] {
         rows.push(Comparison::new("echo", batch, "eventum-connection", "tungstenite"));
         rows.push(Comparison::new("echo", batch, "eventum-session", "tungstenite"));
+    }
+    for size in DEFLATE_SIZES {
+        // What compression costs: below 1.0, by how much compressed messages are slower.
+        rows.push(Comparison::new(
+            "deflate_echo",
+            size,
+            "eventum-deflate",
+            "eventum-plain",
+        ));
+        rows.push(Comparison::new(
+            "deflate_broadcast",
+            size,
+            "eventum-deflate",
+            "eventum-plain",
+        ));
+        rows.push(Comparison::new("deflate_backend", size, "zlib-rs", "miniz_oxide"));
     }
     rows
 }

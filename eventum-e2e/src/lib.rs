@@ -702,6 +702,8 @@ pub struct RawClient {
 pub struct RawFrame {
     /// The FIN bit.
     pub fin: bool,
+    /// The RSV1 bit: a compressed message (permessage-deflate).
+    pub rsv1: bool,
     /// The opcode (`0x1` text, `0x2` binary, `0x8` close, `0x9` ping, `0xA` pong).
     pub opcode: u8,
     /// The payload (server frames are unmasked).
@@ -722,6 +724,15 @@ impl RawClient {
         let (_, tail) = handshake(&mut stream, &addr.to_string(), path, &[], &[])
             .unwrap_or_else(|e| panic!("upgrade of {path} refused: {e:?}"));
         RawClient { stream, buf: tail }
+    }
+
+    /// Opens a WebSocket to `path` with extra request headers (e.g. an extension offer);
+    /// returns the client and the response headers (panics unless the server answers `101`).
+    pub fn connect_with(addr: SocketAddr, path: &str, headers: &[(&str, &str)]) -> (Self, Headers) {
+        let mut stream = tcp_connect(addr);
+        let (response, tail) = handshake(&mut stream, &addr.to_string(), path, headers, &[])
+            .unwrap_or_else(|e| panic!("upgrade of {path} refused: {e:?}"));
+        (RawClient { stream, buf: tail }, response)
     }
 
     /// Sends the upgrade request and a first frame in one write (pipelined), then reads
@@ -834,5 +845,14 @@ fn parse_frame(buf: &[u8]) -> Option<(RawFrame, usize)> {
     if let Some(m) = mask {
         payload.iter_mut().enumerate().for_each(|(i, b)| *b ^= m[i % 4]);
     }
-    Some((RawFrame { fin, opcode, payload }, at + len))
+    let rsv1 = buf[0] & 0x40 != 0;
+    Some((
+        RawFrame {
+            fin,
+            rsv1,
+            opcode,
+            payload,
+        },
+        at + len,
+    ))
 }

@@ -2,7 +2,7 @@
 //!
 //! ```text
 //! loadgen echo --url ws://127.0.0.1:9001/ --connections 50 --inflight 1 --size 16 --duration 10 [--warmup 1] [--threads 1]
-//! loadgen idle --url ws://127.0.0.1:9001/ --connections 10000 --hold-seconds 10
+//! loadgen idle --url ws://127.0.0.1:9001/ --connections 10000 --hold-seconds 10 [--deflate 1]
 //! loadgen broadcast --url ws://127.0.0.1:9001/broadcast --connections 64 --inflight 1 --size 16 --duration 10
 //! loadgen handshake --url ws://127.0.0.1:9001/ --threads 1 --duration 10
 //! ```
@@ -16,6 +16,11 @@
 //! connection keeps W of its own messages in flight (the next goes out when its own copy
 //! comes back) and deliveries/s counts every copy received. `handshake` opens and closes
 //! connections back to back on T threads and reports handshakes/s.
+//!
+//! `idle --deflate 1` offers permessage-deflate as Chromium does and, on every connection
+//! that agreed it, exchanges one compressed 1 KiB JSON message with the echo server (the
+//! echo must come back compressed and inflate to the message) before holding it: the memory
+//! then read is what an idle connection costs after it has used compression.
 //!
 //! The client is a minimal hand-written one (one epoll loop per thread, `--threads`
 //! default 1, frames encoded once up front) so that the load generator costs as little
@@ -41,7 +46,7 @@ fn usage() -> ! {
     eprintln!(
         "usage:\n  loadgen echo --url ws://HOST:PORT/PATH [--connections C] [--inflight W] [--size S] \
          [--duration SECONDS] [--warmup SECONDS] [--threads T]\n  loadgen idle --url ws://HOST:PORT/PATH [--connections N] \
-         [--hold-seconds H]\n  loadgen broadcast (the options of echo; --size >= 8)\n  loadgen handshake --url ws://HOST:PORT/PATH \
+         [--hold-seconds H] [--deflate 1]\n  loadgen broadcast (the options of echo; --size >= 8)\n  loadgen handshake --url ws://HOST:PORT/PATH \
          [--threads T] [--duration SECONDS] [--warmup SECONDS]"
     );
     std::process::exit(2)
@@ -59,6 +64,8 @@ struct Args {
     warmup: f64,
     hold: f64,
     threads: usize,
+    /// Offer permessage-deflate (idle mode).
+    deflate: bool,
 }
 
 fn parse_args() -> Args {
@@ -78,6 +85,7 @@ fn parse_args() -> Args {
         warmup: 1.0,
         hold: 10.0,
         threads: 1,
+        deflate: false,
     };
     while let Some(flag) = it.next() {
         let value = it.next().unwrap_or_else(|| usage());
@@ -96,6 +104,7 @@ fn parse_args() -> Args {
             "--warmup" => args.warmup = number(),
             "--hold-seconds" => args.hold = number(),
             "--threads" => args.threads = (number() as usize).max(1),
+            "--deflate" => args.deflate = number() != 0.0,
             _ => usage(),
         }
     }
@@ -104,7 +113,9 @@ fn parse_args() -> Args {
 
 /// How the server answered the upgrade.
 enum Opened {
-    Open(TcpStream, Vec<u8>),
+    /// The stream, any bytes read past the response head, and whether permessage-deflate
+    /// was agreed.
+    Open(TcpStream, Vec<u8>, bool),
     /// Any status but 101 (e.g. 503 over a connection limit).
     Refused(String),
 }
@@ -119,9 +130,13 @@ fn open(args: &Args) -> io::Result<Opened> {
     let mut stream = TcpStream::connect_timeout(&addr, STALL)?;
     stream.set_nodelay(true)?;
     stream.set_read_timeout(Some(STALL))?;
+    let offer = match args.deflate {
+        true => "Sec-WebSocket-Extensions: permessage-deflate; client_max_window_bits\r\n",
+        false => "",
+    };
     let request = format!(
         "GET {} HTTP/1.1\r\nHost: {}\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\
-         Sec-WebSocket-Key: {WS_KEY}\r\nSec-WebSocket-Version: 13\r\n\r\n",
+         Sec-WebSocket-Key: {WS_KEY}\r\nSec-WebSocket-Version: 13\r\n{offer}\r\n",
         args.path, args.host
     );
     stream.write_all(request.as_bytes())?;
@@ -155,7 +170,12 @@ fn open(args: &Args) -> io::Result<Opened> {
     if !accepted {
         return Err(io::Error::other("101 without the right Sec-WebSocket-Accept"));
     }
-    Ok(Opened::Open(stream, buf.split_off(head_end)))
+    let deflate = head.lines().any(|line| {
+        line.split_once(':').is_some_and(|(n, v)| {
+            n.eq_ignore_ascii_case("sec-websocket-extensions") && v.trim().starts_with("permessage-deflate")
+        })
+    });
+    Ok(Opened::Open(stream, buf.split_off(head_end), deflate))
 }
 
 /// A server frame at the start of `buf`: (opcode, payload range, frame length).
@@ -419,7 +439,7 @@ fn echo(args: &Args) -> io::Result<()> {
     let mut streams = Vec::with_capacity(args.connections);
     for number in 0..args.connections {
         match open(args)? {
-            Opened::Open(stream, rest) => streams.push((number, stream, rest)),
+            Opened::Open(stream, rest, _) => streams.push((number, stream, rest)),
             Opened::Refused(status) => return Err(io::Error::other(format!("upgrade refused: {status}"))),
         }
     }
@@ -498,7 +518,7 @@ fn handshake(args: &Args) -> io::Result<()> {
                 let (mut counted, mut total) = (0, 0);
                 while Instant::now() < end {
                     match open(&args) {
-                        Ok(Opened::Open(stream, _)) => close(stream),
+                        Ok(Opened::Open(stream, _, _)) => close(stream),
                         Ok(Opened::Refused(status)) => return (counted, total, Some(status)),
                         Err(e) => return (counted, total, Some(e.to_string())),
                     }
@@ -571,9 +591,24 @@ fn idle(args: &Args) -> io::Result<()> {
     let (mut refused, mut failed) = (0usize, 0usize);
     let mut first_refusal = None;
     let mut first_error = None;
+    let message = deflate_message();
+    let (mut negotiated, mut exchanged) = (0usize, 0usize);
     for _ in 0..args.connections {
         match open(args) {
-            Ok(Opened::Open(stream, _)) => held.push(stream),
+            Ok(Opened::Open(mut stream, rest, deflate)) => {
+                negotiated += usize::from(deflate);
+                if deflate {
+                    match exchange_compressed(&mut stream, rest, &message) {
+                        Ok(()) => exchanged += 1,
+                        Err(e) => {
+                            failed += 1;
+                            first_error.get_or_insert(e.to_string());
+                            continue;
+                        }
+                    }
+                }
+                held.push(stream);
+            }
             Ok(Opened::Refused(status)) => {
                 refused += 1;
                 first_refusal.get_or_insert(status);
@@ -591,7 +626,7 @@ fn idle(args: &Args) -> io::Result<()> {
         eprintln!("{failed} failed, first with {e}");
     }
     println!(
-        "HOLDING opened={} refused={refused} failed={failed} open_seconds={:.2}",
+        "HOLDING opened={} refused={refused} failed={failed} negotiated={negotiated} exchanged={exchanged} open_seconds={:.2}",
         held.len(),
         began.elapsed().as_secs_f64()
     );
@@ -602,9 +637,67 @@ fn idle(args: &Args) -> io::Result<()> {
         close(stream);
     }
     println!(
-        "RESULT mode=idle requested={} opened={opened} refused={refused} failed={failed}",
+        "RESULT mode=idle requested={} opened={opened} refused={refused} failed={failed} negotiated={negotiated} exchanged={exchanged}",
         args.connections
     );
+    Ok(())
+}
+
+/// The message of `idle --deflate 1`: 1 KiB of JSON, compressed once.
+struct DeflateMessage {
+    json: Vec<u8>,
+    /// The masked client frame: RSV1, the raw DEFLATE of `json` without its sync-flush tail.
+    frame: Vec<u8>,
+}
+
+fn deflate_message() -> DeflateMessage {
+    let mut json = String::from("{\"event\":\"message\",\"data\":[");
+    for i in 0..40 {
+        json.push_str(&format!("{{\"user\":\"user{}\",\"text\":\"message {i}\"}},", i % 7));
+    }
+    json.push_str("{}]}");
+    let mut compress = flate2::Compress::new(flate2::Compression::default(), false);
+    let mut payload = Vec::with_capacity(json.len() + 64);
+    let flushed = compress.compress_vec(json.as_bytes(), &mut payload, flate2::FlushCompress::Sync);
+    assert!(flushed.is_ok() && payload.ends_with(&[0, 0, 0xff, 0xff]), "compressed");
+    payload.truncate(payload.len() - 4);
+    let mut frame = Vec::new();
+    encode_client_frame(&mut frame, true, OpCode::Text, &payload, KEY);
+    frame[0] |= 0x40;
+    DeflateMessage {
+        json: json.into_bytes(),
+        frame,
+    }
+}
+
+/// Sends the compressed message and checks the echo: one compressed frame that inflates
+/// to the message (RFC 7692 §7.2.2: the tail appended).
+fn exchange_compressed(stream: &mut TcpStream, mut buf: Vec<u8>, message: &DeflateMessage) -> io::Result<()> {
+    stream.write_all(&message.frame)?;
+    let mut chunk = [0u8; 4096];
+    let (payload, first) = loop {
+        if let Some((_, payload, _)) = parse_frame(&buf)? {
+            break (payload, buf[0]);
+        }
+        let n = stream.read(&mut chunk)?;
+        if n == 0 {
+            return Err(io::Error::new(io::ErrorKind::UnexpectedEof, "closed before the echo"));
+        }
+        buf.extend_from_slice(&chunk[..n]);
+    };
+    if first & 0x40 == 0 {
+        return Err(io::Error::other(
+            "the echo of a compressed message came back uncompressed",
+        ));
+    }
+    let input = [&buf[payload], &[0, 0, 0xff, 0xff][..]].concat();
+    let mut inflated = Vec::with_capacity(4 * message.json.len());
+    flate2::Decompress::new(false)
+        .decompress_vec(&input, &mut inflated, flate2::FlushDecompress::Sync)
+        .map_err(io::Error::other)?;
+    if inflated != message.json {
+        return Err(io::Error::other("the compressed echo differs from the message"));
+    }
     Ok(())
 }
 

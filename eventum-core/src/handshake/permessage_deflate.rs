@@ -3,7 +3,33 @@
 //! [`Config::compression`](crate::Config::compression) holds the server's settings (on by
 //! default), [`Accept::compression`](super::Accept::compression) overrides them for one
 //! connection, and [`Connection::compression`](crate::Connection::compression) tells what
-//! was agreed.
+//! was agreed. In an app, the upgrade handler decides per connection and handlers read
+//! what was agreed:
+//!
+//! ```
+//! use eventum_core::app::{App, Route};
+//! use eventum_core::handshake::DeflateConfig;
+//! use eventum_core::Config;
+//!
+//! let config = Config::builder()
+//!     .compression(DeflateConfig::default().compression_level(1)) // or DeflateConfig::disabled()
+//!     .build()
+//!     .unwrap();
+//! let app = App::builder()
+//!     .config(config)
+//!     .route(Route::new("/ws").on_upgrade(|upgrade| {
+//!         if upgrade.header("x-no-compression").is_some() {
+//!             upgrade.set_compression(DeflateConfig::disabled()); // this connection only
+//!         }
+//!         Ok(())
+//!     }))
+//!     .on_text(|ctx, _| {
+//!         let agreed = ctx.compression().map(|p| p.server_max_window_bits());
+//!         ctx.send_text(&format!("compression: {agreed:?}")).unwrap();
+//!     })
+//!     .build();
+//! # let _ = app;
+//! ```
 //!
 //! The client offers `permessage-deflate` in `Sec-WebSocket-Extensions`, possibly several
 //! times with different parameters, in its order of preference. [`DeflateConfig::negotiate`]
