@@ -8,6 +8,8 @@
 #
 # Settings (environment): CONNECTIONS (50), INFLIGHT ("1 16"), SIZE (16), DURATION (10 s),
 # WARMUP (1 s), ROUNDS (3; the median round is reported), IDLE ("2000 10000"), HOLD (5 s),
+# IDLE_DEFLATE (1: each eventum server is measured idle a second time with every connection
+# having agreed permessage-deflate and exchanged one compressed 1 KiB message; 0: not),
 # SERVER_CPU (0) and CLIENT_CPU (1): each server runs on one core and the load generator on
 # the other (taskset), BASE_PORT (random in 20000-28999; ports in use are skipped),
 # OUT (target/load-results.md).
@@ -27,6 +29,7 @@ WARMUP=${WARMUP:-1}
 ROUNDS=${ROUNDS:-3}
 IDLE=${IDLE:-"2000 10000"}
 HOLD=${HOLD:-5}
+IDLE_DEFLATE=${IDLE_DEFLATE:-1}
 SERVER_CPU=${SERVER_CPU:-0}
 CLIENT_CPU=${CLIENT_CPU:-1}
 BASE_PORT=${BASE_PORT:-$((20000 + RANDOM % 9000))}
@@ -224,13 +227,22 @@ for n in $IDLE; do
         echo "| (all) | $n | skipped: \`ulimit -n\` is $NOFILE | | | | | |" >>"$tmp/idle.md"
         continue
     fi
-    for name in "${SERVERS[@]}"; do
+    runs=("${SERVERS[@]}")
+    if [ "$IDLE_DEFLATE" = 1 ]; then
+        for name in "${SERVERS[@]}"; do
+            case " ${PEERS[*]} " in *" $name "*) ;; *) runs+=("$name+deflate") ;; esac
+        done
+    fi
+    for run in "${runs[@]}"; do
+        name=${run%+deflate}
+        deflate=0
+        [ "$run" != "$name" ] && deflate=1
         start_server "$name"
         sleep 0.5
         before=$(status_field "$SERVER_PID" VmRSS)
-        out="$tmp/idle-$name-$n.txt"
+        out="$tmp/idle-$run-$n.txt"
         "${ON_CLIENT_CPU[@]}" "$tmp/loadgen" idle --url "ws://127.0.0.1:$SERVER_PORT/" \
-            --connections "$n" --hold-seconds "$HOLD" >"$out" 2>"$tmp/loadgen.err" &
+            --connections "$n" --hold-seconds "$HOLD" --deflate "$deflate" >"$out" 2>"$tmp/loadgen.err" &
         lg=$!
         pids+=("$lg")
         for _ in $(seq 1200); do
@@ -250,13 +262,18 @@ for n in $IDLE; do
         opened=$(field "$line" opened)
         refused=$(field "$line" refused)
         if [ -z "$opened" ] || [ "$opened" = 0 ]; then
-            echo "   idle $n $name: FAILED: $(head -3 "$tmp/loadgen.err")"
-            echo "| $name | $n | failed | | | | | |" >>"$tmp/idle.md"
+            echo "   idle $n $run: FAILED: $(head -3 "$tmp/loadgen.err")"
+            echo "| $run | $n | failed | | | | | |" >>"$tmp/idle.md"
+            continue
+        fi
+        if [ "$deflate" = 1 ] && [ "$(field "$line" exchanged)" != "$opened" ]; then
+            echo "   idle $n $run: FAILED: only $(field "$line" exchanged) of $opened connections exchanged a compressed message"
+            echo "| $run | $n | failed: compression not used on every connection | | | | | |" >>"$tmp/idle.md"
             continue
         fi
         per=$(awk -v a="$before" -v b="$held" -v n="$opened" 'BEGIN { printf "%.1f", (b - a) / n }')
-        echo "   idle $n $name: opened $opened (refused $refused), RSS $before -> $held KiB: $per KiB/connection, $threads threads"
-        echo "| $name | $n | $opened | $refused | $before | $held | **$per** | $threads |" >>"$tmp/idle.md"
+        echo "   idle $n $run: opened $opened (refused $refused), RSS $before -> $held KiB: $per KiB/connection, $threads threads"
+        echo "| $run | $n | $opened | $refused | $before | $held | **$per** | $threads |" >>"$tmp/idle.md"
     done
 done
 

@@ -17,7 +17,7 @@
 #   AB_REPORTS  where the reports go                (default /tmp/autobahn-reports)
 #   AB_WORK     binaries, spec and logs of this run (default /tmp/eventum-conformance)
 #   SMOL_ADDR / STD_ADDR   listen addresses (default 127.0.0.1:9001 / 127.0.0.1:9002)
-#   AB_TIMEOUT  seconds before the whole wstest run is abandoned (default 1800)
+#   AB_TIMEOUT  seconds before the whole wstest run is abandoned (default 3600)
 set -euo pipefail
 
 HERE="$(cd "$(dirname "$0")" && pwd)"
@@ -27,7 +27,7 @@ AB_REPORTS="${AB_REPORTS:-/tmp/autobahn-reports}"
 AB_WORK="${AB_WORK:-/tmp/eventum-conformance}"
 SMOL_ADDR="${SMOL_ADDR:-127.0.0.1:9001}"
 STD_ADDR="${STD_ADDR:-127.0.0.1:9002}"
-AB_TIMEOUT="${AB_TIMEOUT:-1800}"
+AB_TIMEOUT="${AB_TIMEOUT:-3600}"
 
 # The set that installs and runs on Python 2.7.18 (pip 20.3.4); pinned so a later
 # release on the registry cannot break the install.
