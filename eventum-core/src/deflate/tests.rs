@@ -25,8 +25,10 @@ fn params(bits: u8, no_context_takeover: bool) -> DeflateParams {
     *config.negotiate(request.extensions()).expect("accepted").params()
 }
 
+/// A compressor at zlib's default level 6, the one RFC 7692's examples were made with.
 fn deflater(bits: u8, no_context_takeover: bool) -> MessageDeflater {
-    MessageDeflater::new(&params(bits, no_context_takeover), &DeflateConfig::default())
+    let config = DeflateConfig::default().compression_level(6);
+    MessageDeflater::new(&params(bits, no_context_takeover), &config)
 }
 
 fn inflater(bits: u8, no_context_takeover: bool) -> MessageInflater {
