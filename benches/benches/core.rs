@@ -648,7 +648,7 @@ fn deflate_backend(c: &mut Criterion) {
             b.iter(|| black_box(zlib_rs()))
         });
 
-        let mut miniz = || {
+        let miniz = || {
             let packed = miniz_oxide::deflate::compress_to_vec(message.as_bytes(), 6);
             let unpacked = miniz_oxide::inflate::decompress_to_vec(&packed).expect("inflates");
             unpacked.len()

@@ -29,13 +29,13 @@ pub fn connection(data: &[u8]) {
     run(data, None);
 }
 
-/// The `deflate` target: [`connection`] with permessage-deflate (RFC 7692) agreed. The first
+/// The `deflate` target: [`connection`](fn@super::connection) with permessage-deflate (RFC 7692) agreed. The first
 /// byte picks the server's settings: bit 0 keeps the server's context between messages,
 /// bit 1 the client's, bit 2 a 9-bit server window, bit 3 a zero compression threshold;
-/// the rest is [`connection`]'s input, where compressed frames (RSV1, raw DEFLATE) are
+/// the rest is [`connection`](fn@super::connection)'s input, where compressed frames (RSV1, raw DEFLATE) are
 /// inflated up to `max_message_size` (64 KiB).
 ///
-/// Checked as [`connection`], with the server's compressed messages inflated (by an
+/// Checked as [`connection`](fn@super::connection), with the server's compressed messages inflated (by an
 /// independent flate2 stream kept for the whole connection, as a client keeps it) before
 /// they are compared with the messages the application sent.
 pub fn deflate(data: &[u8]) {
