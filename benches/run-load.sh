@@ -5,6 +5,12 @@
 #
 #   benches/run-load.sh                      # everything, defaults below
 #   ROUNDS=1 DURATION=5 benches/run-load.sh  # quicker
+#   DEFLATE=1 SIZE=1024 IDLE=" " benches/run-load.sh   # echo with permessage-deflate
+#
+# DEFLATE=1: the echo runs offer permessage-deflate (no context takeover either way) and send
+# --size bytes of JSON compressed; the peer is then Node's ws (benches/peers/ws-echo.mjs, its
+# settings matched to eventum's defaults, installed with npm ci) instead of tungstenite, which
+# has no permessage-deflate.
 #
 # Settings (environment): CONNECTIONS (50), INFLIGHT ("1 16"), SIZE (16), DURATION (10 s),
 # WARMUP (1 s), ROUNDS (3; the median round is reported), IDLE ("2000 10000"), HOLD (5 s),
@@ -30,6 +36,7 @@ ROUNDS=${ROUNDS:-3}
 IDLE=${IDLE:-"2000 10000"}
 HOLD=${HOLD:-5}
 IDLE_DEFLATE=${IDLE_DEFLATE:-1}
+DEFLATE=${DEFLATE:-0}
 SERVER_CPU=${SERVER_CPU:-0}
 CLIENT_CPU=${CLIENT_CPU:-1}
 BASE_PORT=${BASE_PORT:-$((20000 + RANDOM % 9000))}
@@ -79,6 +86,14 @@ cp "$TARGET_DIR/release/peer_echo_tungstenite" "$tmp/tungstenite"
 
 SERVERS=(eventum-smol eventum-std tungstenite)
 PEERS=(tungstenite) # the servers that are not eventum's
+if [ "$DEFLATE" = 1 ]; then
+    command -v node >/dev/null || { echo "DEFLATE=1 needs Node.js (scripts/test.sh installs it)" >&2; exit 1; }
+    [ -d benches/peers/node_modules/ws ] || npm ci --prefix benches/peers --no-audit --no-fund >/dev/null
+    printf '#!/bin/sh\nexec node %s "$@"\n' "$PWD/benches/peers/ws-echo.mjs" >"$tmp/ws-deflate"
+    chmod +x "$tmp/ws-deflate"
+    SERVERS=(eventum-smol eventum-std ws-deflate)
+    PEERS=(ws-deflate)
+fi
 
 # Every server process gets a port of its own: the previous one's port may still have
 # connections in TIME_WAIT (the server closes first).
@@ -137,7 +152,7 @@ for round in $(seq "$ROUNDS"); do
             cpu_before=$(cpu_ticks "$SERVER_PID")
             line=$("${ON_CLIENT_CPU[@]}" "$tmp/loadgen" echo --url "ws://127.0.0.1:$SERVER_PORT/" \
                 --connections "$CONNECTIONS" --inflight "$w" --size "$SIZE" --duration "$DURATION" \
-                --warmup "$WARMUP" 2>"$tmp/loadgen.err" | grep '^RESULT' || true)
+                --warmup "$WARMUP" --deflate "$DEFLATE" 2>"$tmp/loadgen.err" | grep '^RESULT' || true)
             cpu_after=$(cpu_ticks "$SERVER_PID")
             stop_server
             if [ -z "$line" ]; then
@@ -165,7 +180,9 @@ range() { sort -g | awk 'NR == 1 { lo = $1 } { hi = $1 } END { if (NR) printf "%
 ratio() { awk -v a="$1" -v b="$2" 'BEGIN { if (a > 0 && b > 0) printf "%.3f\n", a / b }'; }
 
 {
-    echo "### End-to-end echo: $CONNECTIONS connections, $SIZE-byte text, ${DURATION} s per run, $ROUNDS rounds"
+    compressed=""
+    [ "$DEFLATE" = 1 ] && compressed=" of JSON, compressed (permessage-deflate, no context takeover)"
+    echo "### End-to-end echo: $CONNECTIONS connections, $SIZE-byte text$compressed, ${DURATION} s per run, $ROUNDS rounds"
     echo
     echo "Server on 1 core (CPU $SERVER_CPU), load generator on the other; load average at the end: $(cut -d' ' -f1-3 /proc/loadavg)."
     echo "Figures are medians over rounds. Ratios are taken within each round against the fastest peer"

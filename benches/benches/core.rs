@@ -18,7 +18,7 @@ use std::time::{Duration, Instant, SystemTime};
 
 use criterion::{criterion_group, BenchmarkId, Criterion, Throughput};
 use eventum_benches::report::{self, Comparison};
-use eventum_benches::{client_frames, MemStream, BROWSER_REQUEST};
+use eventum_benches::{client_deflate, client_frames, json_message, MemStream, BROWSER_REQUEST};
 use eventum_core::app::{App, Route};
 use eventum_core::driver::{Endpoint, Session};
 use eventum_core::frame::{apply_mask, OpCode};
@@ -491,37 +491,6 @@ fn echo(c: &mut Criterion) {
 }
 
 // --- permessage-deflate ------------------------------------------------------------------
-
-/// A JSON-like chat event of about `size` bytes: repeated keys, varied values, as events are.
-fn json_message(size: usize) -> String {
-    let mut out = String::from("{\"event\":\"messages\",\"data\":[");
-    let mut i = 0u32;
-    while out.len() + 80 < size {
-        let n = i.wrapping_mul(2_654_435_761) % 100_000;
-        out.push_str(&format!(
-            "{{\"id\":{n},\"user\":\"user{}\",\"text\":\"message number {i}\"}},",
-            n % 97
-        ));
-        i += 1;
-    }
-    out.push_str("{}]}");
-    while out.len() < size {
-        out.insert(out.len() - 2, ' ');
-    }
-    out
-}
-
-/// What a browser sends: raw DEFLATE of `message` without the sync-flush tail.
-fn client_deflate(message: &[u8]) -> Vec<u8> {
-    let mut compress = flate2::Compress::new(flate2::Compression::default(), false);
-    let mut out = Vec::with_capacity(message.len() + 64);
-    compress
-        .compress_vec(message, &mut out, flate2::FlushCompress::Sync)
-        .expect("compresses");
-    assert!(out.ends_with(&[0, 0, 0xff, 0xff]));
-    out.truncate(out.len() - 4);
-    out
-}
 
 const DEFLATE_SIZES: [usize; 2] = [1024, 16 * 1024];
 /// Messages per iteration of the compressed echo.

@@ -109,6 +109,71 @@ impl Write for MemStream {
     }
 }
 
+/// A JSON chat event of exactly `size` bytes (at least 64): repeated keys and varied values,
+/// as events are, so it compresses as real ones do (about 3.5× at level 1 for 1 KiB).
+pub fn json_message(size: usize) -> String {
+    let mut out = String::from("{\"event\":\"messages\",\"data\":[");
+    let mut i = 0u32;
+    while out.len() + 80 < size {
+        let n = i.wrapping_mul(2_654_435_761) % 100_000;
+        out.push_str(&format!(
+            "{{\"id\":{n},\"user\":\"user{}\",\"text\":\"message number {i}\"}},",
+            n % 97
+        ));
+        i += 1;
+    }
+    out.push_str("{}]}");
+    while out.len() < size {
+        out.insert(out.len() - 2, ' ');
+    }
+    out
+}
+
+/// What a browser sends for `message` under permessage-deflate: raw DEFLATE (level 6, the
+/// message on its own) without the `00 00 ff ff` tail of its sync flush (RFC 7692 §7.2.1).
+pub fn client_deflate(message: &[u8]) -> Vec<u8> {
+    let mut compress = flate2::Compress::new(flate2::Compression::default(), false);
+    let mut out = Vec::with_capacity(message.len() + 64);
+    loop {
+        let done = usize::try_from(compress.total_in()).unwrap_or(message.len());
+        let flushed = compress.compress_vec(&message[done..], &mut out, flate2::FlushCompress::Sync);
+        assert!(flushed.is_ok(), "compressing in memory cannot fail");
+        if compress.total_in() as usize == message.len() && out.len() < out.capacity() {
+            break;
+        }
+        out.reserve(out.capacity());
+    }
+    assert!(
+        out.ends_with(&[0, 0, 0xff, 0xff]),
+        "a sync flush ends with an empty stored block"
+    );
+    out.truncate(out.len() - 4);
+    out
+}
+
+/// Inflates a compressed server message (the tail appended, RFC 7692 §7.2.2); `None` when
+/// it is not valid DEFLATE.
+pub fn inflate_message(payload: &[u8]) -> Option<Vec<u8>> {
+    let input = [payload, &[0, 0, 0xff, 0xff][..]].concat();
+    let mut decompress = flate2::Decompress::new(false);
+    let mut out = Vec::with_capacity(input.len() * 4 + 64);
+    loop {
+        let done = usize::try_from(decompress.total_in()).ok()?;
+        let before = out.len();
+        decompress
+            .decompress_vec(&input[done..], &mut out, flate2::FlushDecompress::Sync)
+            .ok()?;
+        if decompress.total_in() as usize == input.len() && out.len() < out.capacity() {
+            return Some(out);
+        }
+        if out.len() == before && decompress.total_in() as usize == done {
+            // No progress: done if all input was taken (the output had filled exactly).
+            return (done == input.len()).then_some(out);
+        }
+        out.reserve(out.capacity());
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -144,6 +144,14 @@ fn no_second_close_frame_while_closing() {
     regression(fuzzing::connection, "connection/second_close_while_closing");
 }
 
+/// A finding in the `deflate` target's own checker, not in the core: a compressed echo whose
+/// inflated size filled the checker's buffer exactly was reported as "no progress". Input:
+/// settings `08` (threshold 0), then fragments of a compressed text message.
+#[test]
+fn deflate_checker_output_filled_exactly() {
+    regression(fuzzing::deflate, "deflate/output_filled_exactly");
+}
+
 // --- the seed generator -----------------------------------------------------------------
 
 const KEY: [u8; 4] = [0x37, 0xfa, 0x21, 0x3d];

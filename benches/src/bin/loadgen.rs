@@ -17,10 +17,13 @@
 //! comes back) and deliveries/s counts every copy received. `handshake` opens and closes
 //! connections back to back on T threads and reports handshakes/s.
 //!
-//! `idle --deflate 1` offers permessage-deflate as Chromium does and, on every connection
-//! that agreed it, exchanges one compressed 1 KiB JSON message with the echo server (the
-//! echo must come back compressed and inflate to the message) before holding it: the memory
-//! then read is what an idle connection costs after it has used compression.
+//! `--deflate 1` offers permessage-deflate with no context takeover either way (what
+//! eventum answers to a browser's offer by default, and what makes every compressed echo
+//! of a message the same bytes). `idle --deflate 1` then exchanges one compressed 1 KiB
+//! JSON message on every connection before holding it, so the memory read is what an idle
+//! connection costs after it has used compression. `echo --deflate 1` sends `--size` bytes
+//! of JSON, compressed once up front; the server must agree, and each connection's first
+//! compressed echo is inflated and checked, the later ones compared with it byte for byte.
 //!
 //! The client is a minimal hand-written one (one epoll loop per thread, `--threads`
 //! default 1, frames encoded once up front) so that the load generator costs as little
@@ -45,7 +48,7 @@ const STALL: Duration = Duration::from_secs(10);
 fn usage() -> ! {
     eprintln!(
         "usage:\n  loadgen echo --url ws://HOST:PORT/PATH [--connections C] [--inflight W] [--size S] \
-         [--duration SECONDS] [--warmup SECONDS] [--threads T]\n  loadgen idle --url ws://HOST:PORT/PATH [--connections N] \
+         [--duration SECONDS] [--warmup SECONDS] [--threads T] [--deflate 1]\n  loadgen idle --url ws://HOST:PORT/PATH [--connections N] \
          [--hold-seconds H] [--deflate 1]\n  loadgen broadcast (the options of echo; --size >= 8)\n  loadgen handshake --url ws://HOST:PORT/PATH \
          [--threads T] [--duration SECONDS] [--warmup SECONDS]"
     );
@@ -131,7 +134,10 @@ fn open(args: &Args) -> io::Result<Opened> {
     stream.set_nodelay(true)?;
     stream.set_read_timeout(Some(STALL))?;
     let offer = match args.deflate {
-        true => "Sec-WebSocket-Extensions: permessage-deflate; client_max_window_bits\r\n",
+        true => {
+            "Sec-WebSocket-Extensions: permessage-deflate; server_no_context_takeover; \
+                 client_no_context_takeover; client_max_window_bits\r\n"
+        }
         false => "",
     };
     let request = format!(
@@ -224,6 +230,9 @@ struct EchoConn {
     /// starts with this connection's number, so its own copies can be told apart.
     frame: Vec<u8>,
     payload: Vec<u8>,
+    /// `--deflate`: the server's compressed echo of `payload`, once one was inflated and
+    /// checked (without context takeover every echo of it is the same bytes).
+    deflated_echo: Option<Vec<u8>>,
 }
 
 impl EchoConn {
@@ -258,8 +267,17 @@ impl EchoConn {
         let now = Instant::now();
         let mut at = 0;
         while let Some((opcode, range, len)) = parse_frame(&self.rx[at..])? {
+            let compressed = self.rx[at] & 0x40 != 0;
             let body = &self.rx[at..][range];
-            let own = body == &self.payload[..];
+            let own = match compressed {
+                false => body == &self.payload[..],
+                true if self.deflated_echo.as_deref() == Some(body) => true,
+                true if eventum_benches::inflate_message(body).as_deref() == Some(&self.payload[..]) => {
+                    self.deflated_echo = Some(body.to_vec());
+                    true
+                }
+                true => false,
+            };
             // In `broadcast` any member's message of the right size is a delivery.
             if opcode != 0x1 || !(own || (ctx.broadcast && body.len() == self.payload.len())) {
                 return Err(io::Error::other(format!(
@@ -328,14 +346,23 @@ fn echo_loop(
     let mut poll = mio::Poll::new()?;
     let mut conns = Vec::with_capacity(streams.len());
     for (i, (number, stream, rx)) in streams.into_iter().enumerate() {
-        let mut payload: Vec<u8> = (0..args.size).map(|i| b'a' + (i % 26) as u8).collect();
+        let mut payload: Vec<u8> = match args.deflate {
+            true => eventum_benches::json_message(args.size).into_bytes(),
+            false => (0..args.size).map(|i| b'a' + (i % 26) as u8).collect(),
+        };
         if broadcast {
             let tag = format!("{number:08}");
             let n = tag.len().min(payload.len());
             payload[..n].copy_from_slice(&tag.as_bytes()[..n]);
         }
         let mut frame = Vec::new();
-        encode_client_frame(&mut frame, true, OpCode::Text, &payload, KEY);
+        if args.deflate {
+            let compressed = eventum_benches::client_deflate(&payload);
+            encode_client_frame(&mut frame, true, OpCode::Text, &compressed, KEY);
+            frame[0] |= 0x40; // RSV1: a compressed message
+        } else {
+            encode_client_frame(&mut frame, true, OpCode::Text, &payload, KEY);
+        }
         stream.set_nonblocking(true)?;
         let mut stream = mio::net::TcpStream::from_std(stream);
         poll.registry().register(
@@ -352,6 +379,7 @@ fn echo_loop(
             done: false,
             frame,
             payload,
+            deflated_echo: None,
         });
     }
     barrier.wait();
@@ -436,9 +464,15 @@ fn echo(args: &Args) -> io::Result<()> {
             "broadcast needs --size 8 or more (the sender's number)",
         ));
     }
+    if args.deflate && (args.mode == "broadcast" || args.size < 64) {
+        return Err(io::Error::other("--deflate 1 is for echo with --size 64 or more"));
+    }
     let mut streams = Vec::with_capacity(args.connections);
     for number in 0..args.connections {
         match open(args)? {
+            Opened::Open(_, _, false) if args.deflate => {
+                return Err(io::Error::other("the server did not agree permessage-deflate"));
+            }
             Opened::Open(stream, rest, _) => streams.push((number, stream, rest)),
             Opened::Refused(status) => return Err(io::Error::other(format!("upgrade refused: {status}"))),
         }
@@ -643,41 +677,34 @@ fn idle(args: &Args) -> io::Result<()> {
     Ok(())
 }
 
-/// The message of `idle --deflate 1`: 1 KiB of JSON, compressed once.
+/// The message of `idle --deflate 1`: 1 KiB of JSON and its masked, compressed frame.
 struct DeflateMessage {
     json: Vec<u8>,
-    /// The masked client frame: RSV1, the raw DEFLATE of `json` without its sync-flush tail.
     frame: Vec<u8>,
 }
 
 fn deflate_message() -> DeflateMessage {
-    let mut json = String::from("{\"event\":\"message\",\"data\":[");
-    for i in 0..40 {
-        json.push_str(&format!("{{\"user\":\"user{}\",\"text\":\"message {i}\"}},", i % 7));
-    }
-    json.push_str("{}]}");
-    let mut compress = flate2::Compress::new(flate2::Compression::default(), false);
-    let mut payload = Vec::with_capacity(json.len() + 64);
-    let flushed = compress.compress_vec(json.as_bytes(), &mut payload, flate2::FlushCompress::Sync);
-    assert!(flushed.is_ok() && payload.ends_with(&[0, 0, 0xff, 0xff]), "compressed");
-    payload.truncate(payload.len() - 4);
+    let json = eventum_benches::json_message(1024).into_bytes();
     let mut frame = Vec::new();
-    encode_client_frame(&mut frame, true, OpCode::Text, &payload, KEY);
-    frame[0] |= 0x40;
-    DeflateMessage {
-        json: json.into_bytes(),
-        frame,
-    }
+    encode_client_frame(
+        &mut frame,
+        true,
+        OpCode::Text,
+        &eventum_benches::client_deflate(&json),
+        KEY,
+    );
+    frame[0] |= 0x40; // RSV1: a compressed message
+    DeflateMessage { json, frame }
 }
 
 /// Sends the compressed message and checks the echo: one compressed frame that inflates
-/// to the message (RFC 7692 §7.2.2: the tail appended).
+/// to the message.
 fn exchange_compressed(stream: &mut TcpStream, mut buf: Vec<u8>, message: &DeflateMessage) -> io::Result<()> {
     stream.write_all(&message.frame)?;
     let mut chunk = [0u8; 4096];
-    let (payload, first) = loop {
+    let payload = loop {
         if let Some((_, payload, _)) = parse_frame(&buf)? {
-            break (payload, buf[0]);
+            break payload;
         }
         let n = stream.read(&mut chunk)?;
         if n == 0 {
@@ -685,20 +712,15 @@ fn exchange_compressed(stream: &mut TcpStream, mut buf: Vec<u8>, message: &Defla
         }
         buf.extend_from_slice(&chunk[..n]);
     };
-    if first & 0x40 == 0 {
+    if buf[0] & 0x40 == 0 {
         return Err(io::Error::other(
             "the echo of a compressed message came back uncompressed",
         ));
     }
-    let input = [&buf[payload], &[0, 0, 0xff, 0xff][..]].concat();
-    let mut inflated = Vec::with_capacity(4 * message.json.len());
-    flate2::Decompress::new(false)
-        .decompress_vec(&input, &mut inflated, flate2::FlushDecompress::Sync)
-        .map_err(io::Error::other)?;
-    if inflated != message.json {
-        return Err(io::Error::other("the compressed echo differs from the message"));
+    match eventum_benches::inflate_message(&buf[payload]) {
+        Some(inflated) if inflated == message.json => Ok(()),
+        _ => Err(io::Error::other("the compressed echo does not inflate to the message")),
     }
-    Ok(())
 }
 
 fn main() {
