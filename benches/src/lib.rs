@@ -193,6 +193,19 @@ mod tests {
     }
 
     #[test]
+    fn json_messages_have_their_size_and_round_trip_through_deflate() {
+        for size in [64, 128, 1024, 1025, 16 * 1024, 100_000] {
+            let message = json_message(size);
+            assert_eq!(message.len(), size);
+            assert!(serde_json::from_str::<serde_json::Value>(&message).is_ok(), "{size}: JSON");
+            let compressed = client_deflate(message.as_bytes());
+            assert!(compressed.len() < size, "{size}: compresses");
+            assert_eq!(inflate_message(&compressed).as_deref(), Some(message.as_bytes()), "{size}");
+        }
+        assert_eq!(inflate_message(&[0x06, 0x00]), None, "reserved block type");
+    }
+
+    #[test]
     fn client_frames_are_masked_and_repeated() {
         let frames = client_frames(OpCode::Text, b"hi", 3);
         assert_eq!(frames.len(), 3 * (2 + 4 + 2));
