@@ -98,13 +98,23 @@
 //! | request header count | 100 | `431` |
 //! | handshake time | 10 s | `408` |
 //! | frame payload | 1 MiB | close 1009, before buffering it |
-//! | message size | 1 MiB | close 1009, before buffering it |
+//! | message size | 1 MiB | close 1009, before buffering it; a compressed message by its inflated size, while inflating |
 //! | output high/low water | 1 MiB / 256 KiB | [`Connection::wants_read`] pauses reading |
 //! | output hard limit | 8 MiB | own sends fail [`SendError::Full`]; delivered frames: [`SlowConsumerPolicy`] |
 //! | mailbox (frames and commands waiting for a session) | the output hard limit, in bytes | [`SlowConsumerPolicy`] |
 //! | connections per server | 10 000 | `503` ([`driver::ServerOptions`]) |
 //! | close handshake time | 5 s | the transport is dropped |
 //! | keepalive | ping after 30 s of silence, 30 s to answer | close 1011 "keepalive timeout" |
+//!
+//! # Compression
+//!
+//! permessage-deflate (RFC 7692) is negotiated by default: every browser offers it. Each
+//! message is compressed on its own in both directions, with zlib streams borrowed from a
+//! small process-wide cache, so an idle connection holds no compression state; messages
+//! under 128 bytes go uncompressed, and a broadcast is compressed once for all its
+//! recipients. Invalid compressed data closes with 1007, RSV1 where it does not belong with
+//! 1002. The settings, their measured costs and the per-connection override are on
+//! [`handshake::DeflateConfig`]; [`Config::compression`] holds them.
 //!
 //! # Errors and panics
 //!
