@@ -74,8 +74,8 @@ pub(crate) struct Inbound {
     message_reported: bool,
     utf8: Utf8Validator,
     /// Inflates compressed messages once permessage-deflate is agreed; without it RSV1
-    /// is a protocol error.
-    inflater: Option<MessageInflater>,
+    /// is a protocol error. Boxed: a connection without compression pays one pointer.
+    inflater: Option<Box<MessageInflater>>,
     /// The message in progress is compressed.
     compressed: bool,
     pub(crate) eof: bool,
@@ -84,7 +84,7 @@ pub(crate) struct Inbound {
 impl Inbound {
     /// Accepts compressed messages from now on (permessage-deflate was agreed).
     pub(crate) fn enable_compression(&mut self, inflater: MessageInflater) {
-        self.inflater = Some(inflater);
+        self.inflater = Some(Box::new(inflater));
     }
 
     pub(crate) fn compression_enabled(&self) -> bool {

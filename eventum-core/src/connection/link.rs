@@ -27,8 +27,9 @@ pub(crate) struct Link {
     subprotocol: Option<String>,
     /// The permessage-deflate parameters agreed at the upgrade.
     compression: Option<DeflateParams>,
-    /// Compresses what we send, while compression is on.
-    deflater: Option<MessageDeflater>,
+    /// Compresses what we send, while compression is on. Boxed: a connection without
+    /// compression pays one pointer.
+    deflater: Option<Box<MessageDeflater>>,
     /// Reading is paused until the output drains to the low-water mark.
     throttled: bool,
     /// The `Closed` event, set when the state becomes `Closed`, taken when reported.
@@ -122,7 +123,7 @@ impl Link {
         self.state = State::Open;
         self.subprotocol = subprotocol;
         self.compression = compression.map(|(params, _)| params);
-        self.deflater = compression.map(|(params, config)| MessageDeflater::new(&params, config));
+        self.deflater = compression.map(|(params, config)| Box::new(MessageDeflater::new(&params, config)));
         self.handshake_deadline = None;
         self.last_heard = now;
     }
