@@ -25,8 +25,10 @@ enum Wake {
 
 /// Serves one admitted connection until it is over. All protocol state lives in the
 /// session, so a future dropped at any await point loses nothing but unread bytes, and
-/// dropping the session ends the connection cleanly.
-pub(crate) async fn drive<S>(mut session: Session, mut stream: S, close_timeout: Duration) -> io::Result<()>
+/// dropping the session ends the connection cleanly. The session is boxed: an async fn's
+/// future keeps its arguments apart from its locals, and the callers' futures nest it, so
+/// a session by value was held three times in every connection's task.
+pub(crate) async fn drive<S>(mut session: Box<Session>, mut stream: S, close_timeout: Duration) -> io::Result<()>
 where
     S: AsyncRead + AsyncWrite + Unpin,
 {

@@ -69,7 +69,7 @@ impl Server {
         S: AsyncRead + AsyncWrite + Unpin,
     {
         match self.endpoint.admit(Instant::now(), peer) {
-            Ok(session) => drive(session, stream, self.endpoint.app().config().close_timeout()).await,
+            Ok(session) => drive(Box::new(session), stream, self.endpoint.app().config().close_timeout()).await,
             Err(busy) => {
                 stream.write_all(busy.response()).await?;
                 stream.close().await
