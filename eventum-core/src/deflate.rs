@@ -86,8 +86,6 @@ pub(crate) struct MessageDeflater {
     window_bits: u8,
     no_context_takeover: bool,
     threshold: usize,
-    /// Inside a message: some chunks compressed, the final one not yet.
-    in_message: bool,
 }
 
 impl fmt::Debug for MessageDeflater {
@@ -110,7 +108,6 @@ impl MessageDeflater {
             window_bits: params.server_max_window_bits(),
             no_context_takeover: params.server_no_context_takeover(),
             threshold: config.min_size(),
-            in_message: false,
         }
     }
 
@@ -172,7 +169,6 @@ impl MessageDeflater {
                 break;
             }
         }
-        self.in_message = !fin;
         if fin {
             if out.len() < start + TAIL.len() || !out.ends_with(&TAIL) {
                 return Err(DeflateError("sync flush did not end with 00 00 ff ff".into()));
@@ -264,8 +260,6 @@ pub(crate) struct MessageInflater {
     tail_fed: usize,
     /// The current message had a block with BFINAL set; the rest of it is ignored.
     stream_ended: bool,
-    /// Inside a message.
-    in_message: bool,
 }
 
 impl fmt::Debug for MessageInflater {
@@ -293,7 +287,6 @@ impl MessageInflater {
             produced: 0,
             tail_fed: 0,
             stream_ended: false,
-            in_message: false,
         }
     }
 
@@ -313,7 +306,6 @@ impl MessageInflater {
     /// error leaves the inflater unusable: fail the connection with the close code of
     /// the [`ProtocolError`](crate::ProtocolError) it converts to.
     pub(crate) fn inflate(&mut self, input: &[u8], fin: bool, out: &mut Vec<u8>) -> Result<Inflated, InflateError> {
-        self.in_message = true;
         let bits = self.window_bits;
         let stateless = self.no_context_takeover;
         let decompress = self.decompress.get_or_insert_with(|| match stateless {
@@ -397,7 +389,6 @@ impl MessageInflater {
         self.produced = 0;
         self.tail_fed = 0;
         self.stream_ended = false;
-        self.in_message = false;
     }
 
     /// Inflates a whole single-frame message into `out` (a convenience over
