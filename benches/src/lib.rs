@@ -197,10 +197,17 @@ mod tests {
         for size in [64, 128, 1024, 1025, 16 * 1024, 100_000] {
             let message = json_message(size);
             assert_eq!(message.len(), size);
-            assert!(serde_json::from_str::<serde_json::Value>(&message).is_ok(), "{size}: JSON");
+            assert!(
+                serde_json::from_str::<serde_json::Value>(&message).is_ok(),
+                "{size}: JSON"
+            );
             let compressed = client_deflate(message.as_bytes());
             assert!(compressed.len() < size, "{size}: compresses");
-            assert_eq!(inflate_message(&compressed).as_deref(), Some(message.as_bytes()), "{size}");
+            assert_eq!(
+                inflate_message(&compressed).as_deref(),
+                Some(message.as_bytes()),
+                "{size}"
+            );
         }
         assert_eq!(inflate_message(&[0x06, 0x00]), None, "reserved block type");
     }
