@@ -8,6 +8,11 @@
 #   PEER='/tmp/uws-native/uws-echo {port}' PEER_BROADCAST='/tmp/uws-native/uws-echo {port} --broadcast' \
 #       PEER_NAME=uWebSockets benches/compare.sh
 #
+#   DEFLATE=1 PEER='node benches/peers/ws-echo.mjs 127.0.0.1:{port}' PEER_NAME=ws benches/compare.sh
+#
+# DEFLATE=1 runs the permessage-deflate workloads instead (JSON messages compressed both ways,
+# no context takeover): echo 1 KiB and 16 KiB, and broadcast 1 KiB to the room; Node's ws
+# (benches/peers, `npm ci --prefix benches/peers` installs it) is a peer that supports it.
 # The peer column is skipped when PEER is not set (e.g. the uWebSockets server that
 # ../shared/bench-peers/uws-native/build.sh builds). Settings: ROUNDS (3; the median is
 # reported, ratios to the peer or to eventum-smol are taken within a round), DURATION (4 s),
@@ -27,6 +32,8 @@ CLIENT_CPU=${CLIENT_CPU:-1}
 TARGET_DIR=${CARGO_TARGET_DIR:-target}
 OUT=${OUT:-$TARGET_DIR/compare-results.md}
 PEER_NAME=${PEER_NAME:-peer}
+DEFLATE=${DEFLATE:-0}
+export DEFLATE
 ulimit -n "$(ulimit -Hn)" 2>/dev/null || true
 
 tmp=$(mktemp -d /tmp/eventum-compare.XXXXXX)
@@ -96,6 +103,12 @@ measure() {
 
 run_round() {
     for name in "${SERVERS[@]}"; do
+        if [ "$DEFLATE" = 1 ]; then
+            measure "$name" echo1k 0 echo --connections "$CONNECTIONS" --inflight 16 --size 1024 --deflate 1 --duration "$DURATION" --warmup "$WARMUP"
+            measure "$name" echo16k 0 echo --connections 16 --inflight 4 --size 16384 --deflate 1 --duration "$DURATION" --warmup "$WARMUP"
+            measure "$name" broadcast 1 broadcast --connections "$CONNECTIONS" --inflight 1 --size 1024 --deflate 1 --duration "$DURATION" --warmup "$WARMUP"
+            continue
+        fi
         measure "$name" echo16 0 echo --connections "$CONNECTIONS" --inflight 16 --size 16 --duration "$DURATION" --warmup "$WARMUP"
         measure "$name" echo1k 0 echo --connections "$CONNECTIONS" --inflight 16 --size 1024 --duration "$DURATION" --warmup "$WARMUP"
         measure "$name" echo64k 0 echo --connections 16 --inflight 4 --size 65536 --duration "$DURATION" --warmup "$WARMUP"
@@ -112,7 +125,9 @@ for round in $(seq "$ROUNDS"); do
 done
 
 # Idle memory: VmRSS growth per connection while IDLE handshaken connections are held.
+[ "$DEFLATE" = 1 ] && IDLE=0 # measured by run-load.sh (IDLE_DEFLATE) instead
 for name in "${SERVERS[@]}"; do
+    [ "$IDLE" -gt 0 ] || break
     start "$name" 0
     before=$(awk '/VmRSS/ { print $2 }' "/proc/$server_pid/status")
     taskset -c "$CLIENT_CPU" "$tmp/loadgen" idle --url "ws://127.0.0.1:$port/" --connections "$IDLE" --hold-seconds 4 >"$tmp/idle" 2>&1 &
@@ -127,8 +142,9 @@ for name in "${SERVERS[@]}"; do
 done
 
 python3 - "$tmp/all" "$HZ" "$PEER_NAME" "${SERVERS[@]}" >"$OUT" <<'EOF'
-import re, statistics, sys
+import os, re, statistics, sys
 path, hz, peer, servers = sys.argv[1], int(sys.argv[2]), sys.argv[3], sys.argv[4:]
+deflate = os.environ.get("DEFLATE") == "1"
 rows, idle = {}, {}
 for line in open(path):
     f = line.split()
@@ -143,9 +159,13 @@ for line in open(path):
     client = float(kv.get("client_cpu_share") or 0)
     rows.setdefault((work, name), []).append((int(rnd), rate, cpu_us, kv.get("p50_us", "-"), kv.get("p99_us", "-"), (ticks / hz) / max(t1 - t0, 1e-9), client))
 ref = peer if peer in servers else "eventum-smol"
-works = ["echo16", "echo1k", "echo64k", "inflight1", "broadcast", "handshake"]
+works = ["echo16", "echo1k", "echo16k", "echo64k", "inflight1", "broadcast", "handshake"]
 label = {"echo16": "echo 16 B (64 x 16 in flight)", "echo1k": "echo 1 KiB (64 x 16)", "echo64k": "echo 64 KiB (16 x 4)",
          "inflight1": "echo 16 B, 1 in flight (p50/p99 us)", "broadcast": "broadcast 16 B to 64 members (deliveries/s)", "handshake": "handshakes/s (4 client threads)"}
+if deflate:
+    label = {"echo1k": "compressed echo, 1 KiB JSON (64 x 16)", "echo16k": "compressed echo, 16 KiB JSON (16 x 4)",
+             "broadcast": "compressed broadcast, 1 KiB JSON to 64 members (deliveries/s)"}
+works = [w for w in works if w in label]
 print("| workload | server | rate (median) | vs %s (median, range) | server CPU us/unit | server core busy | client CPU share | p50 / p99 us |" % ref)
 print("|---|---|---:|---:|---:|---:|---:|---:|")
 for w in works:

@@ -2,6 +2,8 @@
 // (benches/run-load.sh, DEFLATE=1). Settings matched to eventum's defaults so that both do
 // the same work: every message compressed on its own in both directions, a 12-bit server
 // window, zlib level 1 (WS_LEVEL overrides), messages under 128 bytes uncompressed.
+// Connections to /broadcast form one room: every text message one of them sends goes to
+// all of them, as eventum's echo examples do (ws compresses it once per recipient).
 //
 //   node benches/peers/ws-echo.mjs 127.0.0.1:9003
 import { WebSocketServer } from "ws";
@@ -20,8 +22,17 @@ const wss = new WebSocketServer({
     threshold: 128,
   },
 });
-wss.on("connection", (ws) => {
-  ws.on("message", (data, isBinary) => ws.send(data, { binary: isBinary }));
+const room = new Set();
+wss.on("connection", (ws, req) => {
+  if (req.url === "/broadcast") {
+    room.add(ws);
+    ws.on("close", () => room.delete(ws));
+    ws.on("message", (data, isBinary) => {
+      for (const member of room) member.send(data, { binary: isBinary });
+    });
+  } else {
+    ws.on("message", (data, isBinary) => ws.send(data, { binary: isBinary }));
+  }
 });
 wss.on("listening", () => console.log(`ws echo server on ${host}:${port} (permessage-deflate, level ${level})`));
 wss.on("error", (e) => {
