@@ -186,13 +186,18 @@ impl TestClient {
 
     /// Decodes complete server frames from the bytes received so far.
     fn read_frames(&mut self) {
+        // RSV1 is the server's only where permessage-deflate was agreed; elsewhere a frame
+        // with it stops decoding, as any other protocol error does.
+        let compression = self
+            .response_header("sec-websocket-extensions")
+            .is_some_and(|value| value.starts_with("permessage-deflate"));
         let mut world = self.world.borrow_mut();
         let Some(slot) = world.slots.get_mut(&self.id) else {
             return;
         };
         let rules = DecodeRules {
             require_mask: false,
-            allow_rsv1: true,
+            allow_rsv1: compression,
         };
         let mut fragments: Option<(OpCode, bool, Vec<u8>)> = None;
         let mut consumed = 0;
@@ -273,6 +278,8 @@ fn inflate(inflater: &mut flate2::Decompress, payload: &[u8]) -> Vec<u8> {
             .expect("the server sent invalid compressed data");
         let progressed = inflater.total_in() - start > used as u64 || out.len() > produced;
         if !progressed {
+            // Only an output buffer that had filled exactly leaves nothing to do.
+            assert!(rest.is_empty(), "the server's compressed message ended early");
             return out;
         }
     }
