@@ -49,11 +49,14 @@ for target in "${targets[@]}"; do
         fork=(-fork="$jobs" -ignore_crashes=1)
     fi
     echo "run-long: fuzzing $target for ${seconds}s (jobs: $jobs)"
+    # Crash inputs already there (kept from earlier runs) are not this run's findings.
+    known=$(find "artifacts/$target" -name 'crash-*' 2>/dev/null | wc -l)
     status=0
     cargo fuzz run -a "$target" "$work/$target" "corpus/$target" -- \
         -max_total_time="$seconds" -print_final_stats=1 "${dict[@]}" "${fork[@]}" >"$log" 2>&1 || status=$?
     grep -E "^#[0-9]+.*DONE|stat::number_of_executed_units|stat::peak_rss_mb|cov:" "$log" | tail -3 | sed "s/^/run-long: $target: /"
-    if [ "$status" -ne 0 ] || ls "artifacts/$target"/crash-* >/dev/null 2>&1; then
+    found=$(find "artifacts/$target" -name 'crash-*' 2>/dev/null | wc -l)
+    if [ "$status" -ne 0 ] || [ "$found" -gt "$known" ]; then
         crashed+=("$target")
         echo "run-long: $target CRASHED (inputs in fuzz/artifacts/$target/):"
         grep -m 3 -A 3 -E "panicked at|ERROR: (AddressSanitizer|libFuzzer)" "$log" || tail -n 30 "$log"
