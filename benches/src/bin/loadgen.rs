@@ -69,7 +69,7 @@ struct Args {
     warmup: f64,
     hold: f64,
     threads: usize,
-    /// Offer permessage-deflate (idle mode).
+    /// Offer permessage-deflate and send compressed JSON (`--deflate 1`).
     deflate: bool,
 }
 
