@@ -337,7 +337,14 @@ impl Inbound {
         if !header.fin {
             return Step::Continue;
         }
+        self.report_message(opcode)
+    }
+
+    /// Ends the message in the message buffer and reports it (text once its UTF-8 is
+    /// complete); the buffer is cleared at the next step.
+    fn report_message(&mut self, opcode: OpCode) -> Step {
         self.message = None;
+        self.compressed = false;
         self.message_reported = true;
         let range = 0..self.message_buf.len();
         match opcode {
@@ -396,17 +403,7 @@ impl Inbound {
             }
             Next::MessageEnd => {
                 self.frame = None;
-                self.message = None;
-                self.compressed = false;
-                self.message_reported = true;
-                let range = 0..self.message_buf.len();
-                match opcode {
-                    OpCode::Text => match self.utf8.finish() {
-                        Ok(()) => Step::Text(range, Source::Message),
-                        Err(e) => Step::Error(e),
-                    },
-                    _ => Step::Binary(range, Source::Message),
-                }
+                self.report_message(opcode)
             }
         }
     }
