@@ -129,6 +129,8 @@
 #![warn(missing_docs, unreachable_pub)]
 
 pub mod app;
+#[cfg(any(feature = "testing", feature = "fuzzing"))]
+mod client_inflate;
 mod close;
 mod config;
 mod connection;

@@ -4,6 +4,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use super::*;
+use crate::client_inflate::inflate_server_message;
 use crate::close::CloseCode;
 use crate::config::Config;
 use crate::error::SendError;
@@ -270,7 +271,9 @@ impl Peer {
                 "RSV1 on {h:?}"
             );
             match h.opcode {
-                OpCode::Text | OpCode::Binary if h.rsv1 => data.push((h.opcode, inflate(&mut inflater, payload))),
+                OpCode::Text | OpCode::Binary if h.rsv1 => {
+                    data.push((h.opcode, inflate_server_message(&mut inflater, payload)))
+                }
                 OpCode::Text | OpCode::Binary => data.push((h.opcode, payload.to_vec())),
                 OpCode::Pong => pongs.push(payload.to_vec()),
                 OpCode::Ping => assert!(payload.is_empty() || payload == b"fz", "ping {payload:?}"),
@@ -315,30 +318,5 @@ impl Peer {
             close.is_none() || closed.cause != CloseCause::TransportEnded,
             "close, yet the transport ended"
         );
-    }
-}
-
-/// Inflates one compressed server message (the sync-flush tail appended, RFC 7692 §7.2.2);
-/// invalid data is a finding.
-fn inflate(inflater: &mut flate2::Decompress, payload: &[u8]) -> Vec<u8> {
-    let input = [payload, &[0x00, 0x00, 0xff, 0xff]].concat();
-    let mut out = Vec::with_capacity(input.len() * 4 + 64);
-    let start = inflater.total_in();
-    loop {
-        let used = usize::try_from(inflater.total_in() - start).unwrap_or(input.len());
-        let rest = input.get(used..).unwrap_or_default();
-        if rest.is_empty() && out.len() < out.capacity() {
-            return out;
-        }
-        out.reserve(out.capacity());
-        let before = (inflater.total_in(), out.len());
-        inflater
-            .decompress_vec(rest, &mut out, flate2::FlushDecompress::Sync)
-            .unwrap_or_else(|e| panic!("the server's compressed message does not inflate: {e}"));
-        if (inflater.total_in(), out.len()) == before {
-            // All input was taken and the output had filled exactly: nothing was left.
-            assert!(rest.is_empty(), "inflating made no progress with input left");
-            return out;
-        }
     }
 }

@@ -9,6 +9,7 @@ use serde_json::Value;
 
 use super::World;
 use crate::app::{ConnectionId, Flags};
+use crate::client_inflate::inflate_server_message;
 use crate::frame::{apply_mask, decode_header, encode_client_frame, DecodeRules, OpCode};
 
 const MASK: [u8; 4] = [0x1f, 0x2e, 0x3d, 0x4c];
@@ -241,7 +242,7 @@ impl TestClient {
                     };
                     if header.fin {
                         if compressed {
-                            data = inflate(&mut self.inflater, &data);
+                            data = inflate_server_message(&mut self.inflater, &data);
                         }
                         Some(match kind {
                             OpCode::Text => Message::Text(String::from_utf8_lossy(&data).into_owned()),
@@ -256,32 +257,6 @@ impl TestClient {
             self.received.extend(message);
         }
         slot.to_client.drain(..consumed);
-    }
-}
-
-/// Inflates one compressed message (RFC 7692 §7.2.2: the sync-flush tail is appended).
-/// The server is the code under test: invalid data panics the test.
-fn inflate(inflater: &mut flate2::Decompress, payload: &[u8]) -> Vec<u8> {
-    let input = [payload, &[0x00, 0x00, 0xff, 0xff]].concat();
-    let mut out = Vec::with_capacity(input.len() * 4);
-    let start = inflater.total_in();
-    loop {
-        let used = usize::try_from(inflater.total_in() - start).unwrap_or(input.len());
-        let rest = input.get(used..).unwrap_or_default();
-        if rest.is_empty() && out.len() < out.capacity() {
-            return out; // all input taken, and zlib had room to flush all output
-        }
-        out.reserve(out.capacity().max(64));
-        let produced = out.len();
-        inflater
-            .decompress_vec(rest, &mut out, flate2::FlushDecompress::Sync)
-            .expect("the server sent invalid compressed data");
-        let progressed = inflater.total_in() - start > used as u64 || out.len() > produced;
-        if !progressed {
-            // Only an output buffer that had filled exactly leaves nothing to do.
-            assert!(rest.is_empty(), "the server's compressed message ended early");
-            return out;
-        }
     }
 }
 
