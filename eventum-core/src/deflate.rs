@@ -182,8 +182,19 @@ impl MessageDeflater {
     }
 
     /// Compresses a whole message into `out` (one frame's payload).
+    #[cfg(test)]
     pub(crate) fn compress_message(&mut self, message: &[u8], out: &mut Vec<u8>) -> Result<(), DeflateError> {
         self.compress(message, true, out)
+    }
+
+    /// The compressed payload of a whole message (one frame's), or `None` when it should
+    /// go as it is: without context takeover, where the choice is free, a result that is
+    /// no smaller. With takeover the context has taken the message in, so it must be sent
+    /// compressed whatever its size.
+    pub(crate) fn deflate_message(&mut self, message: &[u8]) -> Result<Option<Vec<u8>>, DeflateError> {
+        let mut out = Vec::with_capacity(message.len() / 2 + 64);
+        self.compress(message, true, &mut out)?;
+        Ok((!self.no_context_takeover || out.len() < message.len()).then_some(out))
     }
 }
 

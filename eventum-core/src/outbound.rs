@@ -102,10 +102,8 @@ impl SharedFrame {
     }
 
     fn deflate(&self, deflater: &mut MessageDeflater) -> Option<SharedFrame> {
-        let payload = self.payload();
-        let mut compressed = Vec::with_capacity(payload.len() / 2 + 64);
-        deflater.compress_message(payload, &mut compressed).ok()?;
-        (compressed.len() < payload.len()).then(|| SharedFrame::encode(self.0.opcode, true, &compressed))
+        let compressed = deflater.deflate_message(self.payload()).ok()??;
+        Some(SharedFrame::encode(self.0.opcode, true, &compressed))
     }
 }
 

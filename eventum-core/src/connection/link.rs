@@ -278,10 +278,8 @@ impl Link {
     /// can cause, switches compression off: uncompressed messages stay valid.
     fn compress(&mut self, payload: &[u8]) -> Option<Vec<u8>> {
         let deflater = self.deflater.as_mut().filter(|d| d.should_compress(payload.len()))?;
-        let mut compressed = Vec::with_capacity(payload.len() / 2 + 64);
-        match deflater.compress_message(payload, &mut compressed) {
-            Ok(()) if deflater.is_stateless() && compressed.len() >= payload.len() => None,
-            Ok(()) => Some(compressed),
+        match deflater.deflate_message(payload) {
+            Ok(compressed) => compressed,
             Err(e) => {
                 log::error!("permessage-deflate switched off for this connection: {e}");
                 self.deflater = None;
