@@ -143,6 +143,7 @@ pub mod frame;
 #[doc(hidden)]
 pub mod fuzzing;
 pub mod handshake;
+mod observe;
 mod outbound;
 #[cfg(feature = "testing")]
 pub mod testing;

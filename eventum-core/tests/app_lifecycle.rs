@@ -308,7 +308,15 @@ fn shutdown_and_transport_errors_run_the_disconnect_hook_once() {
     assert_eq!(log.len(), 2);
     assert_eq!(log.items()[1], closed(1006, "", CloseCause::TransportEnded));
     assert!(!second.is_open());
-    assert!(endpoint.admit(now, None).is_err(), "no admission once shutdown began");
+    // Once shutdown began, a new connection's request is read and answered 503: the
+    // upgrade is refused, and no hook runs for it.
+    let mut late = endpoint
+        .admit(now, None)
+        .expect("a late connection is read, then refused");
+    late.handle_input(now, &upgrade_request("/ws", &[]));
+    assert!(late.poll_transmit().first().starts_with(b"HTTP/1.1 503 "));
+    assert!(!late.is_open());
+    assert_eq!(log.len(), 2);
 }
 
 // --- panics ----------------------------------------------------------------------------------

@@ -9,6 +9,8 @@ use eventum_core::{CloseCode, Config, SharedFrame};
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
+pub mod serving;
+
 /// The chat page served at `GET /`.
 pub const CHAT_PAGE: &str = include_str!("../static/chat.html");
 
@@ -124,14 +126,21 @@ const MAX_FIELD: usize = 2000;
 /// (also when a member disconnects). A malformed event gets the validation error; a
 /// message to a room one has not joined gets `error` `{message}` and nothing is
 /// broadcast. The nickname lives in the connection's flags.
+///
+/// `GET /healthz` answers `200 ok` until shutdown begins, then `503`; with
+/// [`serving::metrics`] installed, `GET /metrics` answers the framework's metrics in
+/// Prometheus' text format.
 pub fn chat_app() -> App {
+    let metrics = serving::installed_metrics();
     App::builder()
         .route(Route::new("/ws"))
-        .http_fallback(|request| match request.path() {
+        .health_check("/healthz")
+        .http_fallback(move |request| match request.path() {
             "/" | "/index.html" => HttpResponse::html(200, CHAT_PAGE),
             "/chat.js" => HttpResponse::new(200)
                 .header("Content-Type", "text/javascript; charset=utf-8")
                 .body(CHAT_SCRIPT),
+            "/metrics" if metrics.is_some() => serving::metrics_response(metrics),
             _ => HttpResponse::text(404, "Not Found"),
         })
         .serve_client()

@@ -9,9 +9,11 @@
 
 pub mod browser;
 pub mod js;
+pub mod tls;
 
 use std::io::{self, Read, Write};
 use std::net::{Shutdown, SocketAddr, TcpStream};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use eventum_core::app::{App, ConnectionHandle, ConnectionId};
@@ -66,6 +68,11 @@ pub struct Options {
     pub shutdown_timeout: Duration,
     /// Executor threads (smol only).
     pub threads: usize,
+    /// How long shutdown serves open connections (answering new requests `503`) before
+    /// closing them.
+    pub drain_period: Duration,
+    /// Serve `wss://` with this configuration ([`tls::server_config`] makes one).
+    pub tls: Option<Arc<eventum_tls::rustls::ServerConfig>>,
 }
 
 impl Default for Options {
@@ -74,6 +81,8 @@ impl Default for Options {
             max_connections: 1000,
             shutdown_timeout: Duration::from_secs(3),
             threads: 2,
+            drain_period: Duration::ZERO,
+            tls: None,
         }
     }
 }
@@ -101,15 +110,22 @@ impl Adapter {
             ServerOptions {
                 max_connections: options.max_connections,
                 shutdown_timeout: options.shutdown_timeout,
+                drain_period: options.drain_period,
             },
         );
-        let running = match self {
-            Adapter::Smol => Running::Smol(
-                eventum_smol::Server::from(endpoint)
-                    .threads(options.threads)
+        let running = match (self, options.tls) {
+            (Adapter::Smol, tls) => {
+                let server = eventum_smol::Server::from(endpoint).threads(options.threads);
+                Running::Smol(
+                    match tls {
+                        Some(config) => server.tls(config),
+                        None => server,
+                    }
                     .listen(addr)?,
-            ),
-            Adapter::Std => Running::Std(eventum_std::Server::from(endpoint).listen(addr)?),
+                )
+            }
+            (Adapter::Std, Some(config)) => Running::Std(eventum_std::Server::from(endpoint).tls(config).listen(addr)?),
+            (Adapter::Std, None) => Running::Std(eventum_std::Server::from(endpoint).listen(addr)?),
         };
         let addr = match &running {
             Running::Smol(r) => r.local_addr(),

@@ -1,11 +1,18 @@
 //! Chat server on smol: open http://127.0.0.1:8080 in two browser tabs, join a room, chat.
 //!
-//! `cargo run --release -p eventum-smol --example chat [ADDRESS]` (default 127.0.0.1:8080)
+//! `cargo run --release -p eventum-smol --example chat [ADDRESS] [--tls-cert FILE --tls-key FILE]`
+//! (default 127.0.0.1:8080). With a certificate and key it serves `https://` and `wss://`.
+//! `GET /healthz` answers 200 until shutdown begins; `GET /metrics` the Prometheus metrics.
 
 fn main() -> std::io::Result<()> {
-    let addr = std::env::args().nth(1).unwrap_or_else(|| "127.0.0.1:8080".to_owned());
-    let running = eventum_smol::Server::new(eventum_demo::chat_app()).listen(&addr)?;
-    println!("chat on http://{}/ (WebSocket events at /ws)", running.local_addr());
+    let args = eventum_demo::serving::ChatArgs::from_env("127.0.0.1:8080")?;
+    eventum_demo::serving::metrics();
+    let mut server = eventum_smol::Server::new(eventum_demo::chat_app());
+    if let Some(config) = args.tls.clone() {
+        server = server.tls(config);
+    }
+    let running = server.listen(&args.addr)?;
+    println!("chat on {} (WebSocket events at /ws)", args.url(running.local_addr()));
     running.wait();
     Ok(())
 }

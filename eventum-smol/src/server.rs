@@ -10,10 +10,12 @@ use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
 use eventum_core::app::App;
-use eventum_core::driver::Endpoint;
-use smol::future::Future;
+use eventum_core::driver::{Busy, Endpoint, Session};
+use eventum_tls::rustls::ServerConfig;
+use futures_rustls::TlsAcceptor;
+use smol::future::{Future, FutureExt};
 use smol::io::{AsyncRead, AsyncWrite, AsyncWriteExt};
-use smol::net::TcpListener;
+use smol::net::{TcpListener, TcpStream};
 use smol::{Executor, Timer};
 
 use crate::driver::drive;
@@ -32,10 +34,11 @@ use crate::driver::drive;
 /// println!("listening on {}", running.local_addr());
 /// running.wait();
 /// ```
-#[derive(Clone, Debug)]
+#[derive(Clone)]
 pub struct Server {
     endpoint: Endpoint,
     threads: usize,
+    tls: Option<TlsAcceptor>,
 }
 
 impl Server {
@@ -48,6 +51,22 @@ impl Server {
     /// Sets how many executor threads [`listen`](Self::listen) starts (at least one).
     pub fn threads(mut self, threads: usize) -> Self {
         self.threads = threads.max(1);
+        self
+    }
+
+    /// Serves `wss://`: [`listen`](Self::listen) runs every connection through TLS with
+    /// `config` (see [`eventum_tls::server_config`] for one from PEM files). The TLS
+    /// handshake counts against the app's handshake timeout; a client that does not
+    /// finish it in time is dropped.
+    ///
+    /// ```no_run
+    /// # let app = eventum_core::app::App::builder().build();
+    /// let config = eventum_tls::server_config("cert.pem", "key.pem")?;
+    /// eventum_smol::Server::new(app).tls(config).listen("0.0.0.0:443")?.wait();
+    /// # Ok::<(), std::io::Error>(())
+    /// ```
+    pub fn tls(mut self, config: Arc<ServerConfig>) -> Self {
+        self.tls = Some(TlsAcceptor::from(config));
         self
     }
 
@@ -64,17 +83,52 @@ impl Server {
     ///
     /// Dropping the future ends the connection: its disconnect hook runs once, it leaves
     /// every room, and its slot is freed. No other connection is affected.
-    pub async fn serve_stream<S>(&self, mut stream: S, peer: Option<SocketAddr>) -> io::Result<()>
+    pub async fn serve_stream<S>(&self, stream: S, peer: Option<SocketAddr>) -> io::Result<()>
     where
         S: AsyncRead + AsyncWrite + Unpin,
     {
-        match self.endpoint.admit(Instant::now(), peer) {
+        self.serve_admitted(self.endpoint.admit(Instant::now(), peer), stream)
+            .await
+    }
+
+    async fn serve_admitted<S>(&self, admitted: Result<Session, Busy>, mut stream: S) -> io::Result<()>
+    where
+        S: AsyncRead + AsyncWrite + Unpin,
+    {
+        match admitted {
             Ok(session) => drive(Box::new(session), stream, self.endpoint.app().config().close_timeout()).await,
             Err(busy) => {
                 stream.write_all(busy.response()).await?;
                 stream.close().await
             }
         }
+    }
+
+    /// Serves one TCP connection over TLS: admitted first (so the TLS handshake runs
+    /// under the connection's handshake timeout), then the WebSocket handshake.
+    async fn serve_tls(&self, acceptor: &TlsAcceptor, stream: TcpStream, peer: SocketAddr) -> io::Result<()> {
+        let admitted = self.endpoint.admit(Instant::now(), Some(peer));
+        let deadline = match &admitted {
+            Ok(session) => session.poll_timeout(),
+            Err(_) => self
+                .endpoint
+                .app()
+                .config()
+                .handshake_timeout()
+                .map(|t| Instant::now() + t),
+        };
+        let handshake = acceptor.accept(stream);
+        let tls = match deadline {
+            Some(deadline) => {
+                let timeout = async {
+                    Timer::at(deadline).await;
+                    Err(io::Error::new(io::ErrorKind::TimedOut, "the TLS handshake timed out"))
+                };
+                handshake.or(timeout).await?
+            }
+            None => handshake.await?,
+        };
+        self.serve_admitted(admitted, tls).await
     }
 
     /// Binds `addr`, runs the startup hooks and serves on a pool of executor threads.
@@ -118,7 +172,11 @@ impl Server {
             let server = self.clone();
             executor
                 .spawn(async move {
-                    if let Err(e) = server.serve_stream(stream, Some(peer)).await {
+                    let served = match &server.tls {
+                        Some(acceptor) => server.serve_tls(acceptor, stream, peer).await,
+                        None => server.serve_stream(stream, Some(peer)).await,
+                    };
+                    if let Err(e) = served {
                         log::debug!("connection from {peer} ended with {e}");
                     }
                 })
@@ -131,7 +189,21 @@ impl From<Endpoint> for Server {
     /// A server for the endpoint's app and options, on one executor thread per core.
     fn from(endpoint: Endpoint) -> Self {
         let threads = std::thread::available_parallelism().map_or(1, |n| n.get());
-        Server { endpoint, threads }
+        Server {
+            endpoint,
+            threads,
+            tls: None,
+        }
+    }
+}
+
+impl std::fmt::Debug for Server {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Server")
+            .field("endpoint", &self.endpoint)
+            .field("threads", &self.threads)
+            .field("tls", &self.tls.is_some())
+            .finish()
     }
 }
 
@@ -164,9 +236,11 @@ impl Running {
         }
     }
 
-    /// Graceful shutdown: stops accepting, closes every connection with 1001, waits up
-    /// to the shutdown timeout for them to finish, drops the ones left (their disconnect
-    /// hooks still run), stops the threads, then runs the shutdown hooks.
+    /// Graceful shutdown: answers every new request `503` (health checks too), serves
+    /// open connections through the drain period, closes every connection with 1001,
+    /// waits up to the shutdown timeout for them to finish, drops the ones left (their
+    /// disconnect hooks still run), stops accepting and the threads, then runs the
+    /// shutdown hooks.
     pub fn shutdown(mut self) {
         self.stop();
     }
@@ -175,8 +249,7 @@ impl Running {
         let Some(accept_task) = self.accept_task.take() else {
             return;
         };
-        // Cancelling the accept loop closes the listener before the plan starts.
-        smol::block_on(accept_task.cancel());
+        // The listener stays open while the plan runs: new requests get their 503.
         let mut plan = self.server.endpoint.shutdown(Instant::now());
         let mut timer = Timer::never();
         smol::block_on(poll_fn(|cx| loop {
@@ -188,6 +261,7 @@ impl Running {
                 return Poll::Pending;
             }
         }));
+        smol::block_on(accept_task.cancel());
         self.stop_threads.close();
         for thread in std::mem::take(&mut self.threads) {
             let _ = thread.join();

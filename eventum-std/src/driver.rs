@@ -65,6 +65,7 @@ pub(crate) fn drive<T: Transport>(mut session: Session, mut stream: T) -> io::Re
         let blocked = write(&mut session, &mut stream, &mut unflushed);
         if session.should_close_transport() {
             // The server closes the TCP connection first (RFC 6455 §7.1.1).
+            stream.close_notify();
             let _ = stream.shutdown(Shutdown::Write);
             let _ = stream.shutdown(Shutdown::Both);
             return Ok(());

@@ -20,6 +20,7 @@
 
 mod driver;
 mod server;
+mod tls;
 mod transport;
 
 pub use eventum_core as core;

@@ -3,7 +3,7 @@
 
 use std::io;
 use std::net::{Shutdown, SocketAddr, TcpListener, TcpStream, ToSocketAddrs};
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::mpsc::{channel, Receiver, Sender};
 use std::sync::{Arc, Mutex};
 use std::task::{Wake, Waker};
@@ -12,9 +12,11 @@ use std::time::{Duration, Instant};
 
 use eventum_core::app::App;
 use eventum_core::driver::{Busy, Endpoint, Session};
+use eventum_tls::rustls::ServerConfig;
 use rustix::process::{getrlimit, setrlimit, Resource};
 
 use crate::driver::drive;
+use crate::tls::TlsStream;
 use crate::transport::Transport;
 
 /// The stack of each connection's thread unless set otherwise: room for handlers and
@@ -39,11 +41,12 @@ const SPARE_WAIT: Duration = Duration::from_secs(10);
 /// println!("listening on {}", running.local_addr());
 /// running.wait();
 /// ```
-#[derive(Clone, Debug)]
+#[derive(Clone)]
 pub struct Server {
     endpoint: Endpoint,
     stack_size: usize,
     spare: Arc<Spare>,
+    tls: Option<Arc<ServerConfig>>,
 }
 
 impl Server {
@@ -57,6 +60,22 @@ impl Server {
     /// Sets the stack size of connection threads (default [`DEFAULT_STACK_SIZE`]).
     pub fn stack_size(mut self, bytes: usize) -> Self {
         self.stack_size = bytes;
+        self
+    }
+
+    /// Serves `wss://`: [`listen`](Self::listen) runs every connection through TLS with
+    /// `config` (see [`eventum_tls::server_config`] for one from PEM files), on the
+    /// connection's thread. The TLS handshake counts against the app's handshake
+    /// timeout; a client that does not finish it in time is dropped.
+    ///
+    /// ```no_run
+    /// # let app = eventum_core::app::App::builder().build();
+    /// let config = eventum_tls::server_config("cert.pem", "key.pem")?;
+    /// eventum_std::Server::new(app).tls(config).listen("0.0.0.0:443")?.wait();
+    /// # Ok::<(), std::io::Error>(())
+    /// ```
+    pub fn tls(mut self, config: Arc<ServerConfig>) -> Self {
+        self.tls = Some(config);
         self
     }
 
@@ -83,13 +102,16 @@ impl Server {
         self.check_file_limit();
         self.endpoint.app().startup();
         let server = self.clone();
+        let closed = Arc::new(AtomicBool::new(false));
+        let listening = Arc::clone(&closed);
         let acceptor = std::thread::Builder::new()
             .name("eventum-accept".into())
-            .spawn(move || server.accept_loop(&listener))?;
+            .spawn(move || server.accept_loop(&listener, &listening))?;
         Ok(Running {
             server: self,
             local_addr,
             acceptor,
+            closed,
         })
     }
 
@@ -109,9 +131,11 @@ impl Server {
         }
     }
 
-    fn accept_loop(&self, listener: &TcpListener) {
+    /// Accepts until `closed` is set (after a shutdown's plan: until then, late requests
+    /// are read and answered `503`).
+    fn accept_loop(&self, listener: &TcpListener, closed: &AtomicBool) {
         for stream in listener.incoming() {
-            if self.endpoint.is_stopping() {
+            if closed.load(Ordering::Acquire) {
                 return;
             }
             let stream = match stream {
@@ -127,36 +151,63 @@ impl Server {
             let peer = stream.peer_addr().ok();
             // Admitted here, so a refused connection costs no thread.
             match self.endpoint.admit(Instant::now(), peer) {
-                Ok(session) => self.spawn_connection(session, stream, peer),
-                Err(busy) => {
+                Ok(session) => self.spawn_connection(Job {
+                    session,
+                    stream,
+                    peer,
+                    tls: self.tls.clone(),
+                }),
+                // Over TLS the 503 would need a handshake on this thread: just close.
+                Err(busy) if self.tls.is_none() => {
                     let _ = refuse(stream, &busy);
                 }
+                Err(_) => {}
             }
         }
     }
 
     /// Hands the connection to a thread that finished its last one and waits for more, or
     /// starts a thread: starting one costs about as much as the rest of a handshake.
-    fn spawn_connection(&self, session: Session, stream: TcpStream, peer: Option<SocketAddr>) {
+    fn spawn_connection(&self, job: Job) {
         if self.spare.claim() {
             // A waiting thread is ours: it takes the job off the channel.
-            let _ = self.spare.jobs.send(Some((session, stream, peer)));
+            let _ = self.spare.jobs.send(Some(job));
             return;
         }
         let spare = Arc::clone(&self.spare);
         let builder = std::thread::Builder::new().name("eventum-conn".into());
         // A failed spawn drops the closure, and with it the session: its slot is freed.
-        if let Err(e) = builder
-            .stack_size(self.stack_size)
-            .spawn(move || spare.work((session, stream, peer)))
-        {
+        if let Err(e) = builder.stack_size(self.stack_size).spawn(move || spare.work(job)) {
             log::warn!("cannot start a connection thread: {e}");
         }
     }
 }
 
-/// A connection for a thread: its session, its socket and its peer.
-type Job = (Session, TcpStream, Option<SocketAddr>);
+/// A connection for a thread.
+struct Job {
+    session: Session,
+    stream: TcpStream,
+    peer: Option<SocketAddr>,
+    /// Set for `wss://`: the TLS handshake comes first.
+    tls: Option<Arc<ServerConfig>>,
+}
+
+impl Job {
+    /// Serves the connection on the calling thread until it ends.
+    fn serve(self) -> io::Result<()> {
+        let Job {
+            session, stream, tls, ..
+        } = self;
+        match tls {
+            Some(config) => {
+                // The session's first deadline is its handshake's: TLS counts against it.
+                let stream = TlsStream::accept(&config, stream, session.poll_timeout())?;
+                drive(session, stream)
+            }
+            None => drive(session, stream),
+        }
+    }
+}
 
 /// Connection threads that finished their connection and wait a while for the next.
 #[derive(Debug)]
@@ -187,8 +238,8 @@ impl Spare {
     /// Serves `job`, then the jobs handed to this thread, until none comes for a while.
     fn work(&self, mut job: Job) {
         loop {
-            let (session, stream, peer) = job;
-            if let Err(e) = drive(session, stream) {
+            let peer = job.peer;
+            if let Err(e) = job.serve() {
                 log::debug!("connection from {peer:?} ended with {e}");
             }
             self.waiting.fetch_add(1, Ordering::AcqRel);
@@ -222,7 +273,18 @@ impl From<Endpoint> for Server {
             endpoint,
             stack_size,
             spare,
+            tls: None,
         }
+    }
+}
+
+impl std::fmt::Debug for Server {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Server")
+            .field("endpoint", &self.endpoint)
+            .field("stack_size", &self.stack_size)
+            .field("tls", &self.tls.is_some())
+            .finish_non_exhaustive()
     }
 }
 
@@ -248,6 +310,8 @@ pub struct Running {
     server: Server,
     local_addr: SocketAddr,
     acceptor: JoinHandle<()>,
+    /// Tells the accept loop to close the listener.
+    closed: Arc<AtomicBool>,
 }
 
 impl Running {
@@ -266,19 +330,21 @@ impl Running {
         let _ = self.acceptor.join();
     }
 
-    /// Graceful shutdown: stops accepting, closes every connection with 1001, waits up
-    /// to the shutdown timeout for them to finish, drops the ones left (their disconnect
-    /// hooks still run), then runs the shutdown hooks.
+    /// Graceful shutdown: answers every new request `503` (health checks too), serves
+    /// open connections through the drain period, closes every connection with 1001,
+    /// waits up to the shutdown timeout for them to finish, drops the ones left (their
+    /// disconnect hooks still run), stops accepting, then runs the shutdown hooks.
     pub fn shutdown(self) {
         let endpoint = &self.server.endpoint;
         let mut plan = endpoint.shutdown(Instant::now());
-        // Wake the blocking accept so it sees the flag and closes the listener.
-        let _ = TcpStream::connect_timeout(&self.local_addr, Duration::from_secs(1));
-        let _ = self.acceptor.join();
         let waker = Waker::from(Arc::new(Unpark(std::thread::current())));
         while let Some(until) = plan.poll(Instant::now(), &waker) {
             std::thread::park_timeout(until.saturating_duration_since(Instant::now()));
         }
+        // Wake the blocking accept so it sees the flag and closes the listener.
+        self.closed.store(true, Ordering::Release);
+        let _ = TcpStream::connect_timeout(&self.local_addr, Duration::from_secs(1));
+        let _ = self.acceptor.join();
         self.server.spare.release();
         endpoint.app().shutdown();
     }

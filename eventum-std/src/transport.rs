@@ -24,6 +24,9 @@ pub trait Transport: Read + Write + AsFd + Send + 'static {
     fn short_read_drains(&self) -> bool {
         false
     }
+    /// Queues what the transport sends before the connection closes (a TLS transport's
+    /// `close_notify`); called once, before `shutdown`. The default sends nothing.
+    fn close_notify(&mut self) {}
 }
 
 impl Transport for TcpStream {

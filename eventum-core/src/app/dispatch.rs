@@ -9,6 +9,7 @@ use crate::close::CloseCode;
 use crate::connection::{Commands, Connection};
 use crate::event::{Closed, Event};
 use crate::handshake::{Accept, HttpResponse, Request};
+use crate::observe;
 
 use super::context::{AckError, Action, ConnData, Context, Current};
 use super::envelope::{self, Parsed};
@@ -21,6 +22,10 @@ use super::{
 /// The app's state for one connection, and the dispatch of its events.
 pub(crate) struct Dispatcher {
     data: ConnData,
+    /// When the connection was admitted, for its lifecycle log line.
+    started: Instant,
+    /// The request asked for an upgrade (rather than a page).
+    upgrade: bool,
     /// The upgrade was accepted: the disconnect hook is owed.
     opened: bool,
     /// The Closed event was handled; nothing runs any more.
@@ -55,9 +60,11 @@ struct Accepted {
 }
 
 impl Dispatcher {
-    pub(crate) fn new(handle: ConnectionHandle, peer: Option<SocketAddr>) -> Self {
+    pub(crate) fn new(handle: ConnectionHandle, peer: Option<SocketAddr>, now: Instant) -> Self {
         Dispatcher {
             data: ConnData::new(handle, peer),
+            started: now,
+            upgrade: false,
             opened: false,
             finished: false,
         }
@@ -102,18 +109,20 @@ impl Dispatcher {
         self.data.acks.iter().map(|a| a.deadline).min()
     }
 
-    /// Takes every event the connection has and runs its handlers at `now`.
-    pub(crate) fn process(&mut self, app: &AppInner, conn: &mut Connection, now: Instant) {
+    /// Takes every event the connection has and runs its handlers at `now`; once the
+    /// server is `stopping`, requests are answered `503` instead.
+    pub(crate) fn process(&mut self, app: &AppInner, conn: &mut Connection, now: Instant, stopping: bool) {
         while let Some((event, commands)) = conn.poll_event() {
             let follow_up = match event {
-                Event::UpgradeRequest(request) => decide_upgrade(app, request, &self.data),
-                Event::HttpRequest(request) => {
-                    let response = match &app.http_fallback {
-                        Some(handler) => guard("the HTTP fallback", || handler(request)).unwrap_or_else(server_error),
-                        None => HttpResponse::text(400, crate::HandshakeError::NotWebSocket.to_string()),
-                    };
-                    FollowUp::Respond(response)
+                Event::UpgradeRequest(_) | Event::HttpRequest(_) if stopping => {
+                    self.upgrade = matches!(event, Event::UpgradeRequest(_));
+                    FollowUp::Respond(HttpResponse::text(503, "Server shutting down"))
                 }
+                Event::UpgradeRequest(request) => {
+                    self.upgrade = true;
+                    decide_upgrade(app, request, &self.data)
+                }
+                Event::HttpRequest(request) => FollowUp::Respond(answer_http(app, request)),
                 Event::Text(text) => dispatch_text(&mut self.context(commands, app, now), text),
                 Event::Binary(bytes) => {
                     let mut ctx = self.context(commands, app, now);
@@ -126,9 +135,21 @@ impl Dispatcher {
                     }
                 }
                 Event::Closed(closed) => {
-                    if !std::mem::replace(&mut self.finished, true) && self.opened {
-                        let mut ctx = self.context(commands, app, now);
-                        disconnect(&mut ctx, app, &closed);
+                    if !std::mem::replace(&mut self.finished, true) {
+                        let ended = observe::Ended {
+                            id: self.data.id(),
+                            peer: self.data.peer,
+                            path: commands.request().map(Request::path),
+                            started: self.started,
+                            now,
+                            opened: self.opened,
+                            upgrade: self.upgrade,
+                        };
+                        observe::ended(&ended, &closed);
+                        if self.opened {
+                            let mut ctx = self.context(commands, app, now);
+                            disconnect(&mut ctx, app, &closed);
+                        }
                     }
                     FollowUp::None
                 }
@@ -195,6 +216,7 @@ impl Dispatcher {
             return;
         }
         self.opened = true;
+        observe::upgraded();
         self.data.params = accepted.params;
         self.data.flags = accepted.flags;
         self.data.extensions.extend(accepted.extensions);
@@ -222,6 +244,17 @@ fn disconnect(ctx: &mut Context<'_>, app: &AppInner, closed: &Closed) {
     }
     for room in std::mem::take(&mut ctx.data.rooms) {
         ctx.data.actions.push_back(Action::Leave { room });
+    }
+}
+
+/// The answer to a plain HTTP request: the health check, else the app's fallback.
+fn answer_http(app: &AppInner, request: &Request) -> HttpResponse {
+    if app.health_path.as_deref() == Some(request.path()) && request.method().eq_ignore_ascii_case("GET") {
+        return HttpResponse::text(200, "ok");
+    }
+    match &app.http_fallback {
+        Some(handler) => guard("the HTTP fallback", || handler(request)).unwrap_or_else(server_error),
+        None => HttpResponse::text(400, crate::HandshakeError::NotWebSocket.to_string()),
     }
 }
 
@@ -348,19 +381,23 @@ fn dispatch_text(ctx: &mut Context<'_>, text: &str) -> FollowUp {
     }
     match handler {
         Some(handler) => {
+            handler.dispatched.dispatched(&message.name);
             let body = EventBody {
                 text,
                 value: wants_value.then_some(message.value),
             };
             run_handler(ctx, "an event handler", |ctx| (handler.run)(ctx, body)).into()
         }
-        None => match &app.on_unknown_event {
-            Some(fallback) => run_handler(ctx, "the unknown-event fallback", |ctx| fallback(ctx, message)).into(),
-            None => {
-                log::debug!("connection {}: no handler for event {:?}", ctx.id(), message.name);
-                FollowUp::None
+        None => {
+            observe::unknown_event();
+            match &app.on_unknown_event {
+                Some(fallback) => run_handler(ctx, "the unknown-event fallback", |ctx| fallback(ctx, message)).into(),
+                None => {
+                    log::debug!("connection {}: no handler for event {:?}", ctx.id(), message.name);
+                    FollowUp::None
+                }
             }
-        },
+        }
     }
 }
 

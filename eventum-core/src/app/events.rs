@@ -199,6 +199,7 @@ impl AppBuilder {
             EventHandler {
                 run,
                 wants_value: false,
+                dispatched: Default::default(),
             },
         );
         self

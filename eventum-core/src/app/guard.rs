@@ -26,6 +26,7 @@ impl Panicked {
 /// Runs user code with the connection's context; a panic is logged and reported.
 pub(crate) fn run_handler(ctx: &mut Context<'_>, what: &str, f: impl FnOnce(&mut Context<'_>)) -> Result<(), Panicked> {
     catch_unwind(AssertUnwindSafe(|| f(ctx))).map_err(|panic| {
+        crate::observe::handler_panicked();
         log::error!("connection {}: {what} panicked: {}", ctx.id(), panic_message(&*panic));
         Panicked
     })
@@ -34,6 +35,7 @@ pub(crate) fn run_handler(ctx: &mut Context<'_>, what: &str, f: impl FnOnce(&mut
 /// Runs user code before the upgrade; a panic is logged and becomes `Err(message)`.
 pub(crate) fn guard<T>(what: &str, f: impl FnOnce() -> T) -> Result<T, String> {
     catch_unwind(AssertUnwindSafe(f)).map_err(|panic| {
+        crate::observe::handler_panicked();
         let message = panic_message(&*panic);
         log::error!("{what} panicked: {message}");
         message

@@ -91,6 +91,7 @@ impl Mailbox {
             return Err(HandleError::Closed);
         }
         if inner.bytes + command.cost() > self.limit {
+            crate::observe::delivery_dropped();
             inner.overflowed = true;
             return Err(HandleError::Full);
         }

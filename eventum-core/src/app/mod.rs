@@ -136,6 +136,8 @@ type RunEvent = Arc<dyn Fn(&mut Context<'_>, EventBody<'_>) + Send + Sync>;
 pub(crate) struct EventHandler {
     run: RunEvent,
     wants_value: bool,
+    /// Dispatches of this event, for the metrics.
+    dispatched: crate::observe::EventCounter,
 }
 type EventMiddleware = Arc<dyn Fn(&mut Context<'_>, &EventMessage) -> Flow + Send + Sync>;
 type TextHandler = Arc<dyn Fn(&mut Context<'_>, &str) + Send + Sync>;
@@ -211,6 +213,8 @@ pub(crate) struct AppInner {
     routes: Vec<Route>,
     middleware: Vec<upgrade::Middleware>,
     http_fallback: Option<HttpHandler>,
+    /// The health check's path (`GET` answers `200` until shutdown begins).
+    health_path: Option<String>,
     events: HashMap<String, EventHandler>,
     event_middleware: Vec<EventMiddleware>,
     on_text: Option<TextHandler>,
@@ -236,6 +240,7 @@ impl App {
                 routes: Vec::new(),
                 middleware: Vec::new(),
                 http_fallback: None,
+                health_path: None,
                 events: HashMap::new(),
                 event_middleware: Vec::new(),
                 on_text: None,
@@ -341,6 +346,31 @@ impl AppBuilder {
         self
     }
 
+    /// Answers `GET path` with `200 ok` while the server accepts connections. Once a
+    /// graceful shutdown has begun every request gets `503`, this one too, so a load
+    /// balancer probing `path` stops sending new clients before the node goes away (see
+    /// [`ServerOptions::drain_period`](crate::driver::ServerOptions::drain_period)).
+    ///
+    /// ```
+    /// use eventum_core::app::App;
+    /// use eventum_core::driver::Endpoint;
+    /// use std::time::Instant;
+    ///
+    /// let endpoint = Endpoint::new(App::builder().health_check("/healthz").build());
+    /// let probe = |endpoint: &Endpoint| {
+    ///     let mut session = endpoint.admit(Instant::now(), None).unwrap();
+    ///     session.handle_input(Instant::now(), b"GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n");
+    ///     session.poll_transmit().first().to_vec()
+    /// };
+    /// assert!(probe(&endpoint).starts_with(b"HTTP/1.1 200 "));
+    /// let _plan = endpoint.shutdown(Instant::now());
+    /// assert!(probe(&endpoint).starts_with(b"HTTP/1.1 503 "));
+    /// ```
+    pub fn health_check(mut self, path: impl Into<String>) -> Self {
+        self.inner.health_path = Some(path.into());
+        self
+    }
+
     /// Handles the event `name` with the whole JSON object.
     pub fn on(mut self, name: &str, handler: impl Fn(&mut Context<'_>, EventMessage) + Send + Sync + 'static) -> Self {
         let name_owned = name.to_owned();
@@ -354,9 +384,14 @@ impl AppBuilder {
                 },
             )
         });
-        self.inner
-            .events
-            .insert(name.to_owned(), EventHandler { run, wants_value: true });
+        self.inner.events.insert(
+            name.to_owned(),
+            EventHandler {
+                run,
+                wants_value: true,
+                dispatched: Default::default(),
+            },
+        );
         self
     }
 
@@ -466,7 +501,8 @@ impl AppBuilder {
                 );
             }
         }
-        if self.inner.http_fallback.is_some() && !self.inner.config.http_fallback() {
+        let answers_http = self.inner.http_fallback.is_some() || self.inner.health_path.is_some();
+        if answers_http && !self.inner.config.http_fallback() {
             let config = (*self.inner.config).clone().with_http_fallback(true);
             self.inner.config = Arc::new(config);
         }

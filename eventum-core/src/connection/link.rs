@@ -12,6 +12,7 @@ use crate::error::{CloseError, HandshakeError, ProtocolError, SendError};
 use crate::event::{CloseCause, Closed, State};
 use crate::frame::{OpCode, MAX_CONTROL_PAYLOAD, MAX_HEADER_LEN};
 use crate::handshake::{self, DeflateConfig, DeflateParams};
+use crate::observe::{self, Traffic};
 use crate::outbound::{Outbound, SharedFrame};
 
 /// The reason sent with 1011 when the peer ignores keepalive pings.
@@ -45,6 +46,8 @@ pub(crate) struct Link {
     ping_sent: Option<Instant>,
     /// Closing: when to give up on the peer's close. Closed: when to abandon unsent output.
     close_deadline: Option<Instant>,
+    /// Traffic not yet reported to the metrics.
+    pub(crate) traffic: Traffic,
 }
 
 impl Link {
@@ -64,6 +67,7 @@ impl Link {
             last_heard: now,
             ping_sent: None,
             close_deadline: None,
+            traffic: Traffic::default(),
         }
     }
 
@@ -238,6 +242,7 @@ impl Link {
             Some(compressed) => self.out.push_frame(opcode, true, &compressed),
             None => self.out.push_frame(opcode, false, payload),
         }
+        self.traffic.messages_out += 1;
         self.after_push();
         Ok(())
     }
@@ -251,6 +256,7 @@ impl Link {
             return Err(SendError::MessageTooLarge);
         }
         if self.out.len() + frame.len() > self.config.max_backlog() {
+            observe::delivery_dropped();
             if self.config.slow_consumer() == SlowConsumerPolicy::Close {
                 self.fail_slow_consumer(now);
             }
@@ -268,6 +274,7 @@ impl Link {
             },
             None => self.out.push_shared(frame),
         }
+        self.traffic.messages_out += 1;
         self.after_push();
         Ok(())
     }

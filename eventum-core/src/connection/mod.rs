@@ -98,6 +98,7 @@ impl Connection {
     /// wire and reported as [`Event::Closed`].
     pub fn handle_input(&mut self, now: Instant, data: &[u8]) {
         self.input_time = now;
+        self.link.traffic.bytes_in += data.len() as u64;
         match self.link.state() {
             State::Handshake => {
                 self.inbound.push(data);
@@ -173,15 +174,23 @@ impl Connection {
                 // The one full check of an unfragmented frame that arrived whole (pieces
                 // were already checked as they came, so this cannot fail for them).
                 match std::str::from_utf8(bytes) {
-                    Ok(text) => Event::Text(text),
+                    Ok(text) => {
+                        self.link.traffic.messages_in += 1;
+                        Event::Text(text)
+                    }
                     Err(_) => {
                         self.link.fail_protocol(self.input_time, ProtocolError::InvalidUtf8);
                         Event::Closed(self.link.take_closed()?)
                     }
                 }
             }
-            Ready::Step(Step::Binary(range, Source::Rx)) => Event::Binary(inbound.rx_slice(range)),
-            Ready::Step(Step::Binary(range, Source::Message)) => Event::Binary(inbound.message_slice(range)),
+            Ready::Step(Step::Binary(range, source)) => {
+                self.link.traffic.messages_in += 1;
+                match source {
+                    Source::Rx => Event::Binary(inbound.rx_slice(range)),
+                    Source::Message => Event::Binary(inbound.message_slice(range)),
+                }
+            }
             Ready::Step(Step::Ping(range)) => Event::Ping(inbound.rx_slice(range)),
             Ready::Step(Step::Pong(range)) => Event::Pong(inbound.rx_slice(range)),
             Ready::Closed => Event::Closed(self.link.take_closed()?),
@@ -202,7 +211,13 @@ impl Connection {
 
     /// Marks the first `n` bytes of [`poll_transmit`](Self::poll_transmit) as written.
     pub fn transmitted(&mut self, n: usize) {
+        self.link.traffic.bytes_out += n as u64;
         self.link.transmitted(n);
+    }
+
+    /// Takes the traffic counted since the last call, for the metrics.
+    pub(crate) fn take_traffic(&mut self) -> crate::observe::Traffic {
+        std::mem::take(&mut self.link.traffic)
     }
 
     /// The earliest instant at which [`handle_timeout`](Self::handle_timeout) has work,

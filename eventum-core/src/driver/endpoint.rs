@@ -21,6 +21,11 @@ pub struct ServerOptions {
     /// How long a graceful shutdown waits for connections to finish their close
     /// handshake before dropping them; default 5 s.
     pub shutdown_timeout: Duration,
+    /// How long a graceful shutdown serves its open connections before telling them to
+    /// close, while every new request (a health check too) is answered `503`, so a load
+    /// balancer probing the app's [health check](crate::app::AppBuilder::health_check)
+    /// takes the node out of rotation first. Default zero: close at once.
+    pub drain_period: Duration,
 }
 
 impl Default for ServerOptions {
@@ -28,6 +33,7 @@ impl Default for ServerOptions {
         ServerOptions {
             max_connections: 10_000,
             shutdown_timeout: Duration::from_secs(5),
+            drain_period: Duration::ZERO,
         }
     }
 }
@@ -63,12 +69,13 @@ pub(crate) struct Shared {
     pub(crate) hub: Hub,
     /// Connections admitted and not yet dropped.
     active: AtomicUsize,
-    /// Set when shutdown starts: no new connections, and late ones close at once.
+    /// Set when shutdown starts: every new request is answered `503`.
     stopping: AtomicBool,
+    /// Set when the open connections are told to close (after the drain period).
+    closing: AtomicBool,
     /// Woken when the last connection ends during a shutdown.
     idle_waker: Mutex<Option<Waker>>,
     busy: Arc<[u8]>,
-    stopping_response: Arc<[u8]>,
 }
 
 /// A connection refused before it was served: write [`response`](Self::response) and
@@ -104,9 +111,9 @@ impl Endpoint {
                 hub: Hub::default(),
                 active: AtomicUsize::new(0),
                 stopping: AtomicBool::new(false),
+                closing: AtomicBool::new(false),
                 idle_waker: Mutex::new(None),
                 busy: response("Server busy: too many connections"),
-                stopping_response: response("Server shutting down"),
             }),
         }
     }
@@ -122,20 +129,20 @@ impl Endpoint {
     }
 
     /// Admits a new connection whose first input will be the HTTP request (`now` starts
-    /// its handshake timeout), or refuses it with `503` when every slot is taken or
-    /// shutdown has begun. The slot is freed when the [`Session`] is dropped.
+    /// its handshake timeout), or refuses it with `503` when every slot is taken. Once
+    /// shutdown has begun, the session answers whatever it is asked with `503`, after
+    /// reading the request (a response written over unread bytes can be lost to the
+    /// reset that closing such a socket sends). The slot is freed when the [`Session`]
+    /// is dropped.
     pub fn admit(&self, now: Instant, peer: Option<SocketAddr>) -> Result<Session, Busy> {
         let shared = &self.shared;
-        if shared.stopping.load(Ordering::SeqCst) {
-            return Err(Busy {
-                response: Arc::clone(&shared.stopping_response),
-            });
-        }
+        let stopping = shared.stopping.load(Ordering::SeqCst);
         let max = shared.options.max_connections;
         let reserved = shared
             .active
             .fetch_update(Ordering::AcqRel, Ordering::Acquire, |n| (n < max).then_some(n + 1));
         if reserved.is_err() {
+            crate::observe::refused_busy();
             return Err(Busy {
                 response: Arc::clone(&shared.busy),
             });
@@ -143,10 +150,11 @@ impl Endpoint {
         let mailbox = Mailbox::new(shared.app.config().max_backlog());
         let handle = ConnectionHandle::new(ConnectionId::next(), Arc::new(mailbox));
         shared.hub.register(handle.clone());
-        // Pairs with the fence in `shutdown`: either shutdown's walk over the hub sees
-        // this connection, or this load sees the flag.
+        // Pairs with the fence in `close_all`: either its walk over the hub sees this
+        // connection, or this load sees the flag. A connection that saw shutdown begin
+        // refuses its request itself and needs no telling.
         fence(Ordering::SeqCst);
-        if shared.stopping.load(Ordering::SeqCst) {
+        if !stopping && shared.closing.load(Ordering::SeqCst) {
             handle.mailbox().push_urgent(Command::Shutdown);
         }
         Ok(Session::new(self.clone(), handle, now, peer))
@@ -172,21 +180,20 @@ impl Endpoint {
         self.shared.stopping.load(Ordering::Acquire)
     }
 
-    /// Begins a graceful shutdown at `now`: no connection is admitted any more, and every
-    /// connection is told to close with 1001 (one not open yet is dropped). Poll the
-    /// returned [`Shutdown`] until it is done.
+    /// Begins a graceful shutdown at `now`: from now on every new request is answered
+    /// `503`; after [`ServerOptions::drain_period`] every connection is told to close with
+    /// 1001 (one not open yet is dropped). Poll the returned [`Shutdown`] until it is done.
     pub fn shutdown(&self, now: Instant) -> Shutdown {
+        self.shared.stopping.store(true, Ordering::SeqCst);
+        Shutdown::new(self.clone(), now)
+    }
+
+    /// Tells every connection to close: the drain period is over.
+    pub(crate) fn close_all(&self) {
         let shared = &self.shared;
-        shared.stopping.store(true, Ordering::SeqCst);
+        shared.closing.store(true, Ordering::SeqCst);
         fence(Ordering::SeqCst);
         shared.hub.command_all(&Command::Shutdown);
-        // A timeout too large for an Instant waits a year (the far future in practice).
-        let timeout = shared
-            .options
-            .shutdown_timeout
-            .min(Duration::from_secs(365 * 24 * 3600));
-        let deadline = now.checked_add(timeout).unwrap_or(now);
-        Shutdown::new(self.clone(), deadline)
     }
 
     pub(crate) fn shared(&self) -> &Shared {

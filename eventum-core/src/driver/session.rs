@@ -13,6 +13,7 @@ use crate::connection::Connection;
 use crate::error::CloseError;
 use crate::event::State;
 use crate::handshake::Request;
+use crate::observe;
 use crate::outbound::Transmit;
 
 use super::Endpoint;
@@ -61,7 +62,7 @@ impl Session {
         let config = Arc::clone(endpoint.app().config());
         Session {
             conn: Connection::new(config, now),
-            dispatcher: Dispatcher::new(handle, peer),
+            dispatcher: Dispatcher::new(handle, peer, now),
             endpoint,
             mail: VecDeque::new(),
             now,
@@ -203,7 +204,8 @@ impl Session {
     fn process(&mut self, now: Instant) {
         for round in 1.. {
             let shared = self.endpoint.shared();
-            self.dispatcher.process(shared.app.inner(), &mut self.conn, now);
+            self.dispatcher
+                .process(shared.app.inner(), &mut self.conn, now, self.endpoint.is_stopping());
             let id = self.dispatcher.id();
             let mut sent = false;
             while let Some(action) = self.dispatcher.actions().pop_front() {
@@ -218,6 +220,7 @@ impl Session {
         if matches!(self.conn.state(), State::Closing | State::Closed) {
             self.mailbox().refuse();
         }
+        observe::traffic(self.conn.take_traffic());
     }
 
     fn apply_mail(&mut self, now: Instant) {
@@ -266,6 +269,8 @@ impl Drop for Session {
             self.conn.handle_transport_error(now);
             self.process(now);
         }
+        // Bytes written since the last input.
+        observe::traffic(self.conn.take_traffic());
         let shared = self.endpoint.shared();
         shared.hub.unregister(self.id());
         self.mailbox().close();

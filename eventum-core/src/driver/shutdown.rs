@@ -10,10 +10,12 @@ use super::Endpoint;
 /// How long connections get to end after they were told to abort.
 const ABORT_GRACE: Duration = Duration::from_millis(500);
 
-/// A graceful shutdown in progress, from [`Endpoint::shutdown`]: every connection was
-/// told to close with 1001; connections that have not finished by the shutdown timeout
-/// are aborted (their disconnect hooks still run), and after a short grace the plan is
-/// done whatever is left.
+/// A graceful shutdown in progress, from [`Endpoint::shutdown`]: new requests are
+/// answered `503` from the start; open connections are served on through the drain
+/// period, then told to close with 1001; connections that have not finished by the
+/// shutdown timeout after that are aborted (their disconnect hooks still run), and after
+/// a short grace the plan is done whatever is left. Keep accepting connections while it
+/// runs, so health checks see the `503`.
 ///
 /// ```
 /// use eventum_core::app::App;
@@ -30,24 +32,37 @@ const ABORT_GRACE: Duration = Duration::from_millis(500);
 #[derive(Debug)]
 pub struct Shutdown {
     endpoint: Endpoint,
+    /// While draining: when the connections are told to close.
+    drain_until: Option<Instant>,
+    /// When the connections left are aborted (set when they are told to close).
     deadline: Instant,
     /// Set once the connections left at the deadline were told to abort.
     abort_deadline: Option<Instant>,
 }
 
 impl Shutdown {
-    pub(crate) fn new(endpoint: Endpoint, deadline: Instant) -> Self {
-        Shutdown {
+    pub(crate) fn new(endpoint: Endpoint, now: Instant) -> Self {
+        let options = endpoint.options();
+        let drain_until = Some(far(now, options.drain_period));
+        let deadline = far(now, options.shutdown_timeout);
+        let mut plan = Shutdown {
             endpoint,
+            drain_until,
             deadline,
             abort_deadline: None,
-        }
+        };
+        plan.poll_drain(now);
+        plan
     }
 
-    /// Advances the plan at `now`. Returns `None` when it is done (no connection left,
-    /// or the grace after aborting has passed), otherwise the instant to poll again at
-    /// the latest; `waker` is woken when the last connection ends before then.
+    /// Advances the plan at `now`. Returns `None` when it is done (no connection left
+    /// after the drain period, or the grace after aborting has passed), otherwise the
+    /// instant to poll again at the latest; `waker` is woken when the last connection
+    /// ends before then.
     pub fn poll(&mut self, now: Instant, waker: &Waker) -> Option<Instant> {
+        if let Some(until) = self.poll_drain(now) {
+            return Some(until);
+        }
         let shared = self.endpoint.shared();
         shared.set_idle_waker(waker);
         if shared.active() == 0 {
@@ -71,4 +86,24 @@ impl Shutdown {
             }
         }
     }
+
+    /// While the drain period lasts, when it ends; once it has, tells every connection
+    /// to close and starts the shutdown timeout.
+    fn poll_drain(&mut self, now: Instant) -> Option<Instant> {
+        let until = self.drain_until?;
+        if now < until {
+            return Some(until);
+        }
+        self.drain_until = None;
+        self.deadline = far(now, self.endpoint.options().shutdown_timeout);
+        self.endpoint.close_all();
+        None
+    }
+}
+
+/// `now + wait`; a wait too large for an `Instant` waits a year (the far future in
+/// practice).
+fn far(now: Instant, wait: Duration) -> Instant {
+    let wait = wait.min(Duration::from_secs(365 * 24 * 3600));
+    now.checked_add(wait).unwrap_or(now)
 }
