@@ -1,8 +1,10 @@
 #!/usr/bin/env bash
 # The whole test suite, as a newcomer and CI run it: installs Debian's Chromium for the
-# browser tests when it is missing, Node.js 20+ and the pinned npm packages of
-# eventum-e2e/js (the AsyncAPI parser, TypeScript) for the JavaScript tests, then runs
-# `cargo test --workspace` with the browser tests required (they fail instead of skipping).
+# browser tests and Debian's prometheus (for promtool, which checks /metrics) when they
+# are missing, Node.js 20+ and the pinned npm packages of eventum-e2e/js (the AsyncAPI
+# parser, TypeScript) for the JavaScript tests, then runs
+# `cargo test --workspace` with the browser tests and promtool required (they fail instead
+# of skipping).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -18,6 +20,17 @@ if ! command -v chromium >/dev/null 2>&1; then
     fi
     $SUDO apt-get update -qq
     DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq chromium >/dev/null
+fi
+
+if ! command -v promtool >/dev/null 2>&1; then
+    echo "promtool is missing; installing Debian's prometheus package to check the /metrics output."
+    if [ "$(id -u)" = 0 ]; then SUDO=""; elif command -v sudo >/dev/null 2>&1; then SUDO="sudo"; else
+        echo "error: run as root or install promtool (apt-get install prometheus) first" >&2
+        exit 1
+    fi
+    $SUDO apt-get update -qq
+    # Only the package's files are wanted: its service is not started here.
+    DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq --no-install-recommends prometheus >/dev/null
 fi
 
 if ! command -v node >/dev/null 2>&1 || ! command -v npm >/dev/null 2>&1; then
@@ -50,4 +63,5 @@ if [ ! -f eventum-e2e/js/node_modules/@asyncapi/parser/package.json ] \
 fi
 
 export EVENTUM_BROWSER_TEST=required
+export EVENTUM_PROMTOOL=required
 exec cargo test --workspace "$@"

@@ -143,7 +143,7 @@ pub mod frame;
 #[doc(hidden)]
 pub mod fuzzing;
 pub mod handshake;
-mod observe;
+pub mod observe;
 mod outbound;
 #[cfg(feature = "testing")]
 pub mod testing;

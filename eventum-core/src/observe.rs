@@ -25,6 +25,40 @@ use std::time::Instant;
 use crate::app::ConnectionId;
 use crate::event::{CloseCause, Closed};
 
+/// Gives every metric above its help text, for exporters that show it (Prometheus'
+/// `# HELP` lines). Call it once, after installing the recorder.
+#[cfg(feature = "metrics")]
+pub fn describe_metrics() {
+    use metrics::{describe_counter, describe_gauge, Unit};
+    describe_gauge!("eventum_connections_open", "WebSocket connections open now");
+    describe_counter!(
+        "eventum_handshakes_total",
+        "Upgrade requests answered, by HTTP status (101 accepted)"
+    );
+    describe_counter!(
+        "eventum_http_responses_total",
+        "Plain HTTP requests answered, by status"
+    );
+    describe_counter!("eventum_messages_received_total", "WebSocket messages received");
+    describe_counter!("eventum_messages_sent_total", "WebSocket messages queued for sending");
+    describe_counter!("eventum_bytes_received_total", Unit::Bytes, "Bytes read from clients");
+    describe_counter!("eventum_bytes_sent_total", Unit::Bytes, "Bytes written to clients");
+    describe_counter!("eventum_closes_total", "WebSocket connections ended, by close code");
+    describe_counter!(
+        "eventum_slow_consumer_closes_total",
+        "Connections closed with 1008 for not reading"
+    );
+    describe_counter!(
+        "eventum_deliveries_dropped_total",
+        "Deliveries refused for want of room in a queue"
+    );
+    describe_counter!(
+        "eventum_handler_panics_total",
+        "Panics caught in handlers, hooks and middleware"
+    );
+    describe_counter!("eventum_events_total", "JSON events dispatched, by event name");
+}
+
 /// Counts of one connection's traffic not yet reported.
 #[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
 pub(crate) struct Traffic {

@@ -74,7 +74,10 @@ static METRICS: OnceLock<Option<PrometheusHandle>> = OnceLock::new();
 pub fn metrics() -> Option<&'static PrometheusHandle> {
     METRICS
         .get_or_init(|| match PrometheusBuilder::new().install_recorder() {
-            Ok(handle) => Some(handle),
+            Ok(handle) => {
+                eventum_core::observe::describe_metrics();
+                Some(handle)
+            }
             Err(e) => {
                 log::warn!("no /metrics: {e}");
                 None

@@ -42,6 +42,9 @@ pub const FLAGS: &[&str] = &[
     "--disable-extensions",
     "--disable-dev-shm-usage",
     "--mute-audio",
+    // The https tests serve a certificate made for the run; trusting it for this browser
+    // only (a fresh profile each launch) is what the flag is for.
+    "--ignore-certificate-errors",
 ];
 
 /// Whether the browser test must run (`EVENTUM_BROWSER_TEST=required`, as CI sets it).

@@ -113,6 +113,7 @@ impl Adapter {
                 drain_period: options.drain_period,
             },
         );
+        let tls = options.tls.is_some();
         let running = match (self, options.tls) {
             (Adapter::Smol, tls) => {
                 let server = eventum_smol::Server::from(endpoint).threads(options.threads);
@@ -134,6 +135,7 @@ impl Adapter {
         Ok(TestServer {
             adapter: self,
             addr,
+            tls,
             running: Some(running),
         })
     }
@@ -149,6 +151,8 @@ pub(crate) enum Running {
 pub struct TestServer {
     adapter: Adapter,
     addr: SocketAddr,
+    /// Serves `https://` and `wss://`.
+    tls: bool,
     running: Option<Running>,
 }
 
@@ -163,9 +167,10 @@ impl TestServer {
         self.addr
     }
 
-    /// `http://addr/path`.
+    /// `http://addr/path`, or `https://addr/path` when the server serves TLS.
     pub fn http_url(&self, path: &str) -> String {
-        format!("http://{}{}", self.addr, path)
+        let scheme = if self.tls { "https" } else { "http" };
+        format!("{scheme}://{}{}", self.addr, path)
     }
 
     /// How many connections the server is serving.

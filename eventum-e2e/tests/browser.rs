@@ -7,7 +7,8 @@
 use std::time::Duration;
 
 use eventum_e2e::browser::{self, Chromium, Page};
-use eventum_e2e::{wait_until, Adapter, TestServer};
+use eventum_e2e::tls::TestCertificate;
+use eventum_e2e::{wait_until, Adapter, Options, TestServer};
 
 /// Waits for the page's socket and the DOM.
 const PAGE_WAIT: Duration = Duration::from_secs(10);
@@ -56,16 +57,31 @@ fn say(page: &mut Page, text: &str) {
     page.eval(&script).expect("send");
 }
 
-fn chat_in_two_tabs(adapter: Adapter) {
-    let test = format!("chat_in_two_tabs({adapter:?})");
+/// How the page is served.
+#[derive(Debug, Clone, Copy, PartialEq)]
+enum Scheme {
+    Http,
+    /// `https://` and `wss://`, with a certificate made for the run.
+    Https,
+}
+
+fn chat_in_two_tabs(adapter: Adapter, scheme: Scheme) {
+    let test = format!("chat_in_two_tabs({adapter:?}, {scheme:?})");
+    let options = Options {
+        tls: (scheme == Scheme::Https).then(|| TestCertificate::new().server_config()),
+        ..Options::default()
+    };
     // The server is dropped (and shut down) after the browser: declared first.
-    let server = adapter.start(eventum_demo::chat_app());
+    let server = adapter.start_with(eventum_demo::chat_app(), options);
     let Some(browser) = browser::chromium_or_skip(&test) else {
         return;
     };
 
     let mut ada = open_connected(&browser, &server, "ada");
     let mut bob = open_connected(&browser, &server, "bob");
+    let page_scheme = ada.eval("location.protocol").expect("eval");
+    let expected = if scheme == Scheme::Https { "https:" } else { "http:" };
+    assert_eq!(page_scheme, serde_json::json!(expected), "{test}: the page's scheme");
     // (No exact connection count: Chromium also opens speculative, idle connections.)
     // Chromium offered permessage-deflate and accepted the server's answer (it fails the
     // connection on an answer it does not like): every message below goes compressed.
@@ -128,10 +144,22 @@ fn chat_in_two_tabs(adapter: Adapter) {
 
 #[test]
 fn chat_in_two_tabs_smol() {
-    chat_in_two_tabs(Adapter::Smol);
+    chat_in_two_tabs(Adapter::Smol, Scheme::Http);
 }
 
 #[test]
 fn chat_in_two_tabs_std_threads() {
-    chat_in_two_tabs(Adapter::Std);
+    chat_in_two_tabs(Adapter::Std, Scheme::Http);
+}
+
+// Over https the page can only open wss:// (Chromium blocks ws:// from a secure page as
+// mixed content), so a connected page means the chat ran over TLS end to end.
+#[test]
+fn chat_over_https_and_wss_smol() {
+    chat_in_two_tabs(Adapter::Smol, Scheme::Https);
+}
+
+#[test]
+fn chat_over_https_and_wss_std_threads() {
+    chat_in_two_tabs(Adapter::Std, Scheme::Https);
 }
