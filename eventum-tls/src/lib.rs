@@ -60,6 +60,7 @@ pub fn server_config(cert: impl AsRef<Path>, key: impl AsRef<Path>) -> Result<Ar
     let chain = CertificateDer::pem_file_iter(cert)
         .and_then(|certs| certs.collect::<Result<Vec<_>, _>>())
         .map_err(|e| TlsError::Certificate(format!("{}: {e}", cert.display())))?;
+    let chain = non_empty(chain, &cert.display().to_string())?;
     let key = PrivateKeyDer::from_pem_file(key).map_err(|e| TlsError::Key(format!("{}: {e}", key.display())))?;
     config_of(chain, key)
 }
@@ -74,14 +75,20 @@ pub fn server_config_from_pem(cert: &[u8], key: &[u8]) -> Result<Arc<ServerConfi
     let chain = CertificateDer::pem_slice_iter(cert)
         .collect::<Result<Vec<_>, _>>()
         .map_err(|e| TlsError::Certificate(e.to_string()))?;
+    let chain = non_empty(chain, "the PEM input")?;
     let key = PrivateKeyDer::from_pem_slice(key).map_err(|e| TlsError::Key(e.to_string()))?;
     config_of(chain, key)
 }
 
-fn config_of(chain: Vec<CertificateDer<'static>>, key: PrivateKeyDer<'static>) -> Result<Arc<ServerConfig>, TlsError> {
+/// A chain with at least one certificate (PEM parsing skips what is not PEM).
+fn non_empty(chain: Vec<CertificateDer<'static>>, source: &str) -> Result<Vec<CertificateDer<'static>>, TlsError> {
     if chain.is_empty() {
-        return Err(TlsError::Certificate("no certificate in the PEM input".into()));
+        return Err(TlsError::Certificate(format!("no PEM certificate in {source}")));
     }
+    Ok(chain)
+}
+
+fn config_of(chain: Vec<CertificateDer<'static>>, key: PrivateKeyDer<'static>) -> Result<Arc<ServerConfig>, TlsError> {
     let provider = Arc::new(rustls::crypto::ring::default_provider());
     let mut config = ServerConfig::builder_with_provider(provider)
         .with_safe_default_protocol_versions()
