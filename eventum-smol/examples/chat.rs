@@ -4,7 +4,14 @@
 //! (default 127.0.0.1:8080). With a certificate and key it serves `https://` and `wss://`.
 //! `GET /healthz` answers 200 until shutdown begins; `GET /metrics` the Prometheus metrics.
 
-fn main() -> std::io::Result<()> {
+fn main() {
+    if let Err(e) = run() {
+        eprintln!("chat: {e}");
+        std::process::exit(1);
+    }
+}
+
+fn run() -> std::io::Result<()> {
     let args = eventum_demo::serving::ChatArgs::from_env("127.0.0.1:8080")?;
     eventum_demo::serving::metrics();
     let mut server = eventum_smol::Server::new(eventum_demo::chat_app());
