@@ -26,6 +26,7 @@ fn value(text: &str, series: &str) -> f64 {
 }
 
 #[test]
+#[allow(clippy::disallowed_methods)] // bare sessions need a starting instant
 fn panics_slow_consumers_drops_and_refusals_are_counted() {
     let metrics = PrometheusBuilder::new().install_recorder().expect("the only recorder");
     let config = Config::builder()
