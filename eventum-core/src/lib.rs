@@ -129,6 +129,7 @@
 #![warn(missing_docs, unreachable_pub)]
 
 pub mod app;
+pub mod backplane;
 #[cfg(any(feature = "testing", feature = "fuzzing"))]
 mod client_inflate;
 mod close;

@@ -9,6 +9,7 @@
 
 pub mod browser;
 pub mod js;
+pub mod redis;
 pub mod tls;
 
 use std::io::{self, Read, Write};
@@ -60,7 +61,7 @@ pub enum Adapter {
 }
 
 /// Server options common to both adapters.
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 pub struct Options {
     /// Most connections served at once; beyond it `503`.
     pub max_connections: usize,
@@ -71,8 +72,10 @@ pub struct Options {
     /// How long shutdown serves open connections (answering new requests `503`) before
     /// closing them.
     pub drain_period: Duration,
-    /// Serve `wss://` with this configuration ([`tls::server_config`] makes one).
+    /// Serve `wss://` with this configuration ([`tls::TestCertificate`] makes one).
     pub tls: Option<Arc<eventum_tls::rustls::ServerConfig>>,
+    /// Make the server one node of several.
+    pub backplane: Option<Arc<dyn eventum_core::backplane::Backplane>>,
 }
 
 impl Default for Options {
@@ -83,6 +86,7 @@ impl Default for Options {
             threads: 2,
             drain_period: Duration::ZERO,
             tls: None,
+            backplane: None,
         }
     }
 }
@@ -105,14 +109,15 @@ impl Adapter {
     /// Starts `app` on `addr` (e.g. the address of a server that was just shut down, to
     /// restart it where its clients reconnect).
     pub fn listen(self, app: App, addr: &str, options: Options) -> io::Result<TestServer> {
-        let endpoint = Endpoint::with_options(
-            app,
-            ServerOptions {
-                max_connections: options.max_connections,
-                shutdown_timeout: options.shutdown_timeout,
-                drain_period: options.drain_period,
-            },
-        );
+        let server_options = ServerOptions {
+            max_connections: options.max_connections,
+            shutdown_timeout: options.shutdown_timeout,
+            drain_period: options.drain_period,
+        };
+        let endpoint = match options.backplane {
+            Some(backplane) => Endpoint::with_backplane(app, server_options, backplane),
+            None => Endpoint::with_options(app, server_options),
+        };
         let tls = options.tls.is_some();
         let running = match (self, options.tls) {
             (Adapter::Smol, tls) => {

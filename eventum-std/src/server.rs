@@ -11,6 +11,7 @@ use std::thread::{JoinHandle, Thread};
 use std::time::{Duration, Instant};
 
 use eventum_core::app::App;
+use eventum_core::backplane::Backplane;
 use eventum_core::driver::{Busy, Endpoint, Session};
 use eventum_tls::rustls::ServerConfig;
 use rustix::process::{getrlimit, setrlimit, Resource};
@@ -76,6 +77,15 @@ impl Server {
     /// ```
     pub fn tls(mut self, config: Arc<ServerConfig>) -> Self {
         self.tls = Some(config);
+        self
+    }
+
+    /// Makes this server one node of several: rooms, broadcasts and sends by id reach
+    /// the connections of the other nodes through `backplane` (e.g. `eventum_redis::Redis`;
+    /// see [`eventum_core::backplane`]). Call it before serving.
+    pub fn backplane(mut self, backplane: Arc<dyn Backplane>) -> Self {
+        let (app, options) = (self.endpoint.app().clone(), self.endpoint.options().clone());
+        self.endpoint = Endpoint::with_backplane(app, options, backplane);
         self
     }
 

@@ -14,6 +14,8 @@ use std::sync::{Arc, RwLock, RwLockReadGuard, RwLockWriteGuard};
 
 use super::handle::{Command, Mailbox};
 use super::{Action, ConnectionHandle, ConnectionId};
+use crate::backplane::{node_of, Backplane, Publication};
+use crate::outbound::SharedFrame;
 
 const SHARDS: usize = 16;
 
@@ -27,10 +29,11 @@ struct Member {
 type RoomMembers = HashMap<ConnectionId, Arc<Mailbox>>;
 
 /// Connections and rooms of one server.
-#[derive(Debug)]
 pub(crate) struct Hub {
     connections: Vec<RwLock<HashMap<ConnectionId, Member>>>,
     rooms: Vec<RwLock<HashMap<String, RoomMembers>>>,
+    /// The other nodes, when the server is one of several.
+    backplane: Option<Arc<dyn Backplane>>,
 }
 
 impl Default for Hub {
@@ -38,11 +41,33 @@ impl Default for Hub {
         Hub {
             connections: (0..SHARDS).map(|_| RwLock::default()).collect(),
             rooms: (0..SHARDS).map(|_| RwLock::default()).collect(),
+            backplane: None,
         }
     }
 }
 
+impl std::fmt::Debug for Hub {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Hub")
+            .field("node", &self.node())
+            .finish_non_exhaustive()
+    }
+}
+
 impl Hub {
+    /// A hub that shares rooms, broadcasts and sends by id with other nodes.
+    pub(crate) fn with_backplane(backplane: Arc<dyn Backplane>) -> Self {
+        Hub {
+            backplane: Some(backplane),
+            ..Hub::default()
+        }
+    }
+
+    /// This node's number (`0` without a backplane).
+    pub(crate) fn node(&self) -> u32 {
+        self.backplane.as_ref().map_or(0, |b| b.node())
+    }
+
     /// Adds a connection (when its session starts).
     pub(crate) fn register(&self, handle: ConnectionHandle) {
         let member = Member {
@@ -118,10 +143,13 @@ impl Hub {
                     member.rooms.push(room.clone());
                     Arc::clone(member.handle.mailbox())
                 };
-                write(&self.rooms[shard_of(room.as_str())])
-                    .entry(room)
-                    .or_default()
-                    .insert(from, mailbox);
+                let mut rooms = write(&self.rooms[shard_of(room.as_str())]);
+                if let (Some(backplane), false) = (&self.backplane, rooms.contains_key(&room)) {
+                    // The node's first member: under the shard lock, so a concurrent last
+                    // leave cannot reorder its unsubscribe after this subscribe.
+                    backplane.subscribe(&room);
+                }
+                rooms.entry(room).or_default().insert(from, mailbox);
             }
             Action::Leave { room } => {
                 if let Some(member) = write(&self.connections[shard_of(&from)]).get_mut(&from) {
@@ -130,27 +158,51 @@ impl Hub {
                 self.leave_room(from, &room);
             }
             Action::Broadcast { room, frame, except } => {
-                let recipients: Vec<Arc<Mailbox>> = read(&self.rooms[shard_of(room.as_str())])
-                    .get(&room)
-                    .map(|members| {
-                        members
-                            .iter()
-                            .filter(|(id, _)| Some(**id) != except)
-                            .map(|(_, mailbox)| Arc::clone(mailbox))
-                            .collect()
-                    })
-                    .unwrap_or_default();
-                deliver_all(recipients, &Command::Deliver(frame));
+                if let Some(backplane) = &self.backplane {
+                    backplane.publish(Publication::room(backplane.node(), &room, except, &frame));
+                }
+                self.deliver_room(&room, &frame, except);
             }
             Action::BroadcastAll { frame, except } => {
-                deliver_all(self.all_mailboxes(except), &Command::Deliver(frame));
-            }
-            Action::SendTo { to, frame } => {
-                if let Some(handle) = self.handle(to) {
-                    // A full mailbox marks the recipient; the policy applies there.
-                    let _ = handle.deliver(frame);
+                if let Some(backplane) = &self.backplane {
+                    backplane.publish(Publication::all(backplane.node(), except, &frame));
                 }
+                self.deliver_all(&frame, except);
             }
+            Action::SendTo { to, frame } => match &self.backplane {
+                Some(backplane) if node_of(to) != backplane.node() => {
+                    backplane.publish(Publication::connection(backplane.node(), to, &frame));
+                }
+                _ => self.deliver_to(to, &frame),
+            },
+        }
+    }
+
+    /// Delivers `frame` to this node's members of `room` but `except`.
+    pub(crate) fn deliver_room(&self, room: &str, frame: &SharedFrame, except: Option<ConnectionId>) {
+        let recipients: Vec<Arc<Mailbox>> = read(&self.rooms[shard_of(room)])
+            .get(room)
+            .map(|members| {
+                members
+                    .iter()
+                    .filter(|(id, _)| Some(**id) != except)
+                    .map(|(_, mailbox)| Arc::clone(mailbox))
+                    .collect()
+            })
+            .unwrap_or_default();
+        deliver_each(recipients, &Command::Deliver(frame.clone()));
+    }
+
+    /// Delivers `frame` to every connection of this node but `except`.
+    pub(crate) fn deliver_all(&self, frame: &SharedFrame, except: Option<ConnectionId>) {
+        deliver_each(self.all_mailboxes(except), &Command::Deliver(frame.clone()));
+    }
+
+    /// Delivers `frame` to the connection `to`, if it is on this node.
+    pub(crate) fn deliver_to(&self, to: ConnectionId, frame: &SharedFrame) {
+        if let Some(handle) = self.handle(to) {
+            // A full mailbox marks the recipient; the policy applies there.
+            let _ = handle.deliver(frame.clone());
         }
     }
 
@@ -160,6 +212,9 @@ impl Hub {
             members.remove(&id);
             if members.is_empty() {
                 rooms.remove(room);
+                if let Some(backplane) = &self.backplane {
+                    backplane.unsubscribe(room);
+                }
             }
         }
     }
@@ -179,7 +234,7 @@ impl Hub {
 }
 
 /// Queues `command` for every recipient, outside any hub lock.
-fn deliver_all(recipients: Vec<Arc<Mailbox>>, command: &Command) {
+fn deliver_each(recipients: Vec<Arc<Mailbox>>, command: &Command) {
     for mailbox in recipients {
         // A full mailbox marks the recipient; the policy applies there.
         let _ = mailbox.push(command.clone());
@@ -205,7 +260,6 @@ fn write<T>(lock: &RwLock<T>) -> RwLockWriteGuard<'_, T> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::outbound::SharedFrame;
     use std::collections::VecDeque;
 
     fn setup(n: u64) -> (Hub, Vec<ConnectionHandle>) {

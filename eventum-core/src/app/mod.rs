@@ -55,14 +55,17 @@ pub use handle::{ConnectionHandle, HandleError};
 pub use route::{Route, UpgradeResult};
 pub use upgrade::{Next, SubprotocolChooser, Upgrade};
 
-/// A connection's unique id (unique within the process).
+/// A connection's unique id: unique within the process, and across nodes when the server
+/// has a [backplane](crate::backplane) (its top bits are the node's number).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub struct ConnectionId(pub u64);
 
 impl ConnectionId {
-    pub(crate) fn next() -> ConnectionId {
+    /// The next id of node `node` (`0` without a backplane).
+    pub(crate) fn next_on(node: u32) -> ConnectionId {
         static NEXT: AtomicU64 = AtomicU64::new(1);
-        ConnectionId(NEXT.fetch_add(1, Ordering::Relaxed))
+        let counter = NEXT.fetch_add(1, Ordering::Relaxed) & crate::backplane::COUNTER_MASK;
+        ConnectionId(crate::backplane::id_base(node) | counter)
     }
 }
 

@@ -9,6 +9,7 @@ use std::time::{Duration, Instant};
 
 use crate::app::hub::Hub;
 use crate::app::{App, Command, ConnectionHandle, ConnectionId, Mailbox};
+use crate::backplane::{Backplane, Inbox};
 use crate::handshake::HttpResponse;
 
 use super::{Session, Shutdown};
@@ -100,6 +101,19 @@ impl Endpoint {
 
     /// An endpoint for `app` with `options`.
     pub fn with_options(app: App, options: ServerOptions) -> Self {
+        Self::with_hub(app, options, Hub::default())
+    }
+
+    /// An endpoint that is one node of several: rooms, broadcasts and sends by id reach
+    /// the other nodes' connections through `backplane` (see [`crate::backplane`]).
+    /// Connection ids carry the backplane's node number.
+    pub fn with_backplane(app: App, options: ServerOptions, backplane: Arc<dyn Backplane>) -> Self {
+        let endpoint = Self::with_hub(app, options, Hub::with_backplane(Arc::clone(&backplane)));
+        backplane.attach(Inbox::new(Arc::downgrade(&endpoint.shared)));
+        endpoint
+    }
+
+    fn with_hub(app: App, options: ServerOptions, hub: Hub) -> Self {
         let response = |body: &str| -> Arc<[u8]> {
             // A fixed status and a plain body: always a valid response.
             HttpResponse::text(503, body).to_bytes().unwrap_or_default().into()
@@ -108,7 +122,7 @@ impl Endpoint {
             shared: Arc::new(Shared {
                 app,
                 options,
-                hub: Hub::default(),
+                hub,
                 active: AtomicUsize::new(0),
                 stopping: AtomicBool::new(false),
                 closing: AtomicBool::new(false),
@@ -148,7 +162,7 @@ impl Endpoint {
             });
         }
         let mailbox = Mailbox::new(shared.app.config().max_backlog());
-        let handle = ConnectionHandle::new(ConnectionId::next(), Arc::new(mailbox));
+        let handle = ConnectionHandle::new(ConnectionId::next_on(shared.hub.node()), Arc::new(mailbox));
         shared.hub.register(handle.clone());
         // Pairs with the fence in `close_all`: either its walk over the hub sees this
         // connection, or this load sees the flag. A connection that saw shutdown begin

@@ -63,7 +63,7 @@
 //! `eventum-std/examples/custom_loop.rs` runs the same loop over real sockets in a
 //! hand-written mio (epoll) loop, rooms and broadcasts included, in under 150 lines.
 
-mod endpoint;
+pub(crate) mod endpoint;
 mod read_buffer;
 mod session;
 mod shutdown;
