@@ -1,47 +1,42 @@
 #!/usr/bin/env bash
 # The whole test suite, as a newcomer and CI run it: installs Debian's Chromium for the
-# browser tests and Debian's prometheus (for promtool, which checks /metrics) when they
-# are missing, Node.js 20+ and the pinned npm packages of eventum-e2e/js (the AsyncAPI
-# parser, TypeScript) for the JavaScript tests, then runs
-# `cargo test --workspace` with the browser tests and promtool required (they fail instead
-# of skipping).
+# browser tests, Debian's prometheus (for promtool, which checks /metrics) and
+# redis-server (for the scale-out tests) when they are missing, Node.js 20+ and the
+# pinned npm packages of eventum-e2e/js (the AsyncAPI parser, TypeScript) for the
+# JavaScript tests, then runs `cargo test --workspace` with the browser tests, promtool and
+# redis-server required (they fail instead of skipping).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-if ! command -v chromium >/dev/null 2>&1; then
-    echo "Chromium is missing; installing Debian's chromium package for the browser test."
-    if [ "$(id -u)" = 0 ]; then
-        SUDO=""
-    elif command -v sudo >/dev/null 2>&1; then
-        SUDO="sudo"
-    else
-        echo "error: run as root or install chromium (apt-get install chromium) first" >&2
-        exit 1
+# Installs Debian package $2 when command $1 is missing; $3 says what for; $4, if given,
+# is an extra apt-get option.
+install_missing() {
+    local command="$1" package="$2" why="$3" option="${4:-}" sudo=""
+    if command -v "$command" >/dev/null 2>&1; then
+        return
     fi
-    $SUDO apt-get update -qq
-    DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq chromium >/dev/null
-fi
+    echo "$command is missing; installing Debian's $package package $why."
+    if [ "$(id -u)" != 0 ]; then
+        if ! command -v sudo >/dev/null 2>&1; then
+            echo "error: run as root or install $package (apt-get install $package) first" >&2
+            exit 1
+        fi
+        sudo="sudo"
+    fi
+    if [ -z "${APT_UPDATED:-}" ]; then
+        $sudo apt-get update -qq
+        APT_UPDATED=1
+    fi
+    # No service is started here: tests start their own redis-server on a free port and
+    # stop it by PID.
+    DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq $option "$package" >/dev/null
+}
 
-if ! command -v promtool >/dev/null 2>&1; then
-    echo "promtool is missing; installing Debian's prometheus package to check the /metrics output."
-    if [ "$(id -u)" = 0 ]; then SUDO=""; elif command -v sudo >/dev/null 2>&1; then SUDO="sudo"; else
-        echo "error: run as root or install promtool (apt-get install prometheus) first" >&2
-        exit 1
-    fi
-    $SUDO apt-get update -qq
-    # Only the package's files are wanted: its service is not started here.
-    DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq --no-install-recommends prometheus >/dev/null
-fi
-
-if ! command -v node >/dev/null 2>&1 || ! command -v npm >/dev/null 2>&1; then
-    echo "Node.js or npm is missing; installing Debian's nodejs and npm for the JavaScript tests."
-    if [ "$(id -u)" = 0 ]; then SUDO=""; elif command -v sudo >/dev/null 2>&1; then SUDO="sudo"; else
-        echo "error: run as root or install Node.js 20+ and npm first" >&2
-        exit 1
-    fi
-    $SUDO apt-get update -qq
-    DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq nodejs npm >/dev/null
-fi
+install_missing chromium chromium "for the browser tests"
+install_missing promtool prometheus "to check the /metrics output with promtool" --no-install-recommends
+install_missing redis-server redis-server "for the scale-out tests"
+install_missing node nodejs "for the JavaScript tests"
+install_missing npm npm "for the JavaScript tests"
 node_major="$(node -p 'process.versions.node.split(".")[0]')"
 if [ "$node_major" -lt 20 ]; then
     cat >&2 <<EOF
@@ -64,4 +59,5 @@ fi
 
 export EVENTUM_BROWSER_TEST=required
 export EVENTUM_PROMTOOL=required
+export EVENTUM_REDIS=required
 exec cargo test --workspace "$@"

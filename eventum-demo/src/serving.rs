@@ -1,20 +1,24 @@
 //! What the chat examples add to serve for real: their command line (`--tls-cert`,
-//! `--tls-key`) and the Prometheus metrics behind `GET /metrics`.
+//! `--tls-key`, `--redis`) and the Prometheus metrics behind `GET /metrics`.
 
 use std::io;
 use std::sync::{Arc, OnceLock};
 
+use eventum_core::backplane::Backplane;
 use eventum_core::handshake::HttpResponse;
 use eventum_tls::rustls::ServerConfig;
 use metrics_exporter_prometheus::{PrometheusBuilder, PrometheusHandle};
 
-/// The chat examples' command line: `chat [ADDRESS] [--tls-cert FILE --tls-key FILE]`.
+/// The chat examples' command line:
+/// `chat [ADDRESS] [--tls-cert FILE --tls-key FILE] [--redis URL]`.
 #[derive(Debug)]
 pub struct ChatArgs {
     /// Where to listen.
     pub addr: String,
     /// Set with `--tls-cert` and `--tls-key`: serve `https://` and `wss://`.
     pub tls: Option<Arc<ServerConfig>>,
+    /// Set with `--redis URL`: join the cluster of chat nodes on that Redis.
+    pub redis: Option<String>,
 }
 
 impl ChatArgs {
@@ -35,12 +39,13 @@ impl ChatArgs {
     /// ```
     pub fn parse(args: impl IntoIterator<Item = String>, default_addr: &str) -> io::Result<Self> {
         let usage = |what: String| io::Error::new(io::ErrorKind::InvalidInput, what);
-        let (mut addr, mut cert, mut key) = (None, None, None);
+        let (mut addr, mut cert, mut key, mut redis) = (None, None, None, None);
         let mut args = args.into_iter();
         while let Some(arg) = args.next() {
             let slot = match arg.as_str() {
                 "--tls-cert" => &mut cert,
                 "--tls-key" => &mut key,
+                "--redis" => &mut redis,
                 flag if flag.starts_with("--") => return Err(usage(format!("unknown option {flag}"))),
                 _ if addr.is_none() => {
                     addr = Some(arg);
@@ -48,7 +53,7 @@ impl ChatArgs {
                 }
                 _ => return Err(usage(format!("unexpected argument {arg}"))),
             };
-            *slot = Some(args.next().ok_or_else(|| usage(format!("{arg} needs a file")))?);
+            *slot = Some(args.next().ok_or_else(|| usage(format!("{arg} needs a value")))?);
         }
         let tls = match (cert, key) {
             (Some(cert), Some(key)) => Some(eventum_tls::server_config(cert, key)?),
@@ -56,7 +61,18 @@ impl ChatArgs {
             _ => return Err(usage("--tls-cert and --tls-key go together".into())),
         };
         let addr = addr.unwrap_or_else(|| default_addr.to_owned());
-        Ok(ChatArgs { addr, tls })
+        Ok(ChatArgs { addr, tls, redis })
+    }
+
+    /// With `--redis URL`, the backplane that makes this server one node of the chat
+    /// cluster (it fails when Redis cannot be reached).
+    pub fn backplane(&self) -> io::Result<Option<Arc<dyn Backplane>>> {
+        let Some(url) = &self.redis else {
+            return Ok(None);
+        };
+        let redis = eventum_redis::Redis::connect(url)?;
+        println!("chat node {} of the cluster on {url}", redis.node());
+        Ok(Some(redis))
     }
 
     /// The page's address, for the start-up line.

@@ -163,3 +163,44 @@ fn chat_over_https_and_wss_smol() {
 fn chat_over_https_and_wss_std_threads() {
     chat_in_two_tabs(Adapter::Std, Scheme::Https);
 }
+
+/// Two chat nodes joined over a real redis-server: a tab on the smol node and a tab on
+/// the std node chat in one room.
+#[test]
+fn chat_across_two_nodes_over_redis() {
+    let test = "chat_across_two_nodes_over_redis";
+    let Some(redis) = eventum_e2e::redis::redis_or_skip(test) else {
+        return;
+    };
+    let node = |adapter: Adapter| {
+        let backplane = eventum_redis::Redis::connect(&redis.url()).expect("the backplane connects");
+        let options = Options {
+            backplane: Some(backplane.clone()),
+            ..Options::default()
+        };
+        (adapter.start_with(eventum_demo::chat_app(), options), backplane)
+    };
+    let (node_a, redis_a) = node(Adapter::Smol);
+    let (node_b, redis_b) = node(Adapter::Std);
+    let Some(browser) = browser::chromium_or_skip(test) else {
+        return;
+    };
+    let mut ada = open_connected(&browser, &node_a, "ada");
+    let mut bob = open_connected(&browser, &node_b, "bob");
+    browser::join_chat(&mut ada, "ada", "cluster-room");
+    expect_log(&mut ada, "ada", "ada joined cluster-room", &browser);
+    browser::join_chat(&mut bob, "bob", "cluster-room");
+    expect_log(&mut bob, "bob", "bob joined cluster-room", &browser);
+    // bob's join was broadcast before node A necessarily subscribed: wait for both
+    // subscriptions, then talk.
+    assert!(wait_until(Duration::from_secs(5), || {
+        redis_a.is_subscribed("cluster-room") && redis_b.is_subscribed("cluster-room")
+    }));
+    say(&mut ada, "hello from node A");
+    expect_log(&mut bob, "bob", "[cluster-room] ada: hello from node A", &browser);
+    say(&mut bob, "hello from node B");
+    expect_log(&mut ada, "ada", "[cluster-room] bob: hello from node B", &browser);
+    drop((ada, bob, browser));
+    node_a.shutdown();
+    node_b.shutdown();
+}

@@ -478,7 +478,8 @@ impl Link {
 fn take_node_number(client: &redis::Client, prefix: &str) -> redis::RedisResult<u32> {
     let mut conn = client.get_connection_with_timeout(CONNECT_TIMEOUT)?;
     let n: u64 = redis::cmd("INCR").arg(format!("{prefix}:nodes")).query(&mut conn)?;
-    Ok((n % u64::from(MAX_NODE)) as u32 + 1)
+    // INCR counts from 1: nodes 1, 2, … (wrapping after MAX_NODE).
+    Ok((n.saturating_sub(1) % u64::from(MAX_NODE)) as u32 + 1)
 }
 
 /// A node number when Redis cannot be asked: from the clock and the process id.

@@ -1,8 +1,10 @@
 //! Chat server on smol: open http://127.0.0.1:8080 in two browser tabs, join a room, chat.
 //!
-//! `cargo run --release -p eventum-smol --example chat [ADDRESS] [--tls-cert FILE --tls-key FILE]`
+//! `cargo run --release -p eventum-smol --example chat [ADDRESS] [--tls-cert FILE --tls-key FILE] [--redis URL]`
 //! (default 127.0.0.1:8080). With a certificate and key it serves `https://` and `wss://`.
-//! `GET /healthz` answers 200 until shutdown begins; `GET /metrics` the Prometheus metrics.
+//! With `--redis redis://127.0.0.1:6379` it joins a cluster of chat nodes: members of a room
+//! chat across nodes. `GET /healthz` answers 200 until shutdown begins; `GET /metrics` the
+//! Prometheus metrics.
 
 fn main() {
     if let Err(e) = run() {
@@ -17,6 +19,9 @@ fn run() -> std::io::Result<()> {
     let mut server = eventum_smol::Server::new(eventum_demo::chat_app());
     if let Some(config) = args.tls.clone() {
         server = server.tls(config);
+    }
+    if let Some(backplane) = args.backplane()? {
+        server = server.backplane(backplane);
     }
     let running = server.listen(&args.addr)?;
     println!("chat on {} (WebSocket events at /ws)", args.url(running.local_addr()));
