@@ -88,6 +88,11 @@
 //! is a complete one over mio in under 150 lines. With the `testing` feature, `testing`
 //! runs apps in memory for tests.
 //!
+//! Two seams face outward, both without I/O: [`backplane`] is where several nodes share
+//! rooms, broadcasts and sends by id (the `eventum-redis` crate plugs Redis in), and
+//! [`observe`] lists what a server reports: a `debug` log line per connection and, with
+//! the `metrics` feature, counters through the `metrics` facade.
+//!
 //! # Limits and defaults
 //!
 //! Every resource a peer can make the server spend is bounded by a [`Config`] setting:

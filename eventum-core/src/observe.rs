@@ -1,6 +1,7 @@
 //! What a server tells its operator: one `debug` log line per connection when it ends,
-//! and, with the feature `metrics`, counters and a gauge through the [`metrics`] facade,
-//! so an app exports them with whatever recorder it already runs (Prometheus, StatsD, …).
+//! and, with the feature `metrics`, counters and a gauge through the
+//! [`metrics`](https://docs.rs/metrics) facade, so an app exports them with whatever
+//! recorder it already runs (Prometheus, StatsD, …).
 //!
 //! | metric | kind | labels |
 //! |---|---|---|
