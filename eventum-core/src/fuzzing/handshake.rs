@@ -2,11 +2,15 @@
 
 use std::sync::Arc;
 
+use super::rfc6455_handshake::{self, Expected};
 use super::*;
 use crate::close::CloseCode;
 use crate::config::Config;
 use crate::event::{CloseCause, Closed, Event, State};
 use crate::handshake::{accept_key, Accept, DeflateConfig, HttpResponse};
+
+/// Header fields the target's server reads at most.
+const MAX_HEADERS: usize = 32;
 
 /// The request head of a fresh connection, then its outcome.
 ///
@@ -14,12 +18,13 @@ use crate::handshake::{accept_key, Accept, DeflateConfig, HttpResponse};
 /// `http_fallback`, bit 6 ends an incomplete head with EOF instead of the handshake timeout,
 /// bits 0-5 seed the chunk sizes (0: one chunk). The outcome must be an upgrade request (accepted:
 /// a parsable 101 with the RFC accept key and the first offered subprotocol), a plain
-/// request (answered 200), or a `Closed` event with a parsable 4xx refusal.
+/// request (answered 200), or a `Closed` event with a parsable 4xx refusal; and, for a
+/// request the independent model in `rfc6455_handshake` can read, the one it expects.
 pub fn handshake(data: &[u8]) {
     let Some((&control, input)) = data.split_first() else {
         return;
     };
-    let builder = Config::builder().max_head_bytes(HEAD_LIMIT).max_headers(32);
+    let builder = Config::builder().max_head_bytes(HEAD_LIMIT).max_headers(MAX_HEADERS);
     let config = builder
         .http_fallback(control & 0x80 != 0)
         .build()
@@ -59,6 +64,19 @@ pub fn handshake(data: &[u8]) {
         Some(Event::Closed(closed)) => Outcome::Closed(closed),
         other => panic!("unexpected first event {other:?}"),
     };
+    // The independent reading of RFC 6455 §4.2.1, where it can read the request.
+    if let Some(expected) = rfc6455_handshake::expected(input, control & 0x80 != 0, HEAD_LIMIT, MAX_HEADERS) {
+        let actual = match &outcome {
+            Outcome::Upgrade(..) => Expected::Upgrade,
+            Outcome::Http => Expected::Http,
+            Outcome::Closed(Closed {
+                cause: CloseCause::Handshake(error),
+                ..
+            }) => Expected::Refused(error.status()),
+            Outcome::Closed(closed) => panic!("a complete head ended as {closed:?}"),
+        };
+        assert_eq!(actual, expected, "the RFC 6455 §4.2.1 model disagrees");
+    }
     let mut out = Vec::new();
     let mut closed_events = 0;
     match outcome {

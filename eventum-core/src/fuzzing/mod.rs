@@ -8,6 +8,7 @@ mod codec;
 mod connection;
 mod handshake;
 mod reference;
+mod rfc6455_handshake;
 mod session;
 
 use std::sync::OnceLock;
