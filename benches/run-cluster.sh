@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Cross-node broadcast over Redis beside one node (see src/bin/cluster.rs): starts a
 # redis-server on a free loopback port with persistence off, runs the benchmark against
-# it, and stops it by PID. `benches/run-cluster.sh [MEMBERS] [MESSAGES]`.
+# it, and stops it by PID. `benches/run-cluster.sh [MEMBERS] [MESSAGES] [WINDOW]`.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 command -v redis-server >/dev/null || { echo "error: needs redis-server (apt-get install redis-server)" >&2; exit 1; }

@@ -1,8 +1,9 @@
 //! Cross-node broadcast over Redis beside the same room on one node: deliveries per second
 //! and p50/p99 delivery latency (send to receipt, as the members' clients see it).
 //!
-//! `cargo run --release -p eventum-benches --bin cluster -- REDIS_URL [MEMBERS] [MESSAGES]`
-//! (`benches/run-cluster.sh` starts a redis-server for it). Three rows, same run:
+//! `cargo run --release -p eventum-benches --bin cluster -- REDIS_URL [MEMBERS] [MESSAGES] [WINDOW]`
+//! (`benches/run-cluster.sh` starts a redis-server for it; WINDOW 1 measures latency
+//! without queueing). Three rows, same run:
 //!
 //! * `one node`: every member on one eventum-smol node without a backplane;
 //! * `one node + redis`: the same, with the Redis backplane attached (each broadcast is
@@ -12,7 +13,7 @@
 //!
 //! The nodes (each its own endpoint, executor and Redis connections) and the clients share
 //! this process; the traffic between nodes crosses the real Redis over loopback TCP. The
-//! sender keeps at most `WINDOW` messages ahead of the slowest member. Each message is the
+//! sender keeps at most `WINDOW` (default 64) messages ahead of the slowest member. Each message is the
 //! echo app's `/broadcast` room: every member gets every message, the sender included.
 
 use std::net::TcpStream;
@@ -27,20 +28,20 @@ use eventum_redis::Redis;
 use tungstenite::protocol::Role;
 use tungstenite::{Message, WebSocket};
 
-/// Messages the sender may be ahead of the slowest member.
-const WINDOW: u64 = 64;
-
 fn main() -> Result<(), Box<dyn std::error::Error>> {
     let mut args = std::env::args().skip(1);
-    let url = args.next().ok_or("usage: cluster REDIS_URL [MEMBERS] [MESSAGES]")?;
+    let url = args
+        .next()
+        .ok_or("usage: cluster REDIS_URL [MEMBERS] [MESSAGES] [WINDOW]")?;
     let members: usize = args.next().map_or(Ok(64), |m| m.parse())?;
     let messages: u64 = args.next().map_or(Ok(20_000), |m| m.parse())?;
-    println!("{members} members, {messages} messages of ~24 bytes, window {WINDOW}\n");
+    let window: u64 = args.next().map_or(Ok(64), |m| m.parse())?;
+    println!("{members} members, {messages} messages of ~24 bytes, window {window}\n");
     println!("| layout | deliveries/s | p50 latency | p99 latency |");
     println!("|---|---:|---:|---:|");
     let mut reference = None;
     for layout in [Layout::OneNode, Layout::OneNodeRedis, Layout::TwoNodes] {
-        let result = run(layout, &url, members, messages)?;
+        let result = run(layout, &url, members, messages, window.max(1))?;
         let ratio = reference.map_or(String::new(), |r: f64| format!(" ({:.2}×)", result.rate / r));
         reference.get_or_insert(result.rate);
         println!(
@@ -106,7 +107,13 @@ fn connect(node: &Node) -> Result<WebSocket<TcpStream>, Box<dyn std::error::Erro
     Ok(ws)
 }
 
-fn run(layout: Layout, url: &str, members: usize, messages: u64) -> Result<Outcome, Box<dyn std::error::Error>> {
+fn run(
+    layout: Layout,
+    url: &str,
+    members: usize,
+    messages: u64,
+    window: u64,
+) -> Result<Outcome, Box<dyn std::error::Error>> {
     let nodes = match layout {
         Layout::OneNode => vec![start_node(None)?],
         Layout::OneNodeRedis => vec![start_node(Some(url))?],
@@ -152,7 +159,7 @@ fn run(layout: Layout, url: &str, members: usize, messages: u64) -> Result<Outco
     let mut sender = sender.ok_or("no sender")?;
     let started = Instant::now();
     for seq in 0..messages {
-        while seq >= WINDOW + received.iter().map(|r| r.load(Ordering::Relaxed)).min().unwrap_or(0) {
+        while seq >= window + received.iter().map(|r| r.load(Ordering::Relaxed)).min().unwrap_or(0) {
             thread::yield_now();
         }
         sender.send(Message::text(format!("{seq} {}", epoch.elapsed().as_nanos())))?;
