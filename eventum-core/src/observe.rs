@@ -111,20 +111,23 @@ pub(crate) struct Ended<'a> {
 }
 
 pub(crate) fn ended(ended: &Ended<'_>, closed: &Closed) {
-    let peer = ended.peer.map_or_else(|| "-".to_owned(), |p| p.to_string());
-    let kind = match (ended.opened, ended.upgrade) {
-        (true, _) => "websocket",
-        (false, true) => "refused upgrade",
-        (false, false) => "http",
-    };
-    log::debug!(
-        "connection {} from {peer} {} ({kind}): ended with {} {:?} after {:?}",
-        ended.id,
-        ended.path.unwrap_or("(no request)"),
-        closed.code.0,
-        closed.cause,
-        ended.now.saturating_duration_since(ended.started),
-    );
+    // Checked first: the peer's text costs an allocation per connection.
+    if log::log_enabled!(log::Level::Debug) {
+        let peer = ended.peer.map_or_else(|| "-".to_owned(), |p| p.to_string());
+        let kind = match (ended.opened, ended.upgrade) {
+            (true, _) => "websocket",
+            (false, true) => "refused upgrade",
+            (false, false) => "http",
+        };
+        log::debug!(
+            "connection {} from {peer} {} ({kind}): ended with {} {:?} after {:?}",
+            ended.id,
+            ended.path.unwrap_or("(no request)"),
+            closed.code.0,
+            closed.cause,
+            ended.now.saturating_duration_since(ended.started),
+        );
+    }
     #[cfg(feature = "metrics")]
     {
         if ended.opened {

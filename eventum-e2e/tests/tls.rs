@@ -147,3 +147,51 @@ fn plain_ws_on_the_tls_port_fails_cleanly_smol() {
 fn plain_ws_on_the_tls_port_fails_cleanly_std() {
     plain_ws_on_the_tls_port_fails_cleanly(Adapter::Std);
 }
+
+/// A client that asks for 32 MiB (more than loopback's socket buffers hold) and closes at once, then reads slowly: the server
+/// answers the close after the burst and closes the TCP connection first, yet every
+/// message and the close reply arrive (what rustls still buffered is flushed before the
+/// socket closes).
+fn close_after_a_burst_loses_nothing(adapter: Adapter) {
+    const BURST: usize = 2048;
+    let cert = TestCertificate::new();
+    let config = Config::builder().max_backlog(64 << 20).build().expect("a valid config");
+    let app = App::builder()
+        .config(config)
+        .route(Route::new("/burst"))
+        .on_text(|ctx, _| {
+            let chunk = "b".repeat(16 * 1024);
+            for _ in 0..BURST {
+                let _ = ctx.send_text(&chunk);
+            }
+        })
+        .build();
+    let options = Options {
+        tls: Some(cert.server_config()),
+        ..Options::default()
+    };
+    let server = adapter.start_with(app, options);
+    let mut client = Client::over_stream(cert.connect(server.addr()), "/burst").expect("upgrade");
+    client.send_text("go");
+    client.send_message(Message::Close(Some(tungstenite::protocol::CloseFrame {
+        code: tungstenite::protocol::frame::coding::CloseCode::Library(4000),
+        reason: "enough".into(),
+    })));
+    // Let the server fill the socket, answer the close and close while we do not read.
+    std::thread::sleep(Duration::from_millis(500));
+    for i in 0..BURST {
+        assert_eq!(client.recv_text().len(), 16 * 1024, "{adapter:?}: message {i}");
+    }
+    assert_eq!(client.expect_close().0, 4000, "{adapter:?}: the close reply");
+    server.shutdown();
+}
+
+#[test]
+fn close_after_a_burst_loses_nothing_smol() {
+    close_after_a_burst_loses_nothing(Adapter::Smol);
+}
+
+#[test]
+fn close_after_a_burst_loses_nothing_std() {
+    close_after_a_burst_loses_nothing(Adapter::Std);
+}

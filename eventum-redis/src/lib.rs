@@ -28,7 +28,10 @@
 //! on; publications made meanwhile are dropped and counted ([`Redis::stats`], the metric
 //! `eventum_backplane_dropped_total`, and a warning in the log when the outage starts); the
 //! node reconnects with backoff (100 ms doubling to 5 s) and subscribes again to every
-//! room it still has members in. [`Redis::connect`] refuses to start when Redis cannot be
+//! room it still has members in. Every reply is awaited at most 2 s and a quiet
+//! subscription is pinged every second, so a connection that died without a word (a
+//! failover, a NAT that forgot it) is noticed too. Waiting publications are bounded in
+//! bytes ([`Builder::queue_bytes`]). [`Redis::connect`] refuses to start when Redis cannot be
 //! reached; [`Redis::builder`]`(url).start_degraded(true)` starts anyway and connects
 //! when Redis comes.
 #![forbid(unsafe_code)]
@@ -47,6 +50,12 @@ use eventum_core::backplane::{Backplane, Inbox, Publication, Target, MAX_NODE};
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(1);
 /// How long the receiver waits for a message before it looks at subscription changes.
 const POLL: Duration = Duration::from_millis(20);
+/// How long a reply (to PUBLISH, SUBSCRIBE, PING) may take before the connection counts
+/// as lost; also bounds writes.
+const REPLY_TIMEOUT: Duration = Duration::from_secs(2);
+/// After this long without a message the receiver pings Redis, so a connection that died
+/// silently (a failover, a NAT that forgot it) is noticed.
+const PING_EVERY: Duration = Duration::from_secs(1);
 /// The first and the longest wait between reconnection attempts.
 const BACKOFF: (Duration, Duration) = (Duration::from_millis(100), Duration::from_secs(5));
 /// Most publications sent in one pipelined round trip.
@@ -75,7 +84,7 @@ impl From<RedisError> for std::io::Error {
 pub struct Builder {
     url: String,
     prefix: String,
-    queue_limit: usize,
+    queue_bytes: usize,
     start_degraded: bool,
 }
 
@@ -86,10 +95,10 @@ impl Builder {
         self
     }
 
-    /// Most publications waiting to be sent (default 65 536); past it, new ones are dropped
-    /// and counted.
-    pub fn queue_limit(mut self, limit: usize) -> Self {
-        self.queue_limit = limit.max(1);
+    /// Most bytes of publications waiting to be sent (default 64 MiB); past it, new ones
+    /// are dropped and counted.
+    pub fn queue_bytes(mut self, limit: usize) -> Self {
+        self.queue_bytes = limit;
         self
     }
 
@@ -116,11 +125,11 @@ impl Builder {
             client,
             prefix: self.prefix,
             node,
-            queue_limit: self.queue_limit,
+            queue_bytes: self.queue_bytes,
             inbox: OnceLock::new(),
-            outbox: Mutex::new(VecDeque::new()),
+            outbox: Mutex::new(Outbox::default()),
             outbox_ready: Condvar::new(),
-            rooms: Mutex::new(HashSet::new()),
+            rooms: Mutex::new(Rooms::default()),
             subscribed: Mutex::new(HashSet::new()),
             stop: AtomicBool::new(false),
             stats: Counters::default(),
@@ -162,17 +171,33 @@ struct Shared {
     client: redis::Client,
     prefix: String,
     node: u32,
-    queue_limit: usize,
+    queue_bytes: usize,
     inbox: OnceLock<Inbox>,
-    /// Channel and publication, in the order they were made.
-    outbox: Mutex<VecDeque<(String, Publication)>>,
+    outbox: Mutex<Outbox>,
     outbox_ready: Condvar,
     /// Rooms with a local member: the receiver's wanted subscriptions.
-    rooms: Mutex<HashSet<String>>,
+    rooms: Mutex<Rooms>,
     /// Rooms the receiver is subscribed to now.
     subscribed: Mutex<HashSet<String>>,
     stop: AtomicBool,
     stats: Counters,
+}
+
+/// Publications waiting for the publisher thread.
+#[derive(Default)]
+struct Outbox {
+    /// Channel and publication, in the order they were made.
+    queue: VecDeque<(String, Publication)>,
+    /// Their bytes, for the queue's budget.
+    bytes: usize,
+}
+
+/// The rooms with a local member, and a count of changes so the receiver copies the set
+/// only when it changed.
+#[derive(Default)]
+struct Rooms {
+    wanted: HashSet<String>,
+    generation: u64,
 }
 
 impl Redis {
@@ -187,7 +212,7 @@ impl Redis {
         Builder {
             url: url.to_owned(),
             prefix: "eventum".to_owned(),
-            queue_limit: 1 << 16,
+            queue_bytes: 64 << 20,
             start_degraded: false,
         }
     }
@@ -244,23 +269,31 @@ impl Backplane for Redis {
             Target::All => format!("{}:all", shared.prefix),
             Target::Node(node) => shared.node_channel(node),
         };
+        let size = publication.as_bytes().len() + channel.len();
         let mut outbox = lock(&shared.outbox);
-        if outbox.len() >= shared.queue_limit {
+        if outbox.bytes + size > shared.queue_bytes {
             drop(outbox);
             shared.dropped(1);
             return;
         }
-        outbox.push_back((channel, publication));
+        outbox.bytes += size;
+        outbox.queue.push_back((channel, publication));
         drop(outbox);
         shared.outbox_ready.notify_one();
     }
 
     fn subscribe(&self, room: &str) {
-        lock(&self.shared.rooms).insert(room.to_owned());
+        let mut rooms = lock(&self.shared.rooms);
+        if rooms.wanted.insert(room.to_owned()) {
+            rooms.generation += 1;
+        }
     }
 
     fn unsubscribe(&self, room: &str) {
-        lock(&self.shared.rooms).remove(room);
+        let mut rooms = lock(&self.shared.rooms);
+        if rooms.wanted.remove(room) {
+            rooms.generation += 1;
+        }
     }
 }
 
@@ -299,8 +332,13 @@ impl Shared {
         metrics::counter!("eventum_backplane_dropped_total").increment(n);
     }
 
+    /// A connection whose replies and writes are bounded: a Redis that stopped answering
+    /// counts as lost instead of hanging a thread.
     fn connection(&self) -> redis::RedisResult<redis::Connection> {
-        self.client.get_connection_with_timeout(CONNECT_TIMEOUT)
+        let conn = self.client.get_connection_with_timeout(CONNECT_TIMEOUT)?;
+        conn.set_read_timeout(Some(REPLY_TIMEOUT))?;
+        conn.set_write_timeout(Some(REPLY_TIMEOUT))?;
+        Ok(conn)
     }
 }
 
@@ -312,15 +350,20 @@ fn publisher(shared: &Shared) {
     while !shared.stopped() {
         {
             let mut outbox = lock(&shared.outbox);
-            while outbox.is_empty() && !shared.stopped() {
+            while outbox.queue.is_empty() && !shared.stopped() {
                 outbox = shared
                     .outbox_ready
                     .wait_timeout(outbox, Duration::from_millis(200))
                     .unwrap_or_else(|e| e.into_inner())
                     .0;
             }
-            let n = outbox.len().min(BATCH);
-            batch.extend(outbox.drain(..n));
+            let n = outbox.queue.len().min(BATCH);
+            batch.extend(outbox.queue.drain(..n));
+            let taken: usize = batch
+                .iter()
+                .map(|(c, p): &(String, Publication)| c.len() + p.as_bytes().len())
+                .sum();
+            outbox.bytes = outbox.bytes.saturating_sub(taken);
         }
         if batch.is_empty() {
             continue;
@@ -348,47 +391,77 @@ fn publisher(shared: &Shared) {
 }
 
 /// The receiving thread: keeps the subscriptions in step with the rooms that have local
-/// members, and delivers every message to the endpoint's inbox.
+/// members, delivers every message to the endpoint's inbox, and pings a quiet Redis.
 fn receiver(shared: &Shared) {
     let mut link = Link::new("receiver");
-    let fixed = [format!("{}:all", shared.prefix), shared.node_channel(shared.node)];
     while !shared.stopped() {
         let Some(conn) = link.get(shared) else {
             continue;
         };
         let mut pubsub = conn.as_pubsub();
-        let mut current: HashSet<String> = HashSet::new();
-        let served = (|| -> redis::RedisResult<()> {
-            pubsub.set_read_timeout(Some(POLL))?;
-            for channel in &fixed {
-                pubsub.subscribe(channel)?;
-            }
-            while !shared.stopped() {
-                let wanted = lock(&shared.rooms).clone();
-                for room in wanted.difference(&current) {
-                    pubsub.subscribe(shared.room_channel(room))?;
-                }
-                for room in current.difference(&wanted) {
-                    pubsub.unsubscribe(shared.room_channel(room))?;
-                }
-                if current != wanted {
-                    current = wanted;
-                    lock(&shared.subscribed).clone_from(&current);
-                }
-                match pubsub.get_message() {
-                    Ok(message) => deliver(shared, message.get_payload_bytes()),
-                    Err(e) if e.is_timeout() => {}
-                    Err(e) => return Err(e),
-                }
-            }
-            Ok(())
-        })();
+        let served = serve_subscriptions(shared, &mut pubsub);
         lock(&shared.subscribed).clear();
         drop(pubsub);
         if let Err(e) = served {
             link.lost(shared, &e);
         }
     }
+}
+
+/// One connection's life as a subscriber; an error means the connection is lost.
+fn serve_subscriptions(shared: &Shared, pubsub: &mut redis::PubSub<'_>) -> redis::RedisResult<()> {
+    pubsub.subscribe(&[format!("{}:all", shared.prefix), shared.node_channel(shared.node)][..])?;
+    let (mut current, mut seen) = (HashSet::new(), None);
+    let mut last_heard = Instant::now();
+    // Replies wait up to REPLY_TIMEOUT; messages are polled every POLL.
+    let mut polling = false;
+    while !shared.stopped() {
+        let changed = {
+            let rooms = lock(&shared.rooms);
+            (seen != Some(rooms.generation)).then(|| (rooms.generation, rooms.wanted.clone()))
+        };
+        let quiet = last_heard.elapsed() >= PING_EVERY;
+        if changed.is_some() || quiet {
+            pubsub.set_read_timeout(Some(REPLY_TIMEOUT))?;
+            polling = false;
+        }
+        if let Some((generation, wanted)) = changed {
+            let channels = |rooms: std::collections::hash_set::Difference<'_, String, _>| -> Vec<String> {
+                rooms.map(|room| shared.room_channel(room)).collect()
+            };
+            let (add, remove) = (
+                channels(wanted.difference(&current)),
+                channels(current.difference(&wanted)),
+            );
+            // One command each, however many rooms (an empty UNSUBSCRIBE would mean all).
+            if !add.is_empty() {
+                pubsub.subscribe(&add[..])?;
+            }
+            if !remove.is_empty() {
+                pubsub.unsubscribe(&remove[..])?;
+            }
+            current = wanted;
+            seen = Some(generation);
+            lock(&shared.subscribed).clone_from(&current);
+        }
+        if quiet {
+            pubsub.ping::<redis::Value>()?;
+            last_heard = Instant::now();
+        }
+        if !polling {
+            pubsub.set_read_timeout(Some(POLL))?;
+            polling = true;
+        }
+        match pubsub.get_message() {
+            Ok(message) => {
+                last_heard = Instant::now();
+                deliver(shared, message.get_payload_bytes());
+            }
+            Err(e) if e.is_timeout() => {}
+            Err(e) => return Err(e),
+        }
+    }
+    Ok(())
 }
 
 fn deliver(shared: &Shared, payload: &[u8]) {

@@ -5,11 +5,14 @@ use std::io::{self, ErrorKind, IoSlice, Read, Write};
 use std::net::{Shutdown, TcpStream};
 use std::os::fd::{AsFd, BorrowedFd};
 use std::sync::Arc;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use eventum_tls::rustls::{ServerConfig, ServerConnection};
 
 use crate::transport::Transport;
+
+/// How long a closing connection waits for rustls' last bytes to reach the socket.
+const CLOSE_FLUSH: Duration = Duration::from_secs(1);
 
 /// A server-side TLS connection over a TCP socket.
 pub(crate) struct TlsStream {
@@ -133,8 +136,20 @@ impl Transport for TlsStream {
         self.sock.shutdown(how)
     }
 
+    /// Queues the `close_notify` alert, then waits (at most [`CLOSE_FLUSH`]) until rustls
+    /// has handed everything it holds to the socket: the driver counts bytes as sent once
+    /// rustls took them, so the last frames (the close reply) would otherwise be lost
+    /// with the socket.
     fn close_notify(&mut self) {
         self.conn.send_close_notify();
-        let _ = self.send_tls();
+        if self.sock.set_nonblocking(false).is_err() || self.sock.set_write_timeout(Some(CLOSE_FLUSH)).is_err() {
+            return;
+        }
+        let deadline = Instant::now() + CLOSE_FLUSH;
+        while self.conn.wants_write() && Instant::now() < deadline {
+            if self.conn.write_tls(&mut self.sock).is_err() {
+                break;
+            }
+        }
     }
 }

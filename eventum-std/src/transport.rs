@@ -24,8 +24,9 @@ pub trait Transport: Read + Write + AsFd + Send + 'static {
     fn short_read_drains(&self) -> bool {
         false
     }
-    /// Queues what the transport sends before the connection closes (a TLS transport's
-    /// `close_notify`); called once, before `shutdown`. The default sends nothing.
+    /// Sends what the transport owes the peer before the connection closes (a TLS
+    /// transport: everything it still buffers, then its `close_notify`), waiting a bounded
+    /// time; called once, before `shutdown`. The default sends nothing.
     fn close_notify(&mut self) {}
 }
 

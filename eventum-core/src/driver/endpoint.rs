@@ -9,7 +9,7 @@ use std::time::{Duration, Instant};
 
 use crate::app::hub::Hub;
 use crate::app::{App, Command, ConnectionHandle, ConnectionId, Mailbox};
-use crate::backplane::{Backplane, Inbox};
+use crate::backplane::{Backplane, Inbox, MAX_NODE};
 use crate::handshake::HttpResponse;
 
 use super::{Session, Shutdown};
@@ -107,7 +107,17 @@ impl Endpoint {
     /// An endpoint that is one node of several: rooms, broadcasts and sends by id reach
     /// the other nodes' connections through `backplane` (see [`crate::backplane`]).
     /// Connection ids carry the backplane's node number.
+    ///
+    /// # Panics
+    ///
+    /// When the backplane's node number is not in `1..=`[`MAX_NODE`]: connection ids
+    /// could not carry it (a bug in the backplane, caught before anything is served).
     pub fn with_backplane(app: App, options: ServerOptions, backplane: Arc<dyn Backplane>) -> Self {
+        let node = backplane.node();
+        assert!(
+            (1..=MAX_NODE).contains(&node),
+            "backplane node number {node} is not in 1..={MAX_NODE}"
+        );
         let endpoint = Self::with_hub(app, options, Hub::with_backplane(Arc::clone(&backplane)));
         backplane.attach(Inbox::new(Arc::downgrade(&endpoint.shared)));
         endpoint
