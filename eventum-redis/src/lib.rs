@@ -382,7 +382,7 @@ fn publisher(shared: &Shared) {
                 shared.stats.published.fetch_add(batch.len() as u64, Ordering::Relaxed);
             }
             Err(e) => {
-                link.lost(shared, &e);
+                link.lost(&e);
                 shared.dropped(batch.len() as u64);
             }
         }
@@ -403,7 +403,7 @@ fn receiver(shared: &Shared) {
         lock(&shared.subscribed).clear();
         drop(pubsub);
         if let Err(e) = served {
-            link.lost(shared, &e);
+            link.lost(&e);
         }
     }
 }
@@ -536,7 +536,7 @@ impl Link {
     }
 
     /// The connection failed: drop it and retry soon.
-    fn lost(&mut self, _shared: &Shared, error: &redis::RedisError) {
+    fn lost(&mut self, error: &redis::RedisError) {
         if self.conn.take().is_some() {
             log::warn!(
                 "redis backplane: {} lost Redis ({error}); cross-node delivery pauses",
