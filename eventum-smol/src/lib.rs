@@ -5,6 +5,9 @@
 //!   [`Running::shutdown`] stops it gracefully (close 1001, a bounded wait, shutdown hooks).
 //! * [`Server::serve_stream`] serves any `AsyncRead + AsyncWrite` stream (TLS, Unix
 //!   socket, in-memory pipe) with the same driver.
+//! * [`Server::tls`] serves `wss://` (rustls; `eventum_tls::server_config` reads PEM
+//!   files), and [`Server::backplane`] makes the server one node of several (e.g. over
+//!   Redis with `eventum-redis`).
 //!
 //! Everything but the runtime comes from eventum-core's [driver kit](eventum_core::driver):
 //! the connection limit and its `503`, rooms and broadcasts, the portable

@@ -43,8 +43,9 @@ pub struct Server {
 }
 
 impl Server {
-    /// A server for `app` with the default [`ServerOptions`](crate::ServerOptions); for other options, build it
-    /// from an endpoint: `Server::from(Endpoint::with_options(app, options))`.
+    /// A server for `app` with the default [`ServerOptions`](crate::ServerOptions); for
+    /// other options, build it from an endpoint:
+    /// `Server::from(Endpoint::with_options(app, options))`.
     pub fn new(app: App) -> Self {
         Self::from(Endpoint::new(app))
     }

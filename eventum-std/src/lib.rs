@@ -8,6 +8,9 @@
 //!   [`Running::shutdown`] closes every connection with 1001 and waits a bounded time.
 //! * [`Server::serve_stream`] serves any [`Transport`] (TCP, Unix sockets, your own) on
 //!   the calling thread.
+//! * [`Server::tls`] serves `wss://` (rustls, on each connection's thread;
+//!   `eventum_tls::server_config` reads PEM files), and [`Server::backplane`] makes the
+//!   server one node of several (e.g. over Redis with `eventum-redis`).
 //!
 //! Everything but the runtime comes from eventum-core's [driver kit](eventum_core::driver):
 //! the connection limit and its `503`, rooms and broadcasts, the portable
