@@ -54,6 +54,14 @@ fn read_to_end(sock: &mut TcpStream, limit: Duration) -> (Vec<u8>, Option<Durati
     }
 }
 
+/// The server still echoes for a TLS client, then shuts down.
+fn still_serves_tls(server: TestServer, cert: TestCertificate) {
+    let mut client = Client::over_stream(cert.connect(server.addr()), "/echo").expect("upgrade");
+    client.send_text("tls still works");
+    assert_eq!(client.recv_text(), "tls still works", "{:?}", server.adapter());
+    server.shutdown();
+}
+
 fn echo_over_wss(adapter: Adapter) {
     let cert = TestCertificate::new();
     let server = start(adapter, &cert, Duration::from_secs(10));
@@ -100,11 +108,7 @@ fn stalled_tls_handshake_is_dropped(adapter: Adapter) {
         "{adapter:?}: dropped after {ended:?}, before the timeout"
     );
     assert!(server.wait_connections(0), "{adapter:?}: its slot is free");
-    // The server still serves TLS clients.
-    let mut client = Client::over_stream(cert.connect(server.addr()), "/echo").expect("upgrade");
-    client.send_text("still here");
-    assert_eq!(client.recv_text(), "still here");
-    server.shutdown();
+    still_serves_tls(server, cert);
 }
 
 #[test]
@@ -132,10 +136,7 @@ fn plain_ws_on_the_tls_port_fails_cleanly(adapter: Adapter) {
     // What comes back, if anything, is a TLS alert record, never an HTTP answer.
     assert!(got.is_empty() || got[0] == 0x15, "{adapter:?}: got {got:?}");
     assert!(server.wait_connections(0), "{adapter:?}: its slot is free");
-    let mut client = Client::over_stream(cert.connect(server.addr()), "/echo").expect("upgrade");
-    client.send_text("tls still works");
-    assert_eq!(client.recv_text(), "tls still works");
-    server.shutdown();
+    still_serves_tls(server, cert);
 }
 
 #[test]
@@ -148,10 +149,10 @@ fn plain_ws_on_the_tls_port_fails_cleanly_std() {
     plain_ws_on_the_tls_port_fails_cleanly(Adapter::Std);
 }
 
-/// A client that asks for 32 MiB (more than loopback's socket buffers hold) and closes at once, then reads slowly: the server
-/// answers the close after the burst and closes the TCP connection first, yet every
-/// message and the close reply arrive (what rustls still buffered is flushed before the
-/// socket closes).
+/// A client that asks for 32 MiB (more than loopback's socket buffers hold) and closes at
+/// once, then reads slowly: the server answers the close after the burst and closes the
+/// TCP connection first, yet every message and the close reply arrive (what rustls still
+/// buffered is flushed before the socket closes).
 fn close_after_a_burst_loses_nothing(adapter: Adapter) {
     const BURST: usize = 2048;
     let cert = TestCertificate::new();

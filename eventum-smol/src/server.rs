@@ -35,11 +35,11 @@ use crate::driver::drive;
 /// println!("listening on {}", running.local_addr());
 /// running.wait();
 /// ```
-#[derive(Clone)]
+#[derive(Clone, Debug)]
 pub struct Server {
     endpoint: Endpoint,
     threads: usize,
-    tls: Option<TlsAcceptor>,
+    tls: Option<Arc<ServerConfig>>,
 }
 
 impl Server {
@@ -68,7 +68,7 @@ impl Server {
     /// # Ok::<(), std::io::Error>(())
     /// ```
     pub fn tls(mut self, config: Arc<ServerConfig>) -> Self {
-        self.tls = Some(TlsAcceptor::from(config));
+        self.tls = Some(config);
         self
     }
 
@@ -117,7 +117,7 @@ impl Server {
 
     /// Serves one TCP connection over TLS: admitted first (so the TLS handshake runs
     /// under the connection's handshake timeout), then the WebSocket handshake.
-    async fn serve_tls(&self, acceptor: &TlsAcceptor, stream: TcpStream, peer: SocketAddr) -> io::Result<()> {
+    async fn serve_tls(&self, config: &Arc<ServerConfig>, stream: TcpStream, peer: SocketAddr) -> io::Result<()> {
         let admitted = self.endpoint.admit(Instant::now(), Some(peer));
         let deadline = match &admitted {
             Ok(session) => session.poll_timeout(),
@@ -128,7 +128,7 @@ impl Server {
                 .handshake_timeout()
                 .map(|t| Instant::now() + t),
         };
-        let handshake = acceptor.accept(stream);
+        let handshake = TlsAcceptor::from(Arc::clone(config)).accept(stream);
         let tls = match deadline {
             Some(deadline) => {
                 let timeout = async {
@@ -184,7 +184,7 @@ impl Server {
             executor
                 .spawn(async move {
                     let served = match &server.tls {
-                        Some(acceptor) => server.serve_tls(acceptor, stream, peer).await,
+                        Some(config) => server.serve_tls(config, stream, peer).await,
                         None => server.serve_stream(stream, Some(peer)).await,
                     };
                     if let Err(e) = served {
@@ -205,16 +205,6 @@ impl From<Endpoint> for Server {
             threads,
             tls: None,
         }
-    }
-}
-
-impl std::fmt::Debug for Server {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Server")
-            .field("endpoint", &self.endpoint)
-            .field("threads", &self.threads)
-            .field("tls", &self.tls.is_some())
-            .finish()
     }
 }
 

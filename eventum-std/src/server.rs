@@ -42,7 +42,7 @@ const SPARE_WAIT: Duration = Duration::from_secs(10);
 /// println!("listening on {}", running.local_addr());
 /// running.wait();
 /// ```
-#[derive(Clone)]
+#[derive(Clone, Debug)]
 pub struct Server {
     endpoint: Endpoint,
     stack_size: usize,
@@ -285,16 +285,6 @@ impl From<Endpoint> for Server {
             spare,
             tls: None,
         }
-    }
-}
-
-impl std::fmt::Debug for Server {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Server")
-            .field("endpoint", &self.endpoint)
-            .field("stack_size", &self.stack_size)
-            .field("tls", &self.tls.is_some())
-            .finish_non_exhaustive()
     }
 }
 

@@ -9,6 +9,9 @@
 //!
 //! Bring your own [`rustls::ServerConfig`] instead when you need client certificates,
 //! another crypto provider or certificate reloading: the adapters take any.
+//!
+//! [`TlsStream`] runs rustls over a non-blocking `std` socket, for eventum-std's
+//! connection threads (eventum-smol uses futures-rustls).
 #![forbid(unsafe_code)]
 #![warn(missing_docs)]
 
@@ -16,10 +19,13 @@ use std::fmt;
 use std::path::Path;
 use std::sync::Arc;
 
+mod stream;
+
 pub use rustls;
 use rustls::pki_types::pem::PemObject;
 use rustls::pki_types::{CertificateDer, PrivateKeyDer};
 use rustls::ServerConfig;
+pub use stream::TlsStream;
 
 /// The ALPN protocol a WebSocket upgrade runs over (RFC 6455 is HTTP/1.1 only).
 pub const ALPN_HTTP11: &[u8] = b"http/1.1";
