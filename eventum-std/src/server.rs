@@ -1,11 +1,10 @@
-//! Serving an app over `std::net`: the accept loop, a thread per connection, lifespan
+//! Serving an app over `std::net`: the accept loop, the worker pool's settings, lifespan
 //! hooks and graceful shutdown.
 
 use std::io;
 use std::net::{Shutdown, SocketAddr, TcpListener, TcpStream, ToSocketAddrs};
-use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
-use std::sync::mpsc::{channel, Receiver, Sender};
-use std::sync::{Arc, Mutex};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{mpsc, Arc, OnceLock};
 use std::task::{Wake, Waker};
 use std::thread::{JoinHandle, Thread};
 use std::time::{Duration, Instant};
@@ -16,19 +15,22 @@ use eventum_core::driver::{Busy, Endpoint, Session};
 use eventum_tls::rustls::ServerConfig;
 use rustix::process::{getrlimit, setrlimit, Resource};
 
-use crate::driver::drive;
+use crate::pool::{Pool, Threads};
 use crate::tls::TlsStream;
 use crate::transport::Transport;
 
-/// The stack of each connection's thread unless set otherwise: room for handlers and
-/// deeply nested JSON; only the pages a thread touches are resident.
+/// The stack of each worker thread unless set otherwise: room for handlers and deeply
+/// nested JSON; only the pages a thread touches are resident.
 pub const DEFAULT_STACK_SIZE: usize = 256 * 1024;
-/// File descriptors each connection holds: its socket and its mail signal (an eventfd).
-const FDS_PER_CONNECTION: u64 = 2;
-/// How long a connection thread with nothing to serve waits for the next connection.
-const SPARE_WAIT: Duration = Duration::from_secs(10);
+/// The worker threads a server keeps unless set otherwise: handlers may block, so a few
+/// more than cores.
+pub const DEFAULT_THREADS: usize = 4;
+/// The most worker threads a server runs unless set otherwise, when handlers block.
+pub const DEFAULT_MAX_THREADS: usize = 512;
+/// How long shutdown waits for the workers to leave once every connection is closed.
+const STOP_TIMEOUT: Duration = Duration::from_secs(1);
 
-/// An app ready to serve connections with blocking threads, one per connection: over TCP
+/// An app ready to serve connections with a pool of blocking worker threads: over TCP
 /// with [`Server::listen`], or over any [`Transport`] with [`Server::serve_stream`].
 ///
 /// ```no_run
@@ -45,8 +47,9 @@ const SPARE_WAIT: Duration = Duration::from_secs(10);
 #[derive(Clone, Debug)]
 pub struct Server {
     endpoint: Endpoint,
-    stack_size: usize,
-    spare: Arc<Spare>,
+    threads: Threads,
+    /// Started by the first connection, with the settings of that moment.
+    pool: Arc<OnceLock<Pool>>,
     tls: Option<Arc<ServerConfig>>,
 }
 
@@ -58,16 +61,33 @@ impl Server {
         Self::from(Endpoint::new(app))
     }
 
-    /// Sets the stack size of connection threads (default [`DEFAULT_STACK_SIZE`]).
+    /// Sets the stack size of worker threads (default [`DEFAULT_STACK_SIZE`]).
     pub fn stack_size(mut self, bytes: usize) -> Self {
-        self.stack_size = bytes;
+        self.threads.stack_size = bytes;
+        self
+    }
+
+    /// Sets how many worker threads serve connections (default [`DEFAULT_THREADS`], at
+    /// least 1). A handler that blocks holds one of them; while all are blocked for more
+    /// than 10 ms the server adds one, up to [`max_threads`](Self::max_threads), and those
+    /// extra threads leave after 10 s without work.
+    pub fn threads(mut self, threads: usize) -> Self {
+        self.threads.min = threads.max(1);
+        self.threads.max = self.threads.max.max(self.threads.min);
+        self
+    }
+
+    /// Sets the most worker threads the server runs when handlers block (default
+    /// [`DEFAULT_MAX_THREADS`]).
+    pub fn max_threads(mut self, threads: usize) -> Self {
+        self.threads.max = threads.max(self.threads.min);
         self
     }
 
     /// Serves `wss://`: [`listen`](Self::listen) runs every connection through TLS with
     /// `config` (see [`eventum_tls::server_config`] for one from PEM files), on the
-    /// connection's thread. The TLS handshake counts against the app's handshake
-    /// timeout; a client that does not finish it in time is dropped.
+    /// worker threads. The TLS handshake counts against the app's handshake timeout; a
+    /// client that does not finish it in time is dropped.
     ///
     /// ```no_run
     /// # let app = eventum_core::app::App::builder().build();
@@ -94,21 +114,38 @@ impl Server {
         &self.endpoint
     }
 
-    /// Serves one connection over `stream` on the calling thread until it ends. Over the
-    /// connection limit the stream gets `503` and is closed.
+    /// Serves one connection over `stream` with the worker pool, returning when it has
+    /// ended. Over the connection limit the stream gets `503` and is closed.
     pub fn serve_stream<T: Transport>(&self, stream: T, peer: Option<SocketAddr>) -> io::Result<()> {
         match self.endpoint.admit(Instant::now(), peer) {
-            Ok(session) => drive(session, stream),
+            Ok(session) => {
+                let (done, ended) = mpsc::channel();
+                self.pool()?.serve(session, Box::new(stream), Some(done))?;
+                // The pool drops the sender when the connection ends.
+                let _ = ended.recv();
+                Ok(())
+            }
             Err(busy) => refuse(stream, &busy),
         }
     }
 
-    /// Binds `addr`, runs the startup hooks, and accepts on a thread of its own; each
-    /// connection gets a thread. The process's file limit is raised to its hard limit, and
-    /// a warning says so when it still holds fewer connections than the endpoint allows.
+    /// The worker pool, started on first use.
+    fn pool(&self) -> io::Result<&Pool> {
+        if let Some(pool) = self.pool.get() {
+            return Ok(pool);
+        }
+        let pool = Pool::new(self.threads)?;
+        Ok(self.pool.get_or_init(|| pool))
+    }
+
+    /// Binds `addr`, runs the startup hooks, and accepts on a thread of its own; the
+    /// worker pool serves the connections. The process's file limit is raised to its
+    /// hard limit, and a warning says so when it still holds fewer connections than the
+    /// endpoint allows.
     pub fn listen(self, addr: impl ToSocketAddrs) -> io::Result<Running> {
         let listener = TcpListener::bind(addr)?;
         let local_addr = listener.local_addr()?;
+        self.pool()?;
         self.check_file_limit();
         self.endpoint.app().startup();
         let server = self.clone();
@@ -132,7 +169,8 @@ impl Server {
             let _ = setrlimit(Resource::Nofile, limit);
         }
         let files = getrlimit(Resource::Nofile).current.unwrap_or(u64::MAX);
-        let room = files.saturating_sub(64) / FDS_PER_CONNECTION;
+        // One descriptor per connection (its socket), and a few for the server.
+        let room = files.saturating_sub(64);
         let wanted = self.endpoint.options().max_connections as u64;
         if room < wanted {
             log::warn!(
@@ -159,14 +197,13 @@ impl Server {
             };
             let _ = stream.set_nodelay(true);
             let peer = stream.peer_addr().ok();
-            // Admitted here, so a refused connection costs no thread.
+            // Admitted here, so a refused connection costs the workers nothing.
             match self.endpoint.admit(Instant::now(), peer) {
-                Ok(session) => self.spawn_connection(Job {
-                    session,
-                    stream,
-                    peer,
-                    tls: self.tls.clone(),
-                }),
+                Ok(session) => {
+                    if let Err(e) = self.serve_accepted(session, stream) {
+                        log::warn!("cannot serve a connection from {peer:?}: {e}");
+                    }
+                }
                 // Over TLS the 503 would need a handshake on this thread: just close.
                 Err(busy) if self.tls.is_none() => {
                     let _ = refuse(stream, &busy);
@@ -176,113 +213,28 @@ impl Server {
         }
     }
 
-    /// Hands the connection to a thread that finished its last one and waits for more, or
-    /// starts a thread: starting one costs about as much as the rest of a handshake.
-    fn spawn_connection(&self, job: Job) {
-        if self.spare.claim() {
-            // A waiting thread is ours: it takes the job off the channel.
-            let _ = self.spare.jobs.send(Some(job));
-            return;
-        }
-        let spare = Arc::clone(&self.spare);
-        let builder = std::thread::Builder::new().name("eventum-conn".into());
-        // A failed spawn drops the closure, and with it the session: its slot is freed.
-        if let Err(e) = builder.stack_size(self.stack_size).spawn(move || spare.work(job)) {
-            log::warn!("cannot start a connection thread: {e}");
-        }
-    }
-}
-
-/// A connection for a thread.
-struct Job {
-    session: Session,
-    stream: TcpStream,
-    peer: Option<SocketAddr>,
-    /// Set for `wss://`: the TLS handshake comes first.
-    tls: Option<Arc<ServerConfig>>,
-}
-
-impl Job {
-    /// Serves the connection on the calling thread until it ends.
-    fn serve(self) -> io::Result<()> {
-        let Job {
-            session, stream, tls, ..
-        } = self;
-        match tls {
-            Some(config) => {
-                // The session's first deadline is its handshake's: TLS counts against it.
-                let stream = TlsStream::accept(&config, stream, session.poll_timeout())?;
-                drive(session, stream)
-            }
-            None => drive(session, stream),
-        }
-    }
-}
-
-/// Connection threads that finished their connection and wait a while for the next.
-#[derive(Debug)]
-struct Spare {
-    /// Threads waiting for a job and not yet promised one.
-    waiting: AtomicUsize,
-    /// `None` tells a waiting thread to end (the server stopped).
-    jobs: Sender<Option<Job>>,
-    next: Mutex<Receiver<Option<Job>>>,
-}
-
-impl Spare {
-    /// Ends every waiting thread.
-    fn release(&self) {
-        while self.claim() {
-            let _ = self.jobs.send(None);
-        }
-    }
-
-    /// Promises the next job to a waiting thread, if one is waiting.
-    fn claim(&self) -> bool {
-        let one_less = |n: usize| n.checked_sub(1);
-        self.waiting
-            .fetch_update(Ordering::AcqRel, Ordering::Acquire, one_less)
-            .is_ok()
-    }
-
-    /// Serves `job`, then the jobs handed to this thread, until none comes for a while.
-    fn work(&self, mut job: Job) {
-        loop {
-            let peer = job.peer;
-            if let Err(e) = job.serve() {
-                log::debug!("connection from {peer:?} ended with {e}");
-            }
-            self.waiting.fetch_add(1, Ordering::AcqRel);
-            let next = self.next.lock().unwrap_or_else(|e| e.into_inner());
-            let promised = match next.recv_timeout(SPARE_WAIT) {
-                Ok(promised) => promised,
-                // Leave, unless a job was promised meanwhile: then it is on its way, and
-                // this thread, holding the channel, takes it.
-                Err(_) if self.claim() => return,
-                Err(_) => next.recv().ok().flatten(),
-            };
-            match promised {
-                Some(promised) => job = promised,
-                None => return,
-            }
-        }
+    /// Hands an admitted connection to the pool (through TLS for `wss://`).
+    fn serve_accepted(&self, session: Session, stream: TcpStream) -> io::Result<()> {
+        let stream: Box<dyn Transport> = match &self.tls {
+            // The handshake runs on the workers, under the session's handshake deadline.
+            Some(config) => Box::new(TlsStream::new(config, stream)?),
+            None => Box::new(stream),
+        };
+        self.pool()?.serve(session, stream, None)
     }
 }
 
 impl From<Endpoint> for Server {
     /// A server for the endpoint's app and options.
     fn from(endpoint: Endpoint) -> Self {
-        let (jobs, next) = channel();
-        let spare = Arc::new(Spare {
-            waiting: AtomicUsize::new(0),
-            jobs,
-            next: Mutex::new(next),
-        });
-        let stack_size = DEFAULT_STACK_SIZE;
         Server {
             endpoint,
-            stack_size,
-            spare,
+            threads: Threads {
+                min: DEFAULT_THREADS,
+                max: DEFAULT_MAX_THREADS,
+                stack_size: DEFAULT_STACK_SIZE,
+            },
+            pool: Arc::default(),
             tls: None,
         }
     }
@@ -345,7 +297,9 @@ impl Running {
         self.closed.store(true, Ordering::Release);
         let _ = TcpStream::connect_timeout(&self.local_addr, Duration::from_secs(1));
         let _ = self.acceptor.join();
-        self.server.spare.release();
+        if let Some(pool) = self.server.pool.get() {
+            pool.stop(STOP_TIMEOUT);
+        }
         endpoint.app().shutdown();
     }
 }

@@ -1,4 +1,4 @@
-//! `wss://` on a connection's thread: eventum-tls' [`TlsStream`] served as a [`Transport`].
+//! `wss://` on the workers: eventum-tls' [`TlsStream`] served as a [`Transport`].
 
 use std::io;
 use std::net::Shutdown;

@@ -1,56 +1,35 @@
-//! [`TlsStream`]: rustls over a `std` TCP socket for a thread that waits with `poll(2)`:
-//! the TLS handshake, blocking under a deadline, then reads and writes on the
-//! non-blocking socket until `WouldBlock`.
+//! [`TlsStream`]: rustls over a non-blocking `std` TCP socket, for a driver that waits
+//! for readiness (epoll, `poll(2)`): the handshake and then the data move as the stream
+//! is read and written until `WouldBlock`.
 
 use std::io::{self, ErrorKind, IoSlice, Read, Write};
 use std::net::TcpStream;
 use std::os::fd::{AsFd, BorrowedFd};
 use std::sync::Arc;
-use std::time::{Duration, Instant};
 
 use rustls::{ServerConfig, ServerConnection};
 
-/// How long a closing connection waits for rustls' last bytes to reach the socket.
-const CLOSE_FLUSH: Duration = Duration::from_secs(1);
+/// Socket reads one [`TlsStream::read`] makes while no application data comes of them.
+const SOCKET_READS: usize = 8;
 
 /// A server-side TLS connection over a TCP socket (eventum-std serves it as a transport).
 ///
 /// Reads return the decrypted bytes rustls holds before touching the socket, so read
-/// until `WouldBlock`: a short read does not mean the socket is drained. A write that
-/// finds rustls' buffer full is `WouldBlock`.
+/// until `WouldBlock`: a short read does not mean the socket is drained. `WouldBlock`
+/// comes only from the socket (a write first sends what rustls holds), so a driver may
+/// wait for the socket's next readiness edge.
 pub struct TlsStream {
     conn: ServerConnection,
     sock: TcpStream,
 }
 
 impl TlsStream {
-    /// Runs the TLS handshake on `sock` until `deadline` (the connection's handshake
-    /// deadline); a peer that does not finish it in time, or speaks something else, gets
-    /// an error (and an alert when rustls has one to send).
-    pub fn accept(config: &Arc<ServerConfig>, mut sock: TcpStream, deadline: Option<Instant>) -> io::Result<Self> {
-        let mut conn = ServerConnection::new(Arc::clone(config)).map_err(io::Error::other)?;
-        while conn.is_handshaking() {
-            if let Some(deadline) = deadline {
-                let left = deadline.saturating_duration_since(Instant::now());
-                if left.is_zero() {
-                    return Err(io::Error::new(ErrorKind::TimedOut, "the TLS handshake timed out"));
-                }
-                sock.set_read_timeout(Some(left))?;
-                sock.set_write_timeout(Some(left))?;
-            }
-            match conn.complete_io(&mut sock) {
-                Ok((0, 0)) if conn.is_handshaking() => {
-                    return Err(io::Error::new(ErrorKind::UnexpectedEof, "the peer left mid-handshake"))
-                }
-                Ok(_) => {}
-                Err(e) if e.kind() == ErrorKind::Interrupted => {}
-                // WouldBlock or TimedOut from the socket's timeout: the deadline decides.
-                Err(e) if matches!(e.kind(), ErrorKind::WouldBlock | ErrorKind::TimedOut) => {}
-                Err(e) => return Err(e),
-            }
-        }
-        sock.set_read_timeout(None)?;
-        sock.set_write_timeout(None)?;
+    /// A TLS connection over `sock`, in non-blocking mode. The handshake runs as the
+    /// stream is read: a read returns `WouldBlock` until it is done and application data
+    /// arrives, so bound it with the connection's own handshake deadline.
+    pub fn new(config: &Arc<ServerConfig>, sock: TcpStream) -> io::Result<Self> {
+        let conn = ServerConnection::new(Arc::clone(config)).map_err(io::Error::other)?;
+        sock.set_nonblocking(true)?;
         Ok(TlsStream { conn, sock })
     }
 
@@ -67,8 +46,19 @@ impl TlsStream {
         Ok(())
     }
 
-    /// What a plaintext write buffered, or `WouldBlock` when rustls' buffer is full.
-    fn written(&mut self, n: usize, asked: usize) -> io::Result<usize> {
+    /// Hands plaintext to rustls with `write`. When rustls' buffer is full, sends what it
+    /// holds and tries once more, so `WouldBlock` means the socket itself is full and
+    /// will report writable again: an edge-triggered driver waits for exactly that.
+    fn write_with(
+        &mut self,
+        asked: usize,
+        mut write: impl FnMut(&mut rustls::Writer<'_>) -> io::Result<usize>,
+    ) -> io::Result<usize> {
+        let mut n = write(&mut self.conn.writer())?;
+        if n == 0 && asked > 0 {
+            self.send_tls()?;
+            n = write(&mut self.conn.writer())?;
+        }
         self.send_tls()?;
         if n == 0 && asked > 0 {
             return Err(ErrorKind::WouldBlock.into());
@@ -79,7 +69,7 @@ impl TlsStream {
 
 impl Read for TlsStream {
     fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
-        loop {
+        for _ in 0..SOCKET_READS {
             match self.conn.reader().read(buf) {
                 Ok(n) => return Ok(n),
                 Err(e) if e.kind() == ErrorKind::WouldBlock => {}
@@ -96,18 +86,20 @@ impl Read for TlsStream {
             // Post-handshake messages (a key update) may want an answer.
             self.send_tls()?;
         }
+        // Records without application data (empty ones, key updates) kept coming: give
+        // the driver back its thread; the socket may still be readable.
+        Err(ErrorKind::Interrupted.into())
     }
 }
 
 impl Write for TlsStream {
     fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
-        let n = self.conn.writer().write(buf)?;
-        self.written(n, buf.len())
+        self.write_with(buf.len(), |writer| writer.write(buf))
     }
 
     fn write_vectored(&mut self, bufs: &[IoSlice<'_>]) -> io::Result<usize> {
-        let n = self.conn.writer().write_vectored(bufs)?;
-        self.written(n, bufs.iter().map(|b| b.len()).sum())
+        let asked = bufs.iter().map(|b| b.len()).sum();
+        self.write_with(asked, |writer| writer.write_vectored(bufs))
     }
 
     fn flush(&mut self) -> io::Result<()> {
@@ -130,20 +122,11 @@ impl TlsStream {
         &self.sock
     }
 
-    /// Queues the `close_notify` alert, then waits (at most [`CLOSE_FLUSH`]) until rustls
-    /// has handed everything it holds to the socket: a driver counts bytes as sent once
-    /// rustls took them, so the last frames (a close reply) would otherwise be lost with
-    /// the socket. Leaves the socket in blocking mode.
+    /// Queues the `close_notify` alert: [`flush`](Write::flush) sends it, with whatever
+    /// rustls still holds, returning `WouldBlock` while the socket is full. A driver counts
+    /// bytes as sent once rustls took them, so it flushes before closing the socket, or
+    /// the last frames (a close reply) are lost with it.
     pub fn close_notify(&mut self) {
         self.conn.send_close_notify();
-        if self.sock.set_nonblocking(false).is_err() || self.sock.set_write_timeout(Some(CLOSE_FLUSH)).is_err() {
-            return;
-        }
-        let deadline = Instant::now() + CLOSE_FLUSH;
-        while self.conn.wants_write() && Instant::now() < deadline {
-            if self.conn.write_tls(&mut self.sock).is_err() {
-                break;
-            }
-        }
     }
 }
