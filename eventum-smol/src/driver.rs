@@ -1,18 +1,27 @@
 //! The per-connection task: the kit's driver loop over an async byte stream.
 
+use std::cell::RefCell;
 use std::future::{poll_fn, Future};
 use std::io::{self, IoSlice};
 use std::pin::Pin;
 use std::task::Poll;
 use std::time::{Duration, Instant};
 
-use eventum_core::driver::{ReadBuffer, Session};
+use eventum_core::driver::Session;
 use smol::future::{self, FutureExt};
 use smol::io::{AsyncRead, AsyncWrite, AsyncWriteExt};
 use smol::Timer;
 
 /// Most output chunks handed to one vectored write.
 const WRITE_SLICES: usize = 32;
+/// Bytes read at once, into the executor thread's buffer.
+const READ_SIZE: usize = 64 * 1024;
+
+thread_local! {
+    /// One read buffer per executor thread: what a read brings goes to the session before
+    /// the poll returns, so connections keep no buffer between reads.
+    static READ_BUFFER: RefCell<Vec<u8>> = RefCell::new(vec![0; READ_SIZE]);
+}
 
 /// What woke the driver.
 enum Wake {
@@ -20,6 +29,7 @@ enum Wake {
     Timer,
     Wrote(io::Result<usize>),
     Flushed(io::Result<()>),
+    /// Bytes read (already handed to the session), 0 at the end of the stream.
     Read(io::Result<usize>),
 }
 
@@ -32,7 +42,6 @@ pub(crate) async fn drive<S>(mut session: Box<Session>, mut stream: S, close_tim
 where
     S: AsyncRead + AsyncWrite + Unpin,
 {
-    let mut buf = ReadBuffer::default();
     // One timer for the connection's life, moved only when the deadline comes earlier:
     // a wake-up before a later deadline is harmless (handle_timeout does nothing).
     let (mut timer, mut armed) = (Timer::never(), None::<Instant>);
@@ -86,7 +95,7 @@ where
                 }
             }
             if session.wants_read() {
-                if let Poll::Ready(read) = stream.poll_read(cx, buf.space()) {
+                if let Poll::Ready(read) = poll_read(&mut session, stream, cx) {
                     return Poll::Ready(Wake::Read(read));
                 }
             }
@@ -110,7 +119,36 @@ where
                 unflushed = true;
             }
             Wake::Flushed(Ok(())) => unflushed = false,
-            Wake::Read(Ok(n)) => buf.feed(&mut session, now, n),
+            Wake::Read(Ok(0)) => session.handle_eof(now),
+            Wake::Read(Ok(_)) => {}
         }
     }
+}
+
+/// Reads into the thread's buffer and hands what came to the session at once.
+fn poll_read<S: AsyncRead + Unpin>(
+    session: &mut Session,
+    stream: Pin<&mut S>,
+    cx: &mut std::task::Context<'_>,
+) -> Poll<io::Result<usize>> {
+    READ_BUFFER.with(|shared| {
+        // A handler that somehow polls another connection on this thread gets a buffer
+        // of its own rather than a panic.
+        let mut own = Vec::new();
+        let mut borrowed = shared.try_borrow_mut();
+        let buf = match borrowed.as_mut() {
+            Ok(buf) => buf.as_mut_slice(),
+            Err(_) => {
+                own.resize(READ_SIZE, 0);
+                own.as_mut_slice()
+            }
+        };
+        let read = stream.poll_read(cx, buf);
+        if let Poll::Ready(Ok(n)) = read {
+            if n > 0 {
+                session.handle_input(Instant::now(), &buf[..n.min(buf.len())]);
+            }
+        }
+        read
+    })
 }

@@ -98,16 +98,19 @@ impl Server {
     where
         S: AsyncRead + AsyncWrite + Unpin,
     {
-        self.serve_admitted(self.endpoint.admit(Instant::now(), peer), stream)
-            .await
+        let admitted = self.endpoint.admit(Instant::now(), peer).map(Box::new);
+        self.serve_admitted(admitted, stream).await
     }
 
-    async fn serve_admitted<S>(&self, admitted: Result<Session, Busy>, mut stream: S) -> io::Result<()>
+    /// Serves an admitted session (boxed: an async fn's future keeps room for its
+    /// arguments, so a session by value would be held in every connection's task beside
+    /// the box `drive` needs) or answers `503`.
+    async fn serve_admitted<S>(&self, admitted: Result<Box<Session>, Busy>, mut stream: S) -> io::Result<()>
     where
         S: AsyncRead + AsyncWrite + Unpin,
     {
         match admitted {
-            Ok(session) => drive(Box::new(session), stream, self.endpoint.app().config().close_timeout()).await,
+            Ok(session) => drive(session, stream, self.endpoint.app().config().close_timeout()).await,
             Err(busy) => {
                 stream.write_all(busy.response()).await?;
                 stream.close().await
@@ -118,7 +121,7 @@ impl Server {
     /// Serves one TCP connection over TLS: admitted first (so the TLS handshake runs
     /// under the connection's handshake timeout), then the WebSocket handshake.
     async fn serve_tls(&self, config: &Arc<ServerConfig>, stream: TcpStream, peer: SocketAddr) -> io::Result<()> {
-        let admitted = self.endpoint.admit(Instant::now(), Some(peer));
+        let admitted = self.endpoint.admit(Instant::now(), Some(peer)).map(Box::new);
         let deadline = match &admitted {
             Ok(session) => session.poll_timeout(),
             Err(_) => self
@@ -184,7 +187,9 @@ impl Server {
             executor
                 .spawn(async move {
                     let served = match &server.tls {
-                        Some(config) => server.serve_tls(config, stream, peer).await,
+                        // Boxed: a task is as large as its largest branch, and the TLS
+                        // one (rustls' state) would double every plain connection's.
+                        Some(config) => Box::pin(server.serve_tls(config, stream, peer)).await,
                         None => server.serve_stream(stream, Some(peer)).await,
                     };
                     if let Err(e) = served {

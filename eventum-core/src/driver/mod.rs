@@ -7,7 +7,6 @@
 //!   what they ask of other connections to the hub; its bounded mailbox receives
 //!   broadcasts, sends by id and the server's commands, under the slow-consumer policy;
 //!   dropping it always unregisters it completely.
-//! * [`ReadBuffer`]: how much to read at once, small while idle.
 //!
 //! An adapter is then: accept → [`Endpoint::admit`] → for each connection run the driver
 //! loop with its runtime's read, write, sleep and wake-up. Nothing in here reads a
@@ -16,8 +15,9 @@
 //! # The driver loop
 //!
 //! 1. read what the transport has (while [`Session::wants_read`]) and pass it to
-//!    [`Session::handle_input`]; at end of stream call [`Session::handle_eof`], on a
-//!    transport error [`Session::handle_transport_error`];
+//!    [`Session::handle_input`], which takes all of it (so one read buffer per thread can
+//!    serve every connection, and an idle one keeps none); at end of stream call
+//!    [`Session::handle_eof`], on a transport error [`Session::handle_transport_error`];
 //! 2. write [`Session::poll_transmit`] and report it with [`Session::transmitted`];
 //! 3. close the transport once [`Session::should_close_transport`]; otherwise sleep until
 //!    the transport is ready, [`Session::poll_timeout`] passes (then call
@@ -64,11 +64,9 @@
 //! hand-written mio (epoll) loop, rooms and broadcasts included, in under 150 lines.
 
 pub(crate) mod endpoint;
-mod read_buffer;
 mod session;
 mod shutdown;
 
 pub use endpoint::{Busy, Endpoint, ServerOptions};
-pub use read_buffer::ReadBuffer;
 pub use session::Session;
 pub use shutdown::Shutdown;
