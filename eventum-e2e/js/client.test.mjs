@@ -241,7 +241,10 @@ for (const adapter of ["smol", "std"]) {
         await server.stop();
         await waitFor(() => client.state !== "open", "the close");
         server = await startFixture(adapter, addr);
-        await waitFor(() => client.state === "open", "reopened");
+        // A failure here says how the attempts ended (a flake seen once on eventum-std).
+        await waitFor(() => client.state === "open", "reopened").catch((e) => {
+          throw new Error(`${e.message}; states: ${JSON.stringify(states)}`);
+        });
         // The new server asks with the same ack number (1) as the old one did.
         client.emit("ask", { n: 21 });
         await waitFor(() => releases.length === 2, "the second question");
@@ -335,7 +338,10 @@ for (const adapter of ["smol", "std"]) {
           [{ i: 3 }, { i: 4 }]
         );
         server = await startFixture(adapter, addr);
-        await waitFor(() => client.state === "open", "reopened");
+        // A failure here says how the attempts ended (a flake seen once on eventum-std).
+        await waitFor(() => client.state === "open", "reopened").catch((e) => {
+          throw new Error(`${e.message}; states: ${JSON.stringify(states)}`);
+        });
         assert.ok(states.some((s) => s.state === "open" && s.reconnected));
         await waitFor(() => echoes.length === 3, "the queued echoes");
         assert.deepEqual(echoes, [{ i: 0 }, { i: 1 }, { i: 2 }]);

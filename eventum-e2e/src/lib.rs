@@ -359,6 +359,14 @@ fn tcp_connect(addr: SocketAddr) -> TcpStream {
     stream
 }
 
+/// The bytes of a minimal upgrade request for `path` (the RFC 6455 sample key), for
+/// tests that speak HTTP by hand.
+pub fn upgrade_request(path: &str) -> Vec<u8> {
+    let mut bytes = Vec::new();
+    write_upgrade(&mut bytes, "localhost", path, "dGhlIHNhbXBsZSBub25jZQ==", &[], &[]).expect("in memory");
+    bytes
+}
+
 /// Writes an upgrade request for `path`.
 fn write_upgrade(
     stream: &mut impl Write,
@@ -698,6 +706,55 @@ fn ws_config() -> WebSocketConfig {
         .max_frame_size(Some(64 << 20))
 }
 
+/// A gate handlers wait at until the test opens it: tests of blocking handlers need no
+/// clock. The wait is bounded (twice [`WAIT`]) so a broken test cannot hang the suite.
+#[derive(Debug, Default)]
+pub struct Gate {
+    open: std::sync::Mutex<bool>,
+    changed: std::sync::Condvar,
+    waiting: std::sync::atomic::AtomicUsize,
+}
+
+impl Gate {
+    /// Waits until the gate opens (counted in [`waiting`](Self::waiting)).
+    pub fn wait(&self) {
+        self.waiting.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+        let open = self.open.lock().expect("gate");
+        let _ = self.changed.wait_timeout_while(open, WAIT * 2, |open| !*open);
+    }
+
+    /// Opens the gate for every waiter, present and future.
+    pub fn release(&self) {
+        *self.open.lock().expect("gate") = true;
+        self.changed.notify_all();
+    }
+
+    /// Whether the gate is open.
+    pub fn is_open(&self) -> bool {
+        *self.open.lock().expect("gate")
+    }
+
+    /// How many waits began.
+    pub fn waiting(&self) -> usize {
+        self.waiting.load(std::sync::atomic::Ordering::SeqCst)
+    }
+}
+
+/// Generates `mod smol` and `mod std_threads`, each with one `#[test]` per listed function
+/// calling it with its adapter: one suite, both adapters. Attributes before a name (e.g.
+/// `#[ignore = "..."]`) apply to both.
+#[macro_export]
+macro_rules! for_both_adapters {
+    ($($(#[$attr:meta])* $name:ident),* $(,)?) => {
+        mod smol {
+            $( $(#[$attr])* #[test] fn $name() { super::$name($crate::Adapter::Smol) } )*
+        }
+        mod std_threads {
+            $( $(#[$attr])* #[test] fn $name() { super::$name($crate::Adapter::Std) } )*
+        }
+    };
+}
+
 /// A stream whose reads can be bounded.
 pub trait TimeoutStream {
     /// Bounds each read by `timeout`.
@@ -818,6 +875,12 @@ impl RawClient {
         self.stream
             .write_all(&[0x81, 0x80 | 100, 1, 2, 3, 4, b'x'])
             .expect("send partial frame");
+    }
+
+    /// Resets the connection: closes the socket with `SO_LINGER` 0, so the server gets
+    /// an RST instead of a FIN, as from a client that crashed.
+    pub fn reset(self) {
+        rustix::net::sockopt::set_socket_linger(&self.stream, Some(Duration::ZERO)).expect("SO_LINGER 0");
     }
 
     /// Sends one masked frame.

@@ -9,7 +9,7 @@ use std::time::Duration;
 
 use eventum_core::app::{App, Route};
 use eventum_core::{Config, SharedFrame};
-use eventum_e2e::{wait_until, Adapter, Client, RawClient, WAIT};
+use eventum_e2e::{wait_until, Adapter, Client, Gate, RawClient, WAIT};
 use serde_json::{json, Value};
 
 #[allow(dead_code)] // its `main` is the example's; the test runs its `serve`
@@ -359,27 +359,30 @@ fn count_over_pending_flushes() {
     }
 }
 
-/// A handler that blocks (a slow database call) holds up only its own connection on
-/// eventum-std: another client's echoes complete while it is still blocked. No clock:
-/// the handler waits until the test releases it.
-#[test]
-fn std_threads_a_blocking_handler_stalls_no_other_connection() {
-    let gate = Arc::new((std::sync::Mutex::new(false), std::sync::Condvar::new()));
-    let blocked = Arc::clone(&gate);
-    let app = App::builder()
+/// `/ws`: the `block` event waits at `gate`, then sends "unblocked"; `echo` sends its
+/// data back.
+fn blocking_app(gate: &Arc<Gate>) -> App {
+    let gate = Arc::clone(gate);
+    App::builder()
         .route(Route::new("/ws"))
         .on("block", move |ctx, _| {
-            let (released, changed) = &*blocked;
-            let guard = released.lock().expect("gate");
-            // Bounded, so a broken test cannot hang the suite.
-            let _ = changed.wait_timeout_while(guard, WAIT * 2, |released| !*released);
+            gate.wait();
             let _ = ctx.send_text("unblocked");
         })
         .on("echo", |ctx, event| {
             let text = event.data().and_then(Value::as_str).unwrap_or_default().to_owned();
             let _ = ctx.send_text(&text);
         })
-        .build();
+        .build()
+}
+
+/// A handler that blocks (a slow database call) holds up only its own connection on
+/// eventum-std: another client's echoes complete while it is still blocked. No clock:
+/// the handler waits until the test releases it.
+#[test]
+fn std_threads_a_blocking_handler_stalls_no_other_connection() {
+    let gate = Arc::new(Gate::default());
+    let app = blocking_app(&gate);
     let server = Adapter::Std.start(app);
     let mut slow = server.client("/ws");
     send_event(&mut slow, "block", Value::Null);
@@ -388,12 +391,85 @@ fn std_threads_a_blocking_handler_stalls_no_other_connection() {
         send_event(&mut fast, "echo", json!(format!("echo {i}")));
         assert_eq!(fast.recv_text(), format!("echo {i}"));
     }
-    assert!(
-        !*gate.0.lock().expect("gate"),
-        "the echoes completed while the handler blocked"
-    );
-    *gate.0.lock().expect("gate") = true;
-    gate.1.notify_all();
+    assert!(!gate.is_open(), "the echoes completed while the handler blocked");
+    gate.release();
     assert_eq!(slow.recv_text(), "unblocked");
     server.shutdown();
+}
+
+/// eventum-std with a single worker thread: while three handlers block at once, the pool
+/// adds workers, so another client's echoes still complete; a fourth thread's work then
+/// ends, and shutdown leaves no connection behind. No clock: the handlers wait until the
+/// test releases them.
+#[test]
+fn std_threads_the_pool_grows_while_every_worker_is_blocked() {
+    const BLOCKED: usize = 3;
+    let gate = Arc::new(Gate::default());
+    let app = blocking_app(&gate);
+    let running = eventum_std::Server::new(app)
+        .threads(1)
+        .listen("127.0.0.1:0")
+        .expect("listens");
+    let addr = running.local_addr();
+    let mut slow: Vec<Client> = (0..BLOCKED)
+        .map(|_| Client::connect(addr, "/ws").expect("upgrade"))
+        .collect();
+    for client in &mut slow {
+        send_event(client, "block", Value::Null);
+    }
+    assert!(
+        wait_until(WAIT, || gate.waiting() == BLOCKED),
+        "every blocking handler started: {} of {BLOCKED}",
+        gate.waiting()
+    );
+    let mut fast = Client::connect(addr, "/ws").expect("upgrade while every handler blocks");
+    for i in 0..20 {
+        send_event(&mut fast, "echo", json!(format!("echo {i}")));
+        assert_eq!(fast.recv_text(), format!("echo {i}"));
+    }
+    assert!(!gate.is_open(), "the echoes completed while {BLOCKED} handlers blocked");
+    gate.release();
+    for client in &mut slow {
+        assert_eq!(client.recv_text(), "unblocked");
+    }
+    running.shutdown();
+}
+
+/// Two eventum-std servers in one process: a handler on one sends through a handle to a
+/// connection of the other, which has nothing else to do. That server's pool must be
+/// woken for it, though the sender is a worker thread (of the other pool).
+#[test]
+fn std_threads_a_send_from_another_servers_handler_is_delivered() {
+    let to: Arc<std::sync::OnceLock<eventum_core::driver::Endpoint>> = Arc::default();
+    let relay = Arc::clone(&to);
+    let sender = App::builder()
+        .route(Route::new("/ws"))
+        .on_text(move |ctx, text| {
+            let id = eventum_core::app::ConnectionId(text.parse().expect("an id"));
+            let handle = relay.get().and_then(|endpoint| endpoint.connection(id));
+            let sent = handle.is_some_and(|handle| handle.send_text("relayed").is_ok());
+            let _ = ctx.send_text(if sent { "sent" } else { "no such connection" });
+        })
+        .build();
+    let receiver = App::builder()
+        .route(Route::new("/ws"))
+        .on_text(|ctx, _| {
+            let _ = ctx.send_text(&ctx.id().0.to_string());
+        })
+        .build();
+    let sending = eventum_std::Server::new(sender).listen("127.0.0.1:0").expect("listens");
+    let receiving = eventum_std::Server::new(receiver)
+        .listen("127.0.0.1:0")
+        .expect("listens");
+    assert!(to.set(receiving.server().endpoint().clone()).is_ok());
+    let mut quiet = Client::connect(receiving.local_addr(), "/ws").expect("upgrade");
+    quiet.send_text("id?");
+    let id = quiet.recv_text();
+    let mut asking = Client::connect(sending.local_addr(), "/ws").expect("upgrade");
+    asking.send_text(&id);
+    assert_eq!(asking.recv_text(), "sent");
+    assert_eq!(quiet.recv_text(), "relayed");
+    drop((quiet, asking));
+    sending.shutdown();
+    receiving.shutdown();
 }

@@ -11,23 +11,12 @@ use eventum_core::app::{AckError, App, Route};
 use eventum_core::handshake::HttpResponse;
 use eventum_core::{CloseCause, CloseCode, Config, Keepalive, SharedFrame};
 use eventum_e2e::tungstenite::Message;
-use eventum_e2e::{generous, wait_until, Adapter, Client, HttpError, Options, RawClient, RecvError, TestServer, WAIT};
+use eventum_e2e::{
+    for_both_adapters, generous, wait_until, Adapter, Client, HttpError, Options, RawClient, RecvError, TestServer,
+    WAIT,
+};
 use serde::Deserialize;
 use serde_json::{json, Value};
-
-/// Generates `mod smol` and `mod std_threads`, each with one `#[test]` per listed function
-/// calling it with its adapter. Attributes before a name (e.g. `#[ignore = "..."]`) apply
-/// to both.
-macro_rules! for_both_adapters {
-    ($($(#[$attr:meta])* $name:ident),* $(,)?) => {
-        mod smol {
-            $( $(#[$attr])* #[test] fn $name() { super::$name(eventum_e2e::Adapter::Smol) } )*
-        }
-        mod std_threads {
-            $( $(#[$attr])* #[test] fn $name() { super::$name(eventum_e2e::Adapter::Std) } )*
-        }
-    };
-}
 
 for_both_adapters!(
     startup_hook_runs_once_at_listen,

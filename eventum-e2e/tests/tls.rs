@@ -9,7 +9,7 @@ use std::time::{Duration, Instant};
 use eventum_core::app::{App, Route};
 use eventum_core::Config;
 use eventum_e2e::tls::TestCertificate;
-use eventum_e2e::{generous, Adapter, Client, Options, TestServer};
+use eventum_e2e::{generous, upgrade_request, Adapter, Client, Options, TestServer};
 use tungstenite::Message;
 
 fn echo_app(handshake_timeout: Duration) -> App {
@@ -125,12 +125,9 @@ fn plain_ws_on_the_tls_port_fails_cleanly(adapter: Adapter) {
     let cert = TestCertificate::new();
     let server = start(adapter, &cert, Duration::from_secs(10));
     let mut plain = TcpStream::connect(server.addr()).expect("connect");
-    write!(
-        plain,
-        "GET /echo HTTP/1.1\r\nHost: localhost\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\
-         Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n"
-    )
-    .expect("send a plain upgrade");
+    plain
+        .write_all(&upgrade_request("/echo"))
+        .expect("send a plain upgrade");
     let (got, ended) = read_to_end(&mut plain, generous(Duration::from_secs(2)));
     assert!(ended.is_some(), "{adapter:?}: the plain client is disconnected at once");
     // What comes back, if anything, is a TLS alert record, never an HTTP answer.
