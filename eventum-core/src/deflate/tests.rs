@@ -291,7 +291,7 @@ fn decompression_bomb_stops_at_the_limit() {
     for _ in 0..3 {
         let mut out = Vec::with_capacity(SEGMENT);
         c.compress_vec(&zeros, &mut out, FlushCompress::Sync).unwrap();
-        assert!(out.len() < out.capacity() && c.total_in() % SEGMENT as u64 == 0);
+        assert!(out.len() < out.capacity() && c.total_in().is_multiple_of(SEGMENT as u64));
         segments.push(out);
     }
     // Once the window is full of zeros, every segment compresses to the same bytes.

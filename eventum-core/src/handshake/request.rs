@@ -711,14 +711,44 @@ mod tests {
         assert_eq!(names, ["h"]);
     }
 
+    /// Whether `needle` occurs in `haystack`.
+    fn contains(haystack: &[u8], needle: &str) -> bool {
+        needle.is_empty() || haystack.windows(needle.len()).any(|w| w == needle.as_bytes())
+    }
+
+    /// A token as RFC 9110 §5.6.2 defines it, read independently of the parser's check:
+    /// visible ASCII except the delimiters.
+    fn is_rfc9110_token(text: &str) -> bool {
+        !text.is_empty()
+            && text
+                .chars()
+                .all(|c| c.is_ascii_graphic() && !"\"(),/:;<=>?@[\\]{}".contains(c))
+    }
+
     proptest! {
+        /// Whatever the bytes, parsing does not panic, and what it reports was in them:
+        /// the method, the target, every header's name and value, within the header limit.
         #[test]
-        fn parsing_arbitrary_bytes_never_panics(head in prop::collection::vec(any::<u8>(), 0..256)) {
-            let _ = parse_request(&head, 8).map(|r| validate_upgrade(&r));
+        fn parsing_arbitrary_bytes_reports_only_what_was_sent(head in prop::collection::vec(any::<u8>(), 0..256)) {
+            if let Ok(req) = parse_request(&head, 8) {
+                let _ = validate_upgrade(&req);
+                prop_assert!(contains(&head, req.method()));
+                prop_assert!(contains(&head, req.target()));
+                prop_assert!(req.target().starts_with(req.path()));
+                prop_assert!(req.headers().count() <= 8);
+                for (name, value) in req.headers() {
+                    let lower = head.to_ascii_lowercase();
+                    prop_assert!(contains(&lower, &name.to_ascii_lowercase()), "{name:?}");
+                    prop_assert!(contains(&head, value), "{value:?}");
+                }
+            }
         }
 
+        /// Subprotocols are the comma list's items, trimmed and non-empty (kept byte for
+        /// byte otherwise, so a Latin-1 one can be echoed); extension offers are tokens, as
+        /// RFC 7692 requires; a query parameter's name never holds its separators.
         #[test]
-        fn header_parsers_never_panic(
+        fn header_parsers_keep_only_well_formed_offers(
             query in "[!-~]{0,40}",
             value in "[ -~\u{80}-\u{ff}]{0,80}",
         ) {
@@ -727,7 +757,21 @@ mod tests {
                  Sec-WebSocket-Protocol: {value}\r\nConnection: {value}\r\n\r\n"
             );
             let bytes: Vec<u8> = head.chars().map(|c| u8::try_from(c).unwrap_or(b'?')).collect();
-            let _ = parse_request(&bytes, 8);
+            if let Ok(req) = parse_request(&bytes, 8) {
+                for protocol in req.subprotocols() {
+                    prop_assert!(!protocol.is_empty() && !protocol.contains(','), "{protocol:?}");
+                    prop_assert_eq!(protocol.trim_matches([' ', '\t']), protocol.as_str());
+                }
+                for offer in req.extensions() {
+                    prop_assert!(is_rfc9110_token(offer.name()), "extension {:?}", offer.name());
+                    for (name, _) in offer.params() {
+                        prop_assert!(is_rfc9110_token(name), "parameter {name:?}");
+                    }
+                }
+                for (name, _) in req.query() {
+                    prop_assert!(!name.contains('&') && !name.contains('='), "query name {name:?}");
+                }
+            }
         }
     }
 }
