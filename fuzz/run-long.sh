@@ -34,6 +34,10 @@ export RUSTC_BOOTSTRAP=1
 export CARGO_BUILD_JOBS="${CARGO_BUILD_JOBS:-2}"
 cargo fuzz build -a
 
+# User + system time of this shell's finished children (fields 16 and 17 of
+# /proc/PID/stat, in clock ticks): the fuzzer's CPU time, whatever else shares the cores.
+children_cpu_ticks() { awk '{ print $16 + $17 }' "/proc/$$/stat"; }
+
 work="$(mktemp -d)"
 trap 'rm -rf "$work"' EXIT
 crashed=()
@@ -52,9 +56,13 @@ for target in "${targets[@]}"; do
     # Crash inputs already there (kept from earlier runs) are not this run's findings.
     known=$(find "artifacts/$target" -name 'crash-*' 2>/dev/null | wc -l)
     status=0
+    cpu_before=$(children_cpu_ticks)
     cargo fuzz run -a "$target" "$work/$target" "corpus/$target" -- \
         -max_total_time="$seconds" -print_final_stats=1 "${dict[@]}" "${fork[@]}" >"$log" 2>&1 || status=$?
+    cpu_after=$(children_cpu_ticks)
     grep -E "^#[0-9]+.*DONE|stat::number_of_executed_units|stat::peak_rss_mb|cov:" "$log" | tail -3 | sed "s/^/run-long: $target: /"
+    # Wall time is not CPU time on a shared machine: report what the fuzzer really got.
+    echo "run-long: $target: $(( (cpu_after - cpu_before) / $(getconf CLK_TCK) )) CPU seconds in ${seconds}s of wall time"
     found=$(find "artifacts/$target" -name 'crash-*' 2>/dev/null | wc -l)
     if [ "$status" -ne 0 ] || [ "$found" -gt "$known" ]; then
         crashed+=("$target")
