@@ -75,6 +75,9 @@ export interface ConnectOptions<E extends EventMaps = AnyEvents> {
   queueBytes?: number;
   /** Default request timeout, ms (default 10000). */
   requestTimeout?: number;
+  /** How long an attempt to connect may take before it is given up (a close with 1006, then the
+   * reconnection policy applies), ms (default 10000). */
+  connectTimeout?: number;
   onState?: (state: State, detail: StateDetail) => void;
   onError?: (error: Error) => void;
 }

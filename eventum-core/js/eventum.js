@@ -87,6 +87,7 @@ const DEFAULTS = {
   queueLimit: 100,
   queueBytes: 1 << 20,
   requestTimeout: 10000,
+  connectTimeout: 10000,
 };
 
 /** The length of `text` in UTF-8 bytes, without encoding it. */
@@ -157,6 +158,7 @@ class Client {
       queueLimit: options.queueLimit !== undefined ? options.queueLimit : DEFAULTS.queueLimit,
       queueBytes: options.queueBytes !== undefined ? options.queueBytes : DEFAULTS.queueBytes,
       requestTimeout: options.requestTimeout !== undefined ? options.requestTimeout : DEFAULTS.requestTimeout,
+      connectTimeout: options.connectTimeout !== undefined ? options.connectTimeout : DEFAULTS.connectTimeout,
       shouldReconnect: options.shouldReconnect || defaultShouldReconnect,
     };
     this._WebSocket = options.WebSocket || globalThis.WebSocket;
@@ -179,6 +181,7 @@ class Client {
     this._nextId = 1;
     this._attempt = 0;
     this._timer = null;
+    this._connectTimer = null;
     this._socket = null;
     this._closedByUser = false;
     this._everOpened = false;
@@ -270,6 +273,8 @@ class Client {
     this._closedByUser = true;
     clearTimeout(this._timer);
     this._timer = null;
+    clearTimeout(this._connectTimer);
+    this._connectTimer = null;
     const socket = this._socket;
     if (socket && (socket.readyState === 0 || socket.readyState === 1)) {
       socket.close(code, reason);
@@ -296,9 +301,26 @@ class Client {
     }
     this._socket = socket;
     let opened = false;
+    // An attempt that neither opens nor fails: give it up. (Node 20's WebSocket reports no
+    // close at all when the server drops the connection before answering the upgrade.)
+    const failed = (reason) => {
+      if (this._socket !== socket || opened) return;
+      this._socket = null;
+      clearTimeout(this._connectTimer);
+      this._connectTimer = null;
+      try {
+        socket.close();
+      } catch (e) {
+        // Already closing: nothing to undo.
+      }
+      this._closed(1006, reason, false);
+    };
+    this._connectTimer = setTimeout(() => failed("connect timeout"), this._options.connectTimeout);
     socket.onopen = () => {
       if (this._socket !== socket) return;
       opened = true;
+      clearTimeout(this._connectTimer);
+      this._connectTimer = null;
       const reconnected = this._everOpened;
       this._everOpened = true;
       this._attempt = 0;
@@ -318,9 +340,13 @@ class Client {
     socket.onclose = (e) => {
       if (this._socket !== socket) return;
       this._socket = null;
+      clearTimeout(this._connectTimer);
+      this._connectTimer = null;
       this._closed(e.code, e.reason, opened);
     };
-    socket.onerror = () => {};
+    // Before the upgrade an error ends the attempt (a browser's close would follow with
+    // 1006; Node 20's never comes). After it, the close that follows says how it ended.
+    socket.onerror = () => failed("connection failed");
   }
 
   _closed(code, reason, opened) {

@@ -21,8 +21,10 @@
 //! codes 1002, 1003, 1007-1010 and 4000-4999, see `shouldReconnect`) and an `onReconnect`
 //! hook to re-join rooms, a queue for events emitted while disconnected, bounded in count
 //! (`queueLimit`, default 100) and bytes (`queueBytes`, default 1 MiB; what does not fit
-//! is refused and reported as a `QueueFullError`), and the close code and reason of every
-//! close.
+//! is refused and reported as a `QueueFullError`), an attempt to connect given up after
+//! `connectTimeout` (default 10 s; an error before the upgrade ends it at once, for Node
+//! 20's `WebSocket` reports no close when the server drops a connection unanswered), and
+//! the close code and reason of every close.
 
 /// The client, an ES module (`eventum-core/js/eventum.js`).
 pub const ESM: &str = include_str!("../../js/eventum.js");
