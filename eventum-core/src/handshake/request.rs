@@ -27,13 +27,20 @@ use crate::error::HandshakeError;
 /// ```
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Request {
-    method: String,
-    target: String,
-    /// Index of the `?` in `target`, or its length when there is no query.
+    /// The method, the target, then every header's name and (Latin-1 decoded) value, one
+    /// after the other: the whole head in one allocation.
+    text: String,
+    /// Where the method ends and the target begins in `text`.
+    method_end: usize,
+    /// Where the target ends (and the first header name begins) in `text`.
+    target_end: usize,
+    /// Index of the `?` in the target, or its length when there is no query.
     path_end: usize,
     query: Vec<(String, String)>,
     version: u8,
-    headers: Vec<(String, String)>,
+    /// Each header as offsets into `text`: where its name starts, where its value starts
+    /// (the name's end), where its value ends.
+    headers: Vec<[usize; 3]>,
     subprotocols: Vec<String>,
     extensions: Vec<ExtensionOffer>,
 }
@@ -41,22 +48,23 @@ pub struct Request {
 impl Request {
     /// The request method as sent, e.g. `"GET"` (methods are case-sensitive).
     pub fn method(&self) -> &str {
-        &self.method
+        self.text.get(..self.method_end).unwrap_or_default()
     }
 
     /// The raw request-target as sent, e.g. `"/chat?room=a%20b"`.
     pub fn target(&self) -> &str {
-        &self.target
+        self.text.get(self.method_end..self.target_end).unwrap_or_default()
     }
 
     /// The target without its query, e.g. `"/chat"`; percent-decoding is not applied.
     pub fn path(&self) -> &str {
-        self.target.get(..self.path_end).unwrap_or(&self.target)
+        let target = self.target();
+        target.get(..self.path_end).unwrap_or(target)
     }
 
     /// The raw query after the first `?`, if there is a `?` (possibly empty).
     pub fn query_string(&self) -> Option<&str> {
-        self.target.get(self.path_end..)?.strip_prefix('?')
+        self.target().get(self.path_end..)?.strip_prefix('?')
     }
 
     /// The decoded query pairs, in order and with repeats.
@@ -80,23 +88,24 @@ impl Request {
 
     /// The value of the first header named `name` (case-insensitive).
     pub fn header(&self, name: &str) -> Option<&str> {
-        self.headers
-            .iter()
+        self.headers()
             .find(|(n, _)| n.eq_ignore_ascii_case(name))
-            .map(|(_, v)| v.as_str())
+            .map(|(_, v)| v)
     }
 
     /// The values of every header named `name` (case-insensitive), in order.
     pub fn header_all<'a>(&'a self, name: &'a str) -> impl Iterator<Item = &'a str> + 'a {
-        self.headers
-            .iter()
+        self.headers()
             .filter(move |(n, _)| n.eq_ignore_ascii_case(name))
-            .map(|(_, v)| v.as_str())
+            .map(|(_, v)| v)
     }
 
     /// Every header as `(name as sent, value)`, in order, repeats kept.
     pub fn headers(&self) -> impl Iterator<Item = (&str, &str)> {
-        self.headers.iter().map(|(n, v)| (n.as_str(), v.as_str()))
+        let text = |from: usize, to: usize| self.text.get(from..to).unwrap_or_default();
+        self.headers
+            .iter()
+            .map(move |&[name, value, end]| (text(name, value), text(value, end)))
     }
 
     /// The subprotocols offered in `Sec-WebSocket-Protocol`, in order: comma lists across
@@ -170,8 +179,17 @@ impl ExtensionOffer {
 /// httparse refuses, an incomplete head, or a target that is not origin-form (starting
 /// with `/`) is [`HandshakeError::Malformed`].
 pub(crate) fn parse_request(head: &[u8], max_headers: usize) -> Result<Request, HandshakeError> {
-    let mut slots = vec![httparse::EMPTY_HEADER; max_headers];
-    let mut parsed = httparse::Request::new(&mut slots);
+    // httparse's slots on the stack for the usual limit, so parsing allocates nothing.
+    let mut on_stack = [httparse::EMPTY_HEADER; STACK_HEADERS];
+    let mut on_heap = Vec::new();
+    let slots = match on_stack.get_mut(..max_headers) {
+        Some(slots) => slots,
+        None => {
+            on_heap.resize(max_headers, httparse::EMPTY_HEADER);
+            &mut on_heap[..]
+        }
+    };
+    let mut parsed = httparse::Request::new(slots);
     match parsed.parse(head) {
         Ok(httparse::Status::Complete(_)) => {}
         Ok(httparse::Status::Partial) => return Err(HandshakeError::Malformed("incomplete request head")),
@@ -186,41 +204,58 @@ pub(crate) fn parse_request(head: &[u8], max_headers: usize) -> Result<Request, 
         return Err(HandshakeError::Malformed("request target must be an absolute path"));
     }
 
-    let headers: Vec<(String, String)> = parsed
-        .headers
-        .iter()
-        .map(|h| (h.name.to_owned(), latin1(h.value)))
-        .collect();
-    let values = |name: &'static str| {
-        headers
+    // The whole head as one string: a Latin-1 byte above 0x7f takes two bytes in UTF-8.
+    let length = method.len()
+        + target.len()
+        + parsed
+            .headers
             .iter()
-            .filter(move |(n, _)| n.eq_ignore_ascii_case(name))
-            .map(|(_, v)| v.as_str())
+            .map(|h| h.name.len() + h.value.len() + h.value.iter().filter(|&&b| b >= 0x80).count())
+            .sum::<usize>();
+    let mut text = String::with_capacity(length);
+    text.push_str(method);
+    let method_end = text.len();
+    text.push_str(target);
+    let target_end = text.len();
+    let mut headers = Vec::with_capacity(parsed.headers.len());
+    for header in parsed.headers.iter() {
+        let name = text.len();
+        text.push_str(header.name);
+        let value = text.len();
+        push_latin1(&mut text, header.value);
+        headers.push([name, value, text.len()]);
+    }
+
+    let path_end = target.find('?').unwrap_or(target.len());
+    let query = target.get(path_end + 1..).map(decode_query).unwrap_or_default();
+    let mut request = Request {
+        text,
+        method_end,
+        target_end,
+        path_end,
+        query,
+        version,
+        headers,
+        subprotocols: Vec::new(),
+        extensions: Vec::new(),
     };
-    let subprotocols = values("sec-websocket-protocol")
+    request.subprotocols = request
+        .header_all("sec-websocket-protocol")
         .flat_map(|v| v.split(','))
         .map(trim_ows)
         .filter(|p| !p.is_empty())
         .map(str::to_owned)
         .collect();
-    let extensions = values("sec-websocket-extensions")
+    request.extensions = request
+        .header_all("sec-websocket-extensions")
         .flat_map(|v| split_unquoted(v, ','))
         .filter_map(parse_extension)
         .collect();
-
-    let path_end = target.find('?').unwrap_or(target.len());
-    let query = target.get(path_end + 1..).map(decode_query).unwrap_or_default();
-    Ok(Request {
-        method: method.to_owned(),
-        target: target.to_owned(),
-        path_end,
-        query,
-        version,
-        headers,
-        subprotocols,
-        extensions,
-    })
+    Ok(request)
 }
+
+/// httparse slots kept on the stack: the default [`Config::max_headers`](crate::Config::max_headers).
+const STACK_HEADERS: usize = 100;
 
 /// The RFC 6455 §4.2.1 checks for a request whose [`Request::is_websocket_upgrade`] is true,
 /// in this order: GET, HTTP/1.1, `Host`, `Connection: upgrade`, `Sec-WebSocket-Version: 13`
@@ -265,9 +300,14 @@ fn httparse_error_text(e: httparse::Error) -> &'static str {
     }
 }
 
-/// Each byte becomes the `char` with that code point.
-fn latin1(bytes: &[u8]) -> String {
-    bytes.iter().map(|&b| char::from(b)).collect()
+/// Appends `bytes` as Latin-1: each byte becomes the `char` with that code point.
+fn push_latin1(text: &mut String, bytes: &[u8]) {
+    if bytes.is_ascii() {
+        // ASCII reads the same in both: the common case, copied in one go.
+        text.push_str(std::str::from_utf8(bytes).unwrap_or_default());
+    } else {
+        text.extend(bytes.iter().map(|&b| char::from(b)));
+    }
 }
 
 /// Trims HTTP optional whitespace (space and tab) only; `str::trim` would also eat

@@ -1,0 +1,126 @@
+//! Heap allocations per operation, counted exactly (no timing, so the figure is the same on
+//! a busy machine): one handshake of a Chromium upgrade request through `Connection` and
+//! through a `Session` of the echo app, one 16-byte echo through that session, and tungstenite's
+//! handshake of the same request for reference.
+//!
+//! ```text
+//! cargo run --release -p eventum-benches --bin allocations
+//! ```
+
+use std::alloc::{GlobalAlloc, Layout, System};
+use std::cell::Cell;
+use std::hint::black_box;
+use std::sync::Arc;
+use std::time::Instant;
+
+use eventum_benches::{client_frames, MemStream, BROWSER_REQUEST};
+use eventum_core::driver::{Endpoint, Session};
+use eventum_core::frame::OpCode;
+use eventum_core::handshake::Accept;
+use eventum_core::{Config, Connection, Event};
+
+/// The system allocator, counting this thread's allocations (reallocations included).
+struct Counting;
+
+thread_local! {
+    static ALLOCATIONS: Cell<u64> = const { Cell::new(0) };
+}
+
+// SAFETY: every call is passed on unchanged to the system allocator; the count is a
+// thread-local `Cell` with no destructor, so counting never allocates or re-enters.
+unsafe impl GlobalAlloc for Counting {
+    unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
+        ALLOCATIONS.with(|n| n.set(n.get() + 1));
+        // SAFETY: the caller's obligations are the system allocator's.
+        unsafe { System.alloc(layout) }
+    }
+
+    unsafe fn dealloc(&self, ptr: *mut u8, layout: Layout) {
+        // SAFETY: as above.
+        unsafe { System.dealloc(ptr, layout) }
+    }
+
+    unsafe fn realloc(&self, ptr: *mut u8, layout: Layout, new_size: usize) -> *mut u8 {
+        ALLOCATIONS.with(|n| n.set(n.get() + 1));
+        // SAFETY: as above.
+        unsafe { System.realloc(ptr, layout, new_size) }
+    }
+}
+
+#[global_allocator]
+static GLOBAL: Counting = Counting;
+
+/// Allocations per run of `op`: the median of a few runs after a warm-up (lazy statics,
+/// thread-locals and grown buffers are then in place).
+fn per_run(mut op: impl FnMut()) -> u64 {
+    for _ in 0..3 {
+        op();
+    }
+    let mut counts: Vec<u64> = (0..5)
+        .map(|_| {
+            let before = ALLOCATIONS.with(Cell::get);
+            op();
+            ALLOCATIONS.with(Cell::get) - before
+        })
+        .collect();
+    counts.sort_unstable();
+    counts[counts.len() / 2]
+}
+
+/// Writes what the session has to send into `sink`.
+fn drain(session: &mut Session, sink: &mut Vec<u8>) {
+    let transmit = session.poll_transmit();
+    transmit.chunks().for_each(|chunk| sink.extend_from_slice(chunk));
+    let n = transmit.len();
+    session.transmitted(n);
+}
+
+fn main() {
+    let now = Instant::now();
+    let config = Arc::new(Config::default());
+    let mut sink = Vec::with_capacity(4096);
+
+    let connection = per_run(|| {
+        let mut conn = Connection::new(Arc::clone(&config), now);
+        conn.handle_input(now, black_box(BROWSER_REQUEST));
+        match conn.poll_event() {
+            Some((Event::UpgradeRequest(_), mut commands)) => commands.accept(now, Accept::new()).expect("accepted"),
+            other => panic!("unexpected {other:?}"),
+        }
+        let transmit = conn.poll_transmit();
+        let n = transmit.len();
+        conn.transmitted(n);
+        black_box(conn);
+    });
+
+    let endpoint = Endpoint::new(eventum_demo::echo_app());
+    let session = per_run(|| {
+        let mut session = endpoint.admit(now, None).expect("a free slot");
+        session.handle_input(now, black_box(BROWSER_REQUEST));
+        sink.clear();
+        drain(&mut session, &mut sink);
+        black_box(session);
+    });
+
+    let mut open = endpoint.admit(now, None).expect("a free slot");
+    open.handle_input(now, BROWSER_REQUEST);
+    drain(&mut open, &mut sink);
+    assert!(sink.starts_with(b"HTTP/1.1 101 "), "the echo app accepts the upgrade");
+    let frame = client_frames(OpCode::Binary, &[0x5a; 16], 1);
+    let echo = per_run(|| {
+        open.handle_input(now, black_box(&frame));
+        sink.clear();
+        drain(&mut open, &mut sink);
+        assert!(!sink.is_empty(), "echoed");
+    });
+
+    let tungstenite = per_run(|| {
+        let ws = tungstenite::accept(MemStream::new(black_box(BROWSER_REQUEST))).expect("accepted");
+        black_box(ws);
+    });
+
+    println!("allocations per handshake, Connection:          {connection}");
+    println!("allocations per handshake, Session (echo app):  {session}");
+    println!("allocations per 16 B echo, Session (echo app):  {echo}");
+    println!("allocations per handshake, tungstenite::accept: {tungstenite}");
+}
