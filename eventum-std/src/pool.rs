@@ -480,6 +480,15 @@ impl Shared {
                 self.run(conn, &mut buf);
             }
         }
+        // Stopping: what is still queued would never run. A connection another worker
+        // holds stays with it (that worker ends it when its handler returns).
+        while let Some(conn) = self.dequeue() {
+            if let Ok(mut guard) = conn.io.try_lock() {
+                let io = guard.take();
+                drop(guard);
+                self.end(&conn, io);
+            }
+        }
         self.workers.fetch_sub(1, AcqRel);
     }
 
@@ -496,7 +505,8 @@ impl Shared {
         // The kernel's event struct is packed: copy its fields out.
         let (key, flags) = (event.data.u64(), { event.flags });
         if key == WAKE_KEY {
-            self.wake_pending.store(false, Release);
+            // SeqCst, as `enqueue`'s count and `wake_one`'s look at `sleeping` are.
+            self.wake_pending.swap(false, SeqCst);
             return;
         }
         let Some(conn) = self.lookup(key) else { return };
@@ -541,12 +551,27 @@ impl Shared {
         }))
         .unwrap_or_else(|_| {
             log::error!("a connection's pass panicked; closing the connection");
-            let io = lock(&conn.io).take();
-            self.end(&conn, io);
+            // Ending it drops the session (its disconnect hook runs) on a connection the
+            // panic may have left inconsistent: a second panic must not end the worker.
+            let ended = std::panic::catch_unwind(AssertUnwindSafe(|| {
+                let io = lock(&conn.io).take();
+                self.end(&conn, io);
+            }));
+            if ended.is_err() {
+                log::error!("closing a connection after a panic panicked too");
+            }
             Pass::Ended
         });
         self.busy.fetch_sub(1, AcqRel);
         self.passes.fetch_add(1, Relaxed);
+        if self.stopping.load(Acquire) && !matches!(pass, Pass::Ended) {
+            // The pool has stopped (a handler outlived `stop`'s wait): nothing would run
+            // this connection again, so it ends here rather than wait in the queue.
+            let io = lock(&conn.io).take();
+            self.end(&conn, io);
+            conn.state.store(IDLE, Release);
+            return;
+        }
         match pass {
             Pass::Ended => conn.state.store(IDLE, Release),
             Pass::Again => {
