@@ -16,7 +16,7 @@ use std::time::Instant;
 use eventum_benches::{client_frames, MemStream, BROWSER_REQUEST};
 use eventum_core::driver::{Endpoint, Session};
 use eventum_core::frame::OpCode;
-use eventum_core::handshake::Accept;
+use eventum_core::handshake::{Accept, DeflateConfig};
 use eventum_core::{Config, Connection, Event};
 
 /// The system allocator, counting this thread's allocations (reallocations included).
@@ -80,8 +80,8 @@ fn main() {
     let config = Arc::new(Config::default());
     let mut sink = Vec::with_capacity(4096);
 
-    let connection = per_run(|| {
-        let mut conn = Connection::new(Arc::clone(&config), now);
+    let handshake = |config: &Arc<Config>| {
+        let mut conn = Connection::new(Arc::clone(config), now);
         conn.handle_input(now, black_box(BROWSER_REQUEST));
         match conn.poll_event() {
             Some((Event::UpgradeRequest(_), mut commands)) => commands.accept(now, Accept::new()).expect("accepted"),
@@ -91,7 +91,46 @@ fn main() {
         let n = transmit.len();
         conn.transmitted(n);
         black_box(conn);
-    });
+    };
+    // The browser offers permessage-deflate, which the default configuration accepts: the
+    // compressor's state is allocated then. tungstenite does not compress.
+    let connection = per_run(|| handshake(&config));
+    let uncompressed = Arc::new(
+        Config::builder()
+            .compression(DeflateConfig::disabled())
+            .build()
+            .expect("a valid configuration"),
+    );
+    let connection_uncompressed = per_run(|| handshake(&uncompressed));
+
+    // The same handshake stage by stage (after a warm-up), to see where they come from.
+    let count = || ALLOCATIONS.with(Cell::get);
+    let mut stages = Vec::new();
+    for _ in 0..4 {
+        stages.clear();
+        let mut at = count();
+        let mut stage = |name: &'static str| {
+            let now = count();
+            stages.push((name, now - at));
+            at = count();
+        };
+        let mut conn = Connection::new(Arc::clone(&config), now);
+        stage("Connection::new");
+        conn.handle_input(now, black_box(BROWSER_REQUEST));
+        stage("handle_input (the head parsed)");
+        let event = conn.poll_event();
+        stage("poll_event (the upgrade request)");
+        match event {
+            Some((Event::UpgradeRequest(_), mut commands)) => commands.accept(now, Accept::new()).expect("accepted"),
+            other => panic!("unexpected {other:?}"),
+        }
+        stage("accept (the 101 built)");
+        let transmit = conn.poll_transmit();
+        let n = transmit.len();
+        conn.transmitted(n);
+        stage("poll_transmit + transmitted");
+        drop(conn);
+    }
 
     let endpoint = Endpoint::new(eventum_demo::echo_app());
     let session = per_run(|| {
@@ -120,6 +159,10 @@ fn main() {
     });
 
     println!("allocations per handshake, Connection:          {connection}");
+    println!("  the same without compression:                {connection_uncompressed}");
+    for (name, n) in &stages {
+        println!("  {name:<34} {n}");
+    }
     println!("allocations per handshake, Session (echo app):  {session}");
     println!("allocations per 16 B echo, Session (echo app):  {echo}");
     println!("allocations per handshake, tungstenite::accept: {tungstenite}");

@@ -26,6 +26,9 @@ pub struct Commands<'a> {
     pub(super) request: Option<&'a Request>,
 }
 
+/// What [`Commands::accept`] reserves for the 101 response (a browser's is about 200 bytes).
+const RESPONSE_CAPACITY: usize = 256;
+
 impl<'a> Commands<'a> {
     /// Accepts the pending upgrade request with a `101 Switching Protocols` response;
     /// `now` starts the keepalive timer. permessage-deflate is negotiated here, with
@@ -38,7 +41,8 @@ impl<'a> Commands<'a> {
         let config = Arc::clone(self.link.config());
         let deflate = accept.compression_config().unwrap_or(config.compression());
         let negotiated = deflate.negotiate(request.extensions());
-        let mut response = Vec::new();
+        // A 101 with an accept key and an extension or two fits: grown once at most.
+        let mut response = Vec::with_capacity(RESPONSE_CAPACITY);
         let extensions = negotiated.as_ref().map(Negotiated::response);
         handshake::write_accept(request, &accept, extensions, &mut response)?;
         let subprotocol = accept.chosen_subprotocol().map(str::to_owned);
