@@ -152,6 +152,15 @@ fn main() {
         drain(&mut open, &mut sink);
         assert!(!sink.is_empty(), "echoed");
     });
+    let (mut echo_input, mut echo_output) = (0, 0);
+    for _ in 0..4 {
+        let before = count();
+        open.handle_input(now, black_box(&frame));
+        let read = count();
+        sink.clear();
+        drain(&mut open, &mut sink);
+        (echo_input, echo_output) = (read - before, count() - read);
+    }
 
     let tungstenite = per_run(|| {
         let ws = tungstenite::accept(MemStream::new(black_box(BROWSER_REQUEST))).expect("accepted");
@@ -165,5 +174,7 @@ fn main() {
     }
     println!("allocations per handshake, Session (echo app):  {session}");
     println!("allocations per 16 B echo, Session (echo app):  {echo}");
+    println!("  handle_input (read, handled, queued)     {echo_input}");
+    println!("  poll_transmit + transmitted              {echo_output}");
     println!("allocations per handshake, tungstenite::accept: {tungstenite}");
 }
