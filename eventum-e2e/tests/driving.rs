@@ -435,6 +435,72 @@ fn std_threads_the_pool_grows_while_every_worker_is_blocked() {
     running.shutdown();
 }
 
+/// Handlers that each block a little (a short database call, under the pool's 10 ms stall
+/// check) run on both workers, not one after another on one. Both workers are first held
+/// at a gate while twenty clients' messages arrive; whichever asks epoll first takes the
+/// batch, and the other shares the queue it leaves. (The timer thread also wakes a sleeping
+/// worker when work waits in the queue; the scheduler decides whether a worker is asleep
+/// at that moment, so no test here can force that case.)
+#[test]
+fn std_threads_slow_handlers_run_on_more_than_one_worker() {
+    const CLIENTS: usize = 20;
+    let gate = Arc::new(Gate::default());
+    let (in_handler, most_at_once) = (Arc::new(AtomicUsize::new(0)), Arc::new(AtomicUsize::new(0)));
+    let app = {
+        let gate = Arc::clone(&gate);
+        let (in_handler, most_at_once) = (Arc::clone(&in_handler), Arc::clone(&most_at_once));
+        App::builder()
+            .route(Route::new("/ws"))
+            .on("block", move |ctx, _| {
+                gate.wait();
+                let _ = ctx.send_text("unblocked");
+            })
+            .on("work", move |ctx, _| {
+                let now = in_handler.fetch_add(1, Ordering::SeqCst) + 1;
+                most_at_once.fetch_max(now, Ordering::SeqCst);
+                std::thread::sleep(Duration::from_millis(5));
+                in_handler.fetch_sub(1, Ordering::SeqCst);
+                let _ = ctx.send_text("done");
+            })
+            .build()
+    };
+    let running = eventum_std::Server::new(app)
+        .threads(2)
+        .max_threads(2)
+        .listen("127.0.0.1:0")
+        .expect("listens");
+    let addr = running.local_addr();
+    // Every handshake first: they need the workers the gate will hold.
+    let mut blockers: Vec<Client> = (0..2).map(|_| Client::connect(addr, "/ws").expect("upgrade")).collect();
+    let mut clients: Vec<Client> = (0..CLIENTS)
+        .map(|_| Client::connect(addr, "/ws").expect("upgrade"))
+        .collect();
+    for blocker in &mut blockers {
+        send_event(blocker, "block", Value::Null);
+    }
+    assert!(
+        wait_until(WAIT, || gate.waiting() == 2),
+        "both workers are held: {} of 2",
+        gate.waiting()
+    );
+    // On loopback a send is in the server's socket when it returns: all twenty wait there.
+    for client in &mut clients {
+        send_event(client, "work", Value::Null);
+    }
+    gate.release();
+    for client in &mut clients {
+        assert_eq!(client.recv_text(), "done");
+    }
+    for blocker in &mut blockers {
+        assert_eq!(blocker.recv_text(), "unblocked");
+    }
+    assert!(
+        most_at_once.load(Ordering::SeqCst) >= 2,
+        "the twenty 5 ms handlers ran one at a time on one worker while the other slept"
+    );
+    running.shutdown();
+}
+
 /// Two eventum-std servers in one process: a handler on one sends through a handle to a
 /// connection of the other, which has nothing else to do. That server's pool must be
 /// woken for it, though the sender is a worker thread (of the other pool).

@@ -704,10 +704,12 @@ impl Shared {
     }
 
     /// The timer thread: queues connections whose deadline came, and, while a worker is
-    /// busy, checks every [`STALL`] that passes finish (see [`Shared::unstall`]).
+    /// busy, checks every [`STALL`] that passes finish (see [`Shared::unstall`]) and that
+    /// no queued work waits while workers sleep.
     fn keep_time(self: Arc<Self>) {
         let mut timers = lock(&self.timers);
         let mut seen = (self.passes.load(Relaxed), Instant::now());
+        let mut helped = Instant::now();
         while !self.stopping.load(Acquire) {
             let now = Instant::now();
             while timers.peek().is_some_and(|first| first.at <= now) {
@@ -731,6 +733,14 @@ impl Shared {
                 } else if now - seen.1 >= STALL {
                     self.unstall(busy);
                     seen.1 = now;
+                }
+                // Passes finish, but work waits in the queue while workers sleep: one worker
+                // took a batch of socket events whose handlers each block a little (under
+                // STALL). A worker queues for itself without waking others, so wake one to
+                // share the rest; at most once per STALL.
+                if now - helped >= STALL && self.ready_len.load(SeqCst) > 0 {
+                    self.wake_one();
+                    helped = now;
                 }
                 wait = Some(wait.map_or(STALL, |w| w.min(STALL)));
             }
