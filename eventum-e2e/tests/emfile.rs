@@ -41,9 +41,9 @@ fn descriptor_table() -> Vec<(String, String)> {
 
 /// Fills the descriptor table, connects with the last descriptor and sends an upgrade
 /// request. `None` when the attempt proves nothing: the table changed meanwhile (another
-/// thread freed a descriptor the server may have used), or the server answered, which
-/// it can once: a thread blocked in accept(2) reserved its descriptor before the table
-/// filled, so only its next accept finds none. Otherwise (no answer while the table
+/// thread freed a descriptor the server may have used, or took the one freed for the
+/// client), or the server answered, which it can once: a thread blocked in accept(2)
+/// reserved its descriptor before the table filled, so only its next accept finds none. Otherwise (no answer while the table
 /// stayed full) the client and the files holding the table full.
 fn starve(server: &eventum_e2e::TestServer) -> Option<(TcpStream, Vec<File>)> {
     let mut filler = Vec::new();
@@ -56,7 +56,13 @@ fn starve(server: &eventum_e2e::TestServer) -> Option<(TcpStream, Vec<File>)> {
         assert!(filler.len() < 64, "the lowered limit did not hold");
     }
     drop(filler.pop());
-    let mut stream = TcpStream::connect(server.addr()).expect("the kernel accepts into the backlog");
+    // A server thread can take the freed descriptor first: a non-blocking accept(2)
+    // reserves one for as long as the call runs, even when it finds no connection.
+    let mut stream = match TcpStream::connect(server.addr()) {
+        Ok(stream) => stream,
+        Err(e) if e.raw_os_error() == Some(rustix::io::Errno::MFILE.raw_os_error()) => return None,
+        Err(e) => panic!("the kernel accepts into the backlog: {e}"),
+    };
     stream
         .set_read_timeout(Some(Duration::from_millis(300)))
         .expect("timeout");
@@ -89,6 +95,16 @@ fn served_after_emfile(adapter: Adapter) {
         .build();
     // Started first: the std adapter raises the soft limit when it listens.
     let server = adapter.start(app);
+    // One full exchange first, so the server's threads have started and are waiting in
+    // their accept loop rather than starting up while the table fills.
+    let mut warm = RawClient::connect(server.addr(), "/echo");
+    warm.send_frame(0x1, b"warm");
+    assert!(
+        warm.read_frame(WAIT).expect("a frame").is_some(),
+        "{adapter:?}: warm-up echo"
+    );
+    drop(warm);
+    assert!(server.wait_connections(0), "{adapter:?}: the warm-up connection ended");
     let original = getrlimit(Resource::Nofile);
     let mut limited = original;
     limited.current = Some(open_descriptors() + 16);
