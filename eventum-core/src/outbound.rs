@@ -1,5 +1,6 @@
 //! The outgoing byte queue of one connection: whole frames in order, drained by the driver.
 
+use std::cell::Cell;
 use std::collections::VecDeque;
 use std::fmt;
 use std::io::IoSlice;
@@ -11,6 +12,44 @@ use crate::frame::{encode_header, header_bytes, OpCode};
 /// Frames smaller than this are appended to the last queued chunk so the driver writes
 /// few large chunks instead of many small ones.
 const COALESCE_LIMIT: usize = 64 * 1024;
+
+/// The capacity a new chunk for small frames starts with.
+const CHUNK_CAPACITY: usize = 4096;
+
+thread_local! {
+    /// One emptied chunk per thread, for the next queue that needs one. A connection whose
+    /// queue drains after every reply (an echo) then reuses the same buffer instead of
+    /// allocating one per reply, and an idle connection still holds no chunk. At most one
+    /// chunk of at most `COALESCE_LIMIT` bytes per thread.
+    static SPARE_CHUNK: Cell<Option<Vec<u8>>> = const { Cell::new(None) };
+}
+
+/// A chunk with room for `capacity` bytes: the thread's spare if it has the room.
+fn new_chunk(capacity: usize) -> Vec<u8> {
+    let spare = SPARE_CHUNK.try_with(Cell::take).ok().flatten();
+    match spare {
+        Some(chunk) if chunk.capacity() >= capacity => chunk,
+        other => {
+            // Too small for this frame: it stays the spare.
+            if let Some(chunk) = other {
+                let _ = SPARE_CHUNK.try_with(|spare| spare.set(Some(chunk)));
+            }
+            Vec::with_capacity(capacity)
+        }
+    }
+}
+
+/// Keeps an emptied chunk as the thread's spare (replacing the one before) when it is
+/// an ordinary small-frame chunk; a large one is freed.
+fn recycle(chunk: Chunk) {
+    if let Chunk::Owned(mut bytes) = chunk {
+        if (CHUNK_CAPACITY..=COALESCE_LIMIT).contains(&bytes.capacity()) {
+            bytes.clear();
+            // During thread teardown the slot may be gone: then the chunk is just freed.
+            let _ = SPARE_CHUNK.try_with(|spare| spare.set(Some(bytes)));
+        }
+    }
+}
 
 /// A complete server frame encoded once and shared by every connection it is pushed to
 /// (a broadcast), so N recipients cost one allocation, not N.
@@ -284,11 +323,13 @@ impl Outbound {
             }
             n -= left;
             self.front_offset = 0;
-            self.chunks.pop_front();
+            if let Some(chunk) = self.chunks.pop_front() {
+                recycle(chunk);
+            }
         }
         if self.len == 0 {
             self.front_offset = 0;
-            self.chunks.clear();
+            self.chunks.drain(..).for_each(recycle);
         }
     }
 
@@ -305,8 +346,12 @@ impl Outbound {
             Some(Chunk::Owned(v)) if v.len() + extra <= COALESCE_LIMIT || v.is_empty()
         );
         if !reuse {
-            let capacity = extra.max(if extra < COALESCE_LIMIT { 4096 } else { 0 });
-            self.chunks.push_back(Chunk::Owned(Vec::with_capacity(capacity)));
+            let chunk = if extra < COALESCE_LIMIT {
+                new_chunk(extra.max(CHUNK_CAPACITY))
+            } else {
+                Vec::with_capacity(extra)
+            };
+            self.chunks.push_back(Chunk::Owned(chunk));
         }
         match self.chunks.back_mut() {
             Some(Chunk::Owned(v)) => v,
@@ -359,6 +404,33 @@ mod tests {
         assert_eq!(out.front().len(), 500);
         let mut slices = [IoSlice::new(&[]); 4];
         assert_eq!(out.fill_io_slices(&mut slices), 1);
+    }
+
+    #[test]
+    fn a_drained_chunk_is_reused_by_the_next_reply_on_the_thread() {
+        let mut first = Outbound::default();
+        first.push_frame(OpCode::Text, false, b"one");
+        let chunk = first.front().as_ptr();
+        first.consume(usize::MAX);
+        // Another queue on the same thread (the next connection served) gets it.
+        let mut second = Outbound::default();
+        second.push_frame(OpCode::Text, false, b"two");
+        assert_eq!(second.front().as_ptr(), chunk);
+        assert_eq!(second.front(), b"\x81\x03two");
+        // A frame too large for the spare gets a chunk of its own and leaves it be.
+        second.consume(usize::MAX);
+        let mut third = Outbound::default();
+        third.push_frame(OpCode::Binary, false, &[5u8; 2 * CHUNK_CAPACITY]);
+        assert_ne!(third.front().as_ptr(), chunk);
+        first.push_frame(OpCode::Text, false, b"three");
+        assert_eq!(first.front().as_ptr(), chunk);
+        // A chunk beyond the coalescing limit is freed when drained, not kept.
+        first.consume(usize::MAX);
+        let mut large = Outbound::default();
+        large.push_frame(OpCode::Binary, false, &[6u8; COALESCE_LIMIT + 1]);
+        large.consume(usize::MAX);
+        second.push_frame(OpCode::Text, false, b"four");
+        assert_eq!(second.front().as_ptr(), chunk);
     }
 
     #[test]
