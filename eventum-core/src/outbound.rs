@@ -268,6 +268,23 @@ impl Outbound {
         self.len += bytes.len();
     }
 
+    /// Queues what `write` appends to the queue's tail, with room for `capacity` bytes
+    /// reserved first (an HTTP response, written in place); nothing when it fails.
+    pub(crate) fn push_written<E>(
+        &mut self,
+        capacity: usize,
+        write: impl FnOnce(&mut Vec<u8>) -> Result<(), E>,
+    ) -> Result<(), E> {
+        let tail = self.tail_with_room(capacity);
+        let before = tail.len();
+        let written = write(tail);
+        match written {
+            Ok(()) => self.len += tail.len() - before,
+            Err(_) => tail.truncate(before),
+        }
+        written
+    }
+
     /// Queues an already encoded shared frame without copying it.
     pub(crate) fn push_shared(&mut self, frame: &SharedFrame) {
         if frame.len() < 512 {

@@ -168,7 +168,7 @@ impl<'a> Upgrade<'a> {
     /// The permessage-deflate parameters the connection will run with, given the
     /// client's offer and the settings so far; `None`: uncompressed.
     pub fn compression(&self) -> Option<DeflateParams> {
-        let negotiated = self.compression.negotiate(self.request.extensions())?;
+        let negotiated = self.compression.negotiate_request(self.request)?;
         Some(*negotiated.params())
     }
 

@@ -26,9 +26,6 @@ pub struct Commands<'a> {
     pub(super) request: Option<&'a Request>,
 }
 
-/// What [`Commands::accept`] reserves for the 101 response (a browser's is about 200 bytes).
-const RESPONSE_CAPACITY: usize = 256;
-
 impl<'a> Commands<'a> {
     /// Accepts the pending upgrade request with a `101 Switching Protocols` response;
     /// `now` starts the keepalive timer. permessage-deflate is negotiated here, with
@@ -40,14 +37,13 @@ impl<'a> Commands<'a> {
         }
         let config = Arc::clone(self.link.config());
         let deflate = accept.compression_config().unwrap_or(config.compression());
-        let negotiated = deflate.negotiate(request.extensions());
-        // A 101 with an accept key and an extension or two fits: grown once at most.
-        let mut response = Vec::with_capacity(RESPONSE_CAPACITY);
+        let negotiated = deflate.negotiate_request(request);
         let extensions = negotiated.as_ref().map(Negotiated::response);
-        handshake::write_accept(request, &accept, extensions, &mut response)?;
+        self.link
+            .push_response(|out| handshake::write_accept(request, &accept, extensions, out))?;
         let subprotocol = accept.chosen_subprotocol().map(str::to_owned);
         let compression = negotiated.map(|n| (*n.params(), deflate));
-        self.link.open(now, &response, subprotocol, compression);
+        self.link.open(now, subprotocol, compression);
         Ok(())
     }
 
@@ -56,9 +52,9 @@ impl<'a> Commands<'a> {
     /// `now` starts the time allowed for writing it.
     pub fn respond(&mut self, now: Instant, response: HttpResponse) -> Result<(), ApiMisuse> {
         self.pending_request()?;
-        let mut bytes = Vec::new();
-        handshake::write_response(&response, &mut bytes)?;
-        self.link.respond(now, &bytes, response.status());
+        self.link
+            .push_response(|out| handshake::write_response(&response, out))?;
+        self.link.respond(now, response.status());
         Ok(())
     }
 

@@ -20,6 +20,10 @@ const KEEPALIVE_TIMEOUT_REASON: &str = "keepalive timeout";
 /// The reason sent with 1008 when the peer does not read what is delivered to it.
 const SLOW_CONSUMER_REASON: &str = "slow consumer";
 
+/// What a queued HTTP response reserves (a browser's 101 is about 200 bytes): written in
+/// place, grown once at most.
+const RESPONSE_CAPACITY: usize = 256;
+
 #[derive(Debug)]
 pub(crate) struct Link {
     config: Arc<Config>,
@@ -114,16 +118,15 @@ impl Link {
         self.state = State::AwaitingDecision;
     }
 
-    /// AwaitingDecision → Open: the 101 is queued; `now` starts the keepalive timer.
-    /// `compression`: the permessage-deflate parameters it agreed to, and our settings.
+    /// AwaitingDecision → Open, once the 101 is queued (`push_response`); `now` starts the
+    /// keepalive timer. `compression`: the permessage-deflate parameters it agreed to, and
+    /// our settings.
     pub(crate) fn open(
         &mut self,
         now: Instant,
-        response: &[u8],
         subprotocol: Option<String>,
         compression: Option<(DeflateParams, &DeflateConfig)>,
     ) {
-        self.push_raw(response);
         self.state = State::Open;
         self.subprotocol = subprotocol;
         self.compression = compression.map(|(params, _)| params);
@@ -132,9 +135,9 @@ impl Link {
         self.last_heard = now;
     }
 
-    /// AwaitingDecision → Closed: the application answered with an HTTP response.
-    pub(crate) fn respond(&mut self, now: Instant, response: &[u8], status: u16) {
-        self.push_raw(response);
+    /// AwaitingDecision → Closed, once the application's HTTP response is queued
+    /// (`push_response`).
+    pub(crate) fn respond(&mut self, now: Instant, status: u16) {
         self.finish(
             now,
             CloseCode::ABNORMAL,
@@ -145,11 +148,8 @@ impl Link {
 
     /// Handshake → Closed: the core refuses the request itself.
     pub(crate) fn fail_handshake(&mut self, now: Instant, error: HandshakeError) {
-        let mut bytes = Vec::new();
-        // Our own error responses contain only valid headers.
-        if handshake::write_response(&handshake::error_response(&error), &mut bytes).is_ok() {
-            self.push_raw(&bytes);
-        }
+        // Our own error responses contain only valid headers: this cannot fail.
+        let _ = self.push_response(|out| handshake::write_response(&handshake::error_response(&error), out));
         self.finish(now, CloseCode::ABNORMAL, String::new(), CloseCause::Handshake(error));
     }
 
@@ -441,9 +441,11 @@ impl Link {
         self.after_push();
     }
 
-    fn push_raw(&mut self, bytes: &[u8]) {
-        self.out.push_raw(bytes);
+    /// Queues the HTTP response `write` produces, written in place; nothing when it fails.
+    pub(crate) fn push_response<E>(&mut self, write: impl FnOnce(&mut Vec<u8>) -> Result<(), E>) -> Result<(), E> {
+        self.out.push_written(RESPONSE_CAPACITY, write)?;
         self.after_push();
+        Ok(())
     }
 
     fn after_push(&mut self) {

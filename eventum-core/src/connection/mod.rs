@@ -100,9 +100,21 @@ impl Connection {
         self.input_time = now;
         self.link.traffic.bytes_in += data.len() as u64;
         match self.link.state() {
+            State::Handshake if self.inbound.unconsumed().is_empty() => {
+                // The usual case, a head that arrives in one read, is parsed where it lies:
+                // only what is left of `data` is kept.
+                let read = read_head(&mut self.head, self.link.config(), data);
+                let head_len = self.after_head(now, read).unwrap_or(0);
+                if self.link.state() != State::Closed {
+                    self.inbound.push(data.get(head_len..).unwrap_or_default());
+                }
+            }
             State::Handshake => {
                 self.inbound.push(data);
-                self.read_head(now);
+                let read = read_head(&mut self.head, self.link.config(), self.inbound.unconsumed());
+                if let Some(len) = self.after_head(now, read) {
+                    self.inbound.consume(len);
+                }
             }
             State::AwaitingDecision => self.inbound.push(data),
             State::Open | State::Closing if !data.is_empty() => {
@@ -280,31 +292,27 @@ impl Connection {
     }
 
     /// Looks for the end of the request head and acts on a complete one.
-    fn read_head(&mut self, now: Instant) {
-        let config = Arc::clone(self.link.config());
-        let head_len = match self.head.poll(self.inbound.unconsumed(), config.max_head_bytes()) {
-            Ok(Some(len)) => len,
-            Ok(None) => return,
-            Err(e) => return self.fail_handshake(now, e),
-        };
-        let request = match handshake::parse_request(&self.inbound.unconsumed()[..head_len], config.max_headers()) {
-            Ok(request) => request,
-            Err(e) => return self.fail_handshake(now, e),
-        };
-        let verdict = if request.is_websocket_upgrade() {
-            handshake::validate_upgrade(&request)
-        } else if config.http_fallback() {
-            Ok(())
-        } else {
-            Err(HandshakeError::NotWebSocket)
+    /// Acts on what [`read_head`] found: a complete head's request awaits the
+    /// application's decision, a bad one fails the handshake. The head's length when the
+    /// request was read (whatever the verdict), `None` while more bytes are needed.
+    fn after_head(&mut self, now: Instant, read: HeadRead) -> Option<usize> {
+        let (head_len, request, verdict) = match read {
+            HeadRead::Incomplete => return None,
+            HeadRead::Failed(e) => {
+                self.fail_handshake(now, e);
+                return None;
+            }
+            HeadRead::Complete { len, request, verdict } => (len, request, verdict),
         };
         self.request = Some(request);
-        if let Err(e) = verdict {
-            return self.fail_handshake(now, e);
+        match verdict {
+            Ok(()) => {
+                self.request_unreported = true;
+                self.link.await_decision();
+            }
+            Err(e) => self.fail_handshake(now, e),
         }
-        self.inbound.consume(head_len);
-        self.request_unreported = true;
-        self.link.await_decision();
+        Some(head_len)
     }
 
     fn fail_handshake(&mut self, now: Instant, error: HandshakeError) {
@@ -371,6 +379,42 @@ impl Connection {
             }
         }
     }
+}
+
+/// What [`read_head`] found at the start of the input.
+enum HeadRead {
+    /// No complete head yet.
+    Incomplete,
+    /// The head is too large or not a request.
+    Failed(HandshakeError),
+    /// A request head of `len` bytes, and whether it passes the upgrade checks.
+    Complete {
+        len: usize,
+        request: Request,
+        verdict: Result<(), HandshakeError>,
+    },
+}
+
+/// Looks for a complete request head at the start of `input`, parses it and checks it as
+/// an upgrade (or a plain HTTP request, when the configuration serves those).
+fn read_head(head: &mut HeadReader, config: &Config, input: &[u8]) -> HeadRead {
+    let len = match head.poll(input, config.max_head_bytes()) {
+        Ok(Some(len)) => len,
+        Ok(None) => return HeadRead::Incomplete,
+        Err(e) => return HeadRead::Failed(e),
+    };
+    let request = match handshake::parse_request(input.get(..len).unwrap_or_default(), config.max_headers()) {
+        Ok(request) => request,
+        Err(e) => return HeadRead::Failed(e),
+    };
+    let verdict = if request.is_websocket_upgrade() {
+        handshake::validate_upgrade(&request)
+    } else if config.http_fallback() {
+        Ok(())
+    } else {
+        Err(HandshakeError::NotWebSocket)
+    };
+    HeadRead::Complete { len, request, verdict }
 }
 
 /// What [`Connection::next_ready`] found, before it is turned into a borrowed [`Event`].

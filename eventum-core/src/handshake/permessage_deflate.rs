@@ -63,7 +63,7 @@
 //! compresses towards us. `client_max_window_bits=8` is fine too: our inflater uses 9
 //! bits, and a decompressor with a larger window decodes anything a smaller one produced.
 
-use super::ExtensionOffer;
+use super::{ExtensionOffer, Request};
 
 /// The extension's registered name.
 pub const PERMESSAGE_DEFLATE: &str = "permessage-deflate";
@@ -210,7 +210,22 @@ impl DeflateConfig {
         offers
             .iter()
             .filter(|offer| offer.name().eq_ignore_ascii_case(PERMESSAGE_DEFLATE))
-            .find_map(|offer| self.accept(&Offer::parse(offer)?))
+            .find_map(|offer| {
+                let params = offer.params().iter().map(|(name, value)| (name, value.as_deref()));
+                self.accept(&Offer::parse(params)?)
+            })
+    }
+
+    /// [`negotiate`](Self::negotiate) with the offers of `request`, read in place from its
+    /// head (without the copies [`Request::extensions`] makes).
+    pub(crate) fn negotiate_request(&self, request: &Request) -> Option<Negotiated> {
+        if !self.enabled {
+            return None;
+        }
+        request
+            .extension_offers()
+            .filter(|offer| offer.name().eq_ignore_ascii_case(PERMESSAGE_DEFLATE))
+            .find_map(|offer| self.accept(&Offer::parse(offer.params())?))
     }
 
     /// The answer to one well-formed offer, or `None` if it cannot be honoured.
@@ -236,18 +251,21 @@ impl DeflateConfig {
             server_max_window_bits: server_bits,
             client_max_window_bits: client_bits,
         };
-        let mut response = String::from(PERMESSAGE_DEFLATE);
+        let mut response = ResponseText::default();
+        response.push(PERMESSAGE_DEFLATE);
         if params.server_no_context_takeover {
-            response.push_str("; server_no_context_takeover");
+            response.push("; server_no_context_takeover");
         }
         if params.client_no_context_takeover {
-            response.push_str("; client_no_context_takeover");
+            response.push("; client_no_context_takeover");
         }
         if send_server_bits {
-            response.push_str(&format!("; server_max_window_bits={server_bits}"));
+            response.push("; server_max_window_bits=");
+            response.push_window_bits(server_bits);
         }
         if send_client_bits {
-            response.push_str(&format!("; client_max_window_bits={client_bits}"));
+            response.push("; client_max_window_bits=");
+            response.push_window_bits(client_bits);
         }
         Some(Negotiated { params, response })
     }
@@ -266,11 +284,11 @@ struct Offer {
 
 impl Offer {
     /// `None` for an offer with an unknown or repeated parameter or an invalid value.
-    fn parse(offer: &ExtensionOffer) -> Option<Offer> {
+    fn parse<N: AsRef<str>, V: AsRef<str>>(params: impl Iterator<Item = (N, Option<V>)>) -> Option<Offer> {
         let mut parsed = Offer::default();
         let mut seen = [false; 4];
-        for (name, value) in offer.params() {
-            let value = value.as_deref();
+        for (name, value) in params {
+            let (name, value) = (name.as_ref(), value.as_ref().map(AsRef::as_ref));
             let index = [
                 "server_no_context_takeover",
                 "client_no_context_takeover",
@@ -308,7 +326,55 @@ fn window_bits(value: &str) -> Option<u8> {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Negotiated {
     params: DeflateParams,
-    response: String,
+    response: ResponseText,
+}
+
+/// The longest answer: all four parameters, both window sizes with two digits (126 bytes).
+const RESPONSE_CAPACITY: usize = 128;
+
+/// The answer's header value, kept inline: negotiating allocates nothing.
+#[derive(Clone, PartialEq, Eq)]
+struct ResponseText {
+    bytes: [u8; RESPONSE_CAPACITY],
+    len: usize,
+}
+
+impl Default for ResponseText {
+    fn default() -> Self {
+        ResponseText {
+            bytes: [0; RESPONSE_CAPACITY],
+            len: 0,
+        }
+    }
+}
+
+impl ResponseText {
+    /// Appends `text`; the parts [`DeflateConfig::accept`] writes always fit.
+    fn push(&mut self, text: &str) {
+        let end = self.len + text.len();
+        if let Some(room) = self.bytes.get_mut(self.len..end) {
+            room.copy_from_slice(text.as_bytes());
+            self.len = end;
+        }
+    }
+
+    /// Appends a window size (8..=15) in decimal.
+    fn push_window_bits(&mut self, bits: u8) {
+        let digits = [b'1', b'0' + bits % 10];
+        let from = if bits >= 10 { 0 } else { 1 };
+        self.push(std::str::from_utf8(&digits[from..]).unwrap_or_default());
+    }
+
+    fn as_str(&self) -> &str {
+        // Only ASCII is ever pushed.
+        std::str::from_utf8(&self.bytes[..self.len]).unwrap_or_default()
+    }
+}
+
+impl std::fmt::Debug for ResponseText {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        self.as_str().fmt(f)
+    }
 }
 
 impl Negotiated {
@@ -320,7 +386,7 @@ impl Negotiated {
     /// The `Sec-WebSocket-Extensions` value of the 101 response, e.g.
     /// `permessage-deflate; server_max_window_bits=12`.
     pub fn response(&self) -> &str {
-        &self.response
+        self.response.as_str()
     }
 }
 
@@ -362,14 +428,22 @@ mod tests {
     use super::*;
     use crate::handshake::parse_request;
 
-    /// The offers of one `Sec-WebSocket-Extensions` header, through the real parser.
-    fn offers(value: &str) -> Vec<ExtensionOffer> {
+    fn request(value: &str) -> Request {
         let head = format!("GET / HTTP/1.1\r\nSec-WebSocket-Extensions: {value}\r\n\r\n");
-        parse_request(head.as_bytes(), 8).expect("parses").extensions().to_vec()
+        parse_request(head.as_bytes(), 8).expect("parses")
     }
 
+    /// The offers of one `Sec-WebSocket-Extensions` header, through the real parser.
+    fn offers(value: &str) -> Vec<ExtensionOffer> {
+        request(value).extensions().to_vec()
+    }
+
+    /// The answer to one header value, the same whether the offers are read in place
+    /// (as a connection does) or from their owned copies.
     fn response(config: &DeflateConfig, value: &str) -> Option<String> {
-        config.negotiate(&offers(value)).map(|n| n.response().to_owned())
+        let in_place = config.negotiate_request(&request(value));
+        assert_eq!(in_place, config.negotiate(&offers(value)), "{value}");
+        in_place.map(|n| n.response().to_owned())
     }
 
     /// Server window 15 and nothing forced: the response echoes only what the offer needs.
@@ -614,5 +688,55 @@ mod tests {
             .negotiate(&offers("permessage-deflate; client_max_window_bits"))
             .expect("accepted");
         assert_eq!(n.params().client_max_window_bits(), 9);
+    }
+
+    /// One `Sec-WebSocket-Extensions` value: offers of known and unknown extensions with
+    /// known, unknown, repeated, quoted, escaped and invalid parameters.
+    fn extensions_value() -> impl proptest::strategy::Strategy<Value = String> {
+        use proptest::prelude::*;
+        use proptest::sample::select;
+        let param = (
+            select(vec![
+                "server_no_context_takeover",
+                "client_no_context_takeover",
+                "server_max_window_bits",
+                "CLIENT_MAX_WINDOW_BITS",
+                "x",
+            ]),
+            proptest::option::of(select(vec![
+                "8", "9", "10", "15", "16", "08", "\"12\"", "\"1\\1\"", "\"", "",
+            ])),
+        )
+            .prop_map(|(name, value)| match value {
+                Some(value) => format!("{name}={value}"),
+                None => name.to_owned(),
+            });
+        let offer = (
+            select(vec!["permessage-deflate", "Permessage-Deflate", "x-foo", ""]),
+            proptest::collection::vec(param, 0..4),
+        )
+            .prop_map(|(name, params)| {
+                std::iter::once(name.to_owned())
+                    .chain(params)
+                    .collect::<Vec<_>>()
+                    .join(" ; ")
+            });
+        proptest::collection::vec(offer, 0..4).prop_map(|offers| offers.join(", "))
+    }
+
+    proptest::proptest! {
+        /// Offers read in place and their owned copies are negotiated alike, whatever the
+        /// header holds.
+        #[test]
+        fn offers_in_place_and_owned_negotiate_alike(
+            value in extensions_value(),
+            config in proptest::sample::select(vec![
+                DeflateConfig::default(),
+                plain(),
+                DeflateConfig::default().client_max_window_bits(10),
+            ]),
+        ) {
+            let _ = response(&config, &value);
+        }
     }
 }

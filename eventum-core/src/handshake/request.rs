@@ -1,5 +1,8 @@
 //! The parsed request head and the RFC 6455 §4.2.1 upgrade checks.
 
+use std::borrow::Cow;
+use std::sync::OnceLock;
+
 use base64::engine::general_purpose::STANDARD;
 use base64::Engine as _;
 
@@ -11,6 +14,10 @@ use crate::error::HandshakeError;
 /// Header values are decoded as Latin-1 (each byte becomes the `char` with that code point),
 /// so any byte sequence a client sends is kept losslessly. Header names are HTTP tokens and
 /// therefore ASCII; lookups by name are case-insensitive.
+///
+/// What is read out of the head (the decoded query, the subprotocols, the extension
+/// offers) is read on first use and kept: a handshake that never asks allocates nothing
+/// for them.
 ///
 /// ```
 /// use eventum_core::handshake::Request;
@@ -36,14 +43,33 @@ pub struct Request {
     target_end: usize,
     /// Index of the `?` in the target, or its length when there is no query.
     path_end: usize,
-    query: Vec<(String, String)>,
     version: u8,
     /// Each header as offsets into `text`: where its name starts, where its value starts
     /// (the name's end), where its value ends.
     headers: Vec<[usize; 3]>,
-    subprotocols: Vec<String>,
-    extensions: Vec<ExtensionOffer>,
+    query: ReadOnce<Vec<(String, String)>>,
+    subprotocols: ReadOnce<Vec<String>>,
+    extensions: ReadOnce<Vec<ExtensionOffer>>,
 }
+
+/// A value read out of the request's text on first use and kept. Two requests with the
+/// same text read the same values, so it takes no part in comparing them.
+#[derive(Debug, Clone, Default)]
+struct ReadOnce<T>(OnceLock<T>);
+
+impl<T> ReadOnce<T> {
+    fn get_or_read(&self, read: impl FnOnce() -> T) -> &T {
+        self.0.get_or_init(read)
+    }
+}
+
+impl<T> PartialEq for ReadOnce<T> {
+    fn eq(&self, _: &Self) -> bool {
+        true
+    }
+}
+
+impl<T> Eq for ReadOnce<T> {}
 
 impl Request {
     /// The request method as sent, e.g. `"GET"` (methods are case-sensitive).
@@ -73,12 +99,13 @@ impl Request {
     /// and bytes that are not UTF-8 are replaced by U+FFFD. A pair without `=` has an empty
     /// value; empty pairs (`a=1&&b=2`) are skipped.
     pub fn query(&self) -> &[(String, String)] {
-        &self.query
+        self.query
+            .get_or_read(|| self.query_string().map(decode_query).unwrap_or_default())
     }
 
     /// The decoded value of the first query pair named `name` (compared exactly).
     pub fn query_param(&self, name: &str) -> Option<&str> {
-        self.query.iter().find(|(n, _)| n == name).map(|(_, v)| v.as_str())
+        self.query().iter().find(|(n, _)| n == name).map(|(_, v)| v.as_str())
     }
 
     /// The HTTP minor version: 0 for HTTP/1.0, 1 for HTTP/1.1.
@@ -111,13 +138,28 @@ impl Request {
     /// The subprotocols offered in `Sec-WebSocket-Protocol`, in order: comma lists across
     /// repeated headers, each item trimmed, empty items dropped.
     pub fn subprotocols(&self) -> &[String] {
-        &self.subprotocols
+        self.subprotocols.get_or_read(|| {
+            self.header_all("sec-websocket-protocol")
+                .flat_map(|v| v.split(','))
+                .map(trim_ows)
+                .filter(|p| !p.is_empty())
+                .map(str::to_owned)
+                .collect()
+        })
     }
 
     /// The extensions offered in `Sec-WebSocket-Extensions`, in order across repeated
     /// headers. Malformed items are skipped.
     pub fn extensions(&self) -> &[ExtensionOffer] {
-        &self.extensions
+        self.extensions
+            .get_or_read(|| self.extension_offers().map(OfferText::to_owned).collect())
+    }
+
+    /// The extension offers as [`extensions`](Self::extensions) has them, read in place.
+    pub(crate) fn extension_offers(&self) -> impl Iterator<Item = OfferText<'_>> {
+        self.header_all("sec-websocket-extensions")
+            .flat_map(|v| split_unquoted(v, ','))
+            .filter_map(OfferText::parse)
     }
 
     /// Whether the `Upgrade` header list contains the token `websocket` (case-insensitive,
@@ -226,32 +268,17 @@ pub(crate) fn parse_request(head: &[u8], max_headers: usize) -> Result<Request, 
         headers.push([name, value, text.len()]);
     }
 
-    let path_end = target.find('?').unwrap_or(target.len());
-    let query = target.get(path_end + 1..).map(decode_query).unwrap_or_default();
-    let mut request = Request {
+    Ok(Request {
         text,
         method_end,
         target_end,
-        path_end,
-        query,
+        path_end: target.find('?').unwrap_or(target.len()),
         version,
         headers,
-        subprotocols: Vec::new(),
-        extensions: Vec::new(),
-    };
-    request.subprotocols = request
-        .header_all("sec-websocket-protocol")
-        .flat_map(|v| v.split(','))
-        .map(trim_ows)
-        .filter(|p| !p.is_empty())
-        .map(str::to_owned)
-        .collect();
-    request.extensions = request
-        .header_all("sec-websocket-extensions")
-        .flat_map(|v| split_unquoted(v, ','))
-        .filter_map(parse_extension)
-        .collect();
-    Ok(request)
+        query: ReadOnce::default(),
+        subprotocols: ReadOnce::default(),
+        extensions: ReadOnce::default(),
+    })
 }
 
 /// httparse slots kept on the stack: the default [`Config::max_headers`](crate::Config::max_headers).
@@ -281,7 +308,9 @@ pub(crate) fn validate_upgrade(req: &Request) -> Result<(), HandshakeError> {
     let mut keys = req.header_all("sec-websocket-key").map(trim_ows);
     let key = keys.next().ok_or(HandshakeError::MissingKey)?;
     // 16 bytes are 24 base64 characters with padding; check the length before decoding.
-    let valid = keys.next().is_none() && key.len() == 24 && STANDARD.decode(key).is_ok_and(|raw| raw.len() == 16);
+    let valid = keys.next().is_none()
+        && key.len() == 24
+        && STANDARD.decode_slice(key, &mut [0u8; 18]).is_ok_and(|len| len == 16);
     if !valid {
         return Err(HandshakeError::InvalidKey);
     }
@@ -357,60 +386,103 @@ fn hex_pair(pair: &[u8]) -> Option<u8> {
     }
 }
 
-/// Splits `s` at `sep` outside quoted strings (a backslash escapes the next character
-/// inside quotes). An unterminated quote runs to the end of `s`.
+/// Splits `s` at the first `sep` outside a quoted string (a backslash escapes the next
+/// character inside quotes; an unterminated quote runs to the end of `s`): what comes
+/// before, and what comes after if there was a `sep`.
+fn split_once_unquoted(s: &str, sep: char) -> (&str, Option<&str>) {
+    let (mut quoted, mut escaped) = (false, false);
+    for (i, c) in s.char_indices() {
+        match c {
+            _ if escaped => escaped = false,
+            '\\' if quoted => escaped = true,
+            '"' => quoted = !quoted,
+            c if c == sep && !quoted => {
+                return (s.get(..i).unwrap_or_default(), s.get(i + c.len_utf8()..));
+            }
+            _ => {}
+        }
+    }
+    (s, None)
+}
+
+/// Splits `s` at every `sep` outside quoted strings (see [`split_once_unquoted`]).
 fn split_unquoted(s: &str, sep: char) -> impl Iterator<Item = &str> {
     let mut rest = Some(s);
     std::iter::from_fn(move || {
-        let current = rest?;
-        let (mut quoted, mut escaped) = (false, false);
-        for (i, c) in current.char_indices() {
-            match c {
-                _ if escaped => escaped = false,
-                '\\' if quoted => escaped = true,
-                '"' => quoted = !quoted,
-                c if c == sep && !quoted => {
-                    rest = current.get(i + c.len_utf8()..);
-                    return current.get(..i);
-                }
-                _ => {}
-            }
-        }
-        rest = None;
-        Some(current)
+        let (item, after) = split_once_unquoted(rest?, sep);
+        rest = after;
+        Some(item)
     })
 }
 
-/// Parses `name *( ";" param )`; `None` for an empty or malformed item.
-fn parse_extension(item: &str) -> Option<ExtensionOffer> {
-    let mut parts = split_unquoted(item, ';').map(trim_ows);
-    let name = parts.next().filter(|n| is_token(n))?;
-    let params = parts
-        .map(|param| {
-            let (key, value) = match param.split_once('=') {
-                Some((k, v)) => (trim_ows(k), Some(parse_param_value(trim_ows(v))?)),
-                None => (param, None),
-            };
-            is_token(key).then(|| (key.to_owned(), value))
-        })
-        .collect::<Option<Vec<_>>>()?;
-    Some(ExtensionOffer {
-        name: name.to_owned(),
-        params,
-    })
+/// One well-formed item of `Sec-WebSocket-Extensions`, `name *( ";" param )`, read in
+/// place from the request's text: only a quoted value with backslash escapes is copied.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct OfferText<'a> {
+    name: &'a str,
+    /// What follows the name's `;`, if anything does.
+    params: Option<&'a str>,
+}
+
+impl<'a> OfferText<'a> {
+    /// `None` for an empty or malformed item (a name or a parameter that is not a token,
+    /// a value that is neither a token nor a quoted string).
+    fn parse(item: &'a str) -> Option<Self> {
+        let (name, params) = split_once_unquoted(item, ';');
+        let offer = OfferText {
+            name: Some(trim_ows(name)).filter(|n| is_token(n))?,
+            params,
+        };
+        let every_param = params.map_or(0, |p| split_unquoted(p, ';').count());
+        (offer.params().count() == every_param).then_some(offer)
+    }
+
+    /// The extension name as sent.
+    pub(crate) fn name(&self) -> &'a str {
+        self.name
+    }
+
+    /// The well-formed parameters in order, each `(name, value)`; after [`parse`](Self::parse)
+    /// accepted the item, that is all of them.
+    pub(crate) fn params(&self) -> impl Iterator<Item = (&'a str, Option<Cow<'a, str>>)> {
+        self.params
+            .into_iter()
+            .flat_map(|p| split_unquoted(p, ';'))
+            .map_while(|param| {
+                let param = trim_ows(param);
+                let (key, value) = match param.split_once('=') {
+                    Some((k, v)) => (trim_ows(k), Some(parse_param_value(trim_ows(v))?)),
+                    None => (param, None),
+                };
+                is_token(key).then_some((key, value))
+            })
+    }
+
+    fn to_owned(self) -> ExtensionOffer {
+        ExtensionOffer {
+            name: self.name.to_owned(),
+            params: self
+                .params()
+                .map(|(k, v)| (k.to_owned(), v.map(Cow::into_owned)))
+                .collect(),
+        }
+    }
 }
 
 /// A token, or a quoted-string with its quotes and backslash escapes removed.
-fn parse_param_value(value: &str) -> Option<String> {
+fn parse_param_value(value: &str) -> Option<Cow<'_, str>> {
     let Some(inner) = value.strip_prefix('"') else {
-        return is_token(value).then(|| value.to_owned());
+        return is_token(value).then_some(Cow::Borrowed(value));
     };
+    if let Some(unquoted) = inner.strip_suffix('"').filter(|u| !u.contains(['\\', '"'])) {
+        return Some(Cow::Borrowed(unquoted));
+    }
     let mut out = String::with_capacity(inner.len());
     let mut chars = inner.chars();
     while let Some(c) = chars.next() {
         match c {
             '\\' => out.push(chars.next()?),
-            '"' => return chars.as_str().is_empty().then_some(out),
+            '"' => return chars.as_str().is_empty().then_some(Cow::Owned(out)),
             c => out.push(c),
         }
     }
