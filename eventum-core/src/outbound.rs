@@ -235,9 +235,55 @@ impl Chunk {
 /// chunk are already written.
 #[derive(Debug, Default)]
 pub(crate) struct Outbound {
-    chunks: VecDeque<Chunk>,
+    chunks: Chunks,
     front_offset: usize,
     len: usize,
+}
+
+/// A queue of chunks whose first one is kept inline: a queue of one chunk (a reply, the
+/// 101) needs no allocation for the queue itself, and an empty queue holds no memory.
+#[derive(Debug, Default)]
+struct Chunks {
+    first: Option<Chunk>,
+    /// The chunks after `first`; empty whenever `first` is `None`.
+    rest: VecDeque<Chunk>,
+}
+
+impl Chunks {
+    fn push_back(&mut self, chunk: Chunk) {
+        match self.first {
+            None => self.first = Some(chunk),
+            Some(_) => self.rest.push_back(chunk),
+        }
+    }
+
+    fn pop_front(&mut self) -> Option<Chunk> {
+        let front = self.first.take();
+        self.first = self.rest.pop_front();
+        front
+    }
+
+    fn front(&self) -> Option<&Chunk> {
+        self.first.as_ref()
+    }
+
+    fn back(&self) -> Option<&Chunk> {
+        self.rest.back().or(self.first.as_ref())
+    }
+
+    fn back_mut(&mut self) -> Option<&mut Chunk> {
+        self.rest.back_mut().or(self.first.as_mut())
+    }
+
+    fn iter(&self) -> impl Iterator<Item = &Chunk> {
+        self.first.iter().chain(&self.rest)
+    }
+
+    /// Takes every chunk out, in order, and frees the queue's own memory.
+    fn take_all(&mut self) -> impl Iterator<Item = Chunk> {
+        let Chunks { first, rest } = std::mem::take(self);
+        first.into_iter().chain(rest)
+    }
 }
 
 impl Outbound {
@@ -346,13 +392,13 @@ impl Outbound {
         }
         if self.len == 0 {
             self.front_offset = 0;
-            self.chunks.drain(..).for_each(recycle);
+            self.chunks.take_all().for_each(recycle);
         }
     }
 
     /// Drops everything pending (the transport is being abandoned).
     pub(crate) fn clear(&mut self) {
-        self.chunks.clear();
+        self.chunks = Chunks::default();
         self.front_offset = 0;
         self.len = 0;
     }
