@@ -319,8 +319,8 @@ fn dispatch_text(ctx: &mut Context<'_>, text: &str) -> FollowUp {
     if let Some(handler) = &app.on_text {
         return run_handler(ctx, "the text handler", |ctx| handler(ctx, text)).into();
     }
-    let (name, id) = match envelope::parse(text) {
-        Parsed::Event { name, id } => (name, id),
+    let (name, id, has_data) = match envelope::parse(text) {
+        Parsed::Event { name, id, has_data } => (name, id, has_data),
         Parsed::Ack(n) => return settle_ack(ctx, n, text),
         Parsed::NoEvent => {
             return match &app.on_no_event {
@@ -356,8 +356,12 @@ fn dispatch_text(ctx: &mut Context<'_>, text: &str) -> FollowUp {
     } else {
         None
     };
+    // Only middleware and the unknown-event fallback see the message's name.
     let message = EventMessage {
-        name: name.into_owned(),
+        name: match handler {
+            Some(_) if app.event_middleware.is_empty() => String::new(),
+            _ => name.to_string(),
+        },
         value: value.unwrap_or(serde_json::Value::Null),
     };
     for middleware in &app.event_middleware {
@@ -381,9 +385,10 @@ fn dispatch_text(ctx: &mut Context<'_>, text: &str) -> FollowUp {
     }
     match handler {
         Some(handler) => {
-            handler.dispatched.dispatched(&message.name);
+            handler.dispatched.dispatched(&name);
             let body = EventBody {
                 text,
+                has_data,
                 value: wants_value.then_some(message.value),
             };
             run_handler(ctx, "an event handler", |ctx| (handler.run)(ctx, body)).into()

@@ -56,18 +56,34 @@ use crate::outbound::SharedFrame;
 #[derive(Debug, Deserialize)]
 pub(crate) struct Envelope<'a> {
     #[serde(borrow, default)]
-    pub(crate) event: Option<Cow<'a, str>>,
+    pub(crate) event: Option<EventName<'a>>,
     #[serde(default)]
     pub(crate) id: Option<Value>,
     #[serde(default)]
     pub(crate) ack: Option<Value>,
+    /// Whether the object has a `data` field (even `null`); its value is skipped here.
+    #[serde(default, rename = "data", deserialize_with = "is_present")]
+    pub(crate) has_data: bool,
+}
+
+/// An event name, borrowed from the message unless it has escapes. (serde borrows a bare
+/// `Cow` field marked `borrow`, but not one inside an `Option`.)
+#[derive(Debug, Deserialize)]
+pub(crate) struct EventName<'a>(#[serde(borrow)] pub(crate) Cow<'a, str>);
+
+fn is_present<'de, D: serde::Deserializer<'de>>(field: D) -> Result<bool, D::Error> {
+    serde::de::IgnoredAny::deserialize(field).map(|_| true)
 }
 
 /// How a text message reads as an event.
 #[derive(Debug)]
 pub(crate) enum Parsed<'a> {
-    /// `{"event": "name", ...}`.
-    Event { name: Cow<'a, str>, id: Option<Value> },
+    /// `{"event": "name", ...}`, and whether it has a `data` field.
+    Event {
+        name: Cow<'a, str>,
+        id: Option<Value>,
+        has_data: bool,
+    },
     /// `{"ack": n, "data": ...}`: the client's answer to a server request.
     Ack(u64),
     /// Valid JSON, but not an object with a string `event` field.
@@ -86,8 +102,11 @@ pub(crate) fn parse(text: &str) -> Parsed<'_> {
     }
     match serde_json::from_str::<Envelope<'_>>(text) {
         Ok(Envelope {
-            event: Some(name), id, ..
-        }) => Parsed::Event { name, id },
+            event: Some(EventName(name)),
+            id,
+            has_data,
+            ..
+        }) => Parsed::Event { name, id, has_data },
         Ok(Envelope { ack: Some(ack), .. }) => match ack.as_u64() {
             Some(n) => Parsed::Ack(n),
             None => Parsed::NoEvent,
@@ -161,11 +180,20 @@ mod tests {
 
     #[test]
     fn classifies_text_messages() {
-        assert!(matches!(parse(r#"{"event":"join","room":"a"}"#), Parsed::Event { name, id: None } if name == "join"));
-        assert!(
-            matches!(parse(r#"{"id":7,"event":"get"}"#), Parsed::Event { name, id: Some(id) } if name == "get" && id == json!(7))
-        );
-        assert!(matches!(parse(r#"{"event":"a\"b"}"#), Parsed::Event { name, .. } if name == "a\"b"));
+        assert!(matches!(
+            parse(r#"{"event":"join","room":"a"}"#),
+            Parsed::Event { name: Cow::Borrowed(name), id: None, has_data: false } if name == "join"
+        ));
+        assert!(matches!(
+            parse(r#"{"id":7,"event":"get","data":null}"#),
+            Parsed::Event { name, id: Some(id), has_data: true } if name == "get" && id == json!(7)
+        ));
+        assert!(matches!(
+            parse(r#"{"data":{"a":[1]},"event":"set"}"#),
+            Parsed::Event { has_data: true, .. }
+        ));
+        // Escapes are decoded into a copy.
+        assert!(matches!(parse(r#"{"event":"a\"b"}"#), Parsed::Event { name: Cow::Owned(name), .. } if name == "a\"b"));
         assert!(matches!(parse(r#"{"ack":3,"data":{}}"#), Parsed::Ack(3)));
         assert!(matches!(parse(r#"{"ack":"x"}"#), Parsed::NoEvent));
         assert!(matches!(parse(r#"{"room":"a"}"#), Parsed::NoEvent));

@@ -44,22 +44,19 @@ fn parse_payload<T: DeserializeOwned>(body: &EventBody<'_>) -> Result<T, (String
             Some(data) => T::deserialize(data).ok(),
             None => T::deserialize(value).ok(),
         },
-        None => match serde_json::from_str::<WithData<T>>(body.text) {
-            Ok(WithData {
-                data: Present(Some(data)),
-            }) => Some(data),
-            Ok(WithData { data: Present(None) }) => serde_json::from_str::<T>(body.text).ok(),
+        // The envelope told whether there is a `data` field: one parse either way.
+        None if body.has_data => match serde_json::from_str::<WithData<T>>(body.text) {
+            Ok(WithData { data: Present(data) }) => data,
             Err(_) => None,
         },
+        None => serde_json::from_str::<T>(body.text).ok(),
     };
     if let Some(payload) = plain {
         return Ok(payload);
     }
     let has_data = match &body.value {
         Some(value) => value.get("data").is_some(),
-        None => {
-            serde_json::from_str::<WithData<serde::de::IgnoredAny>>(body.text).is_ok_and(|with| with.data.0.is_some())
-        }
+        None => body.has_data,
     };
     let tracked = match (&body.value, has_data) {
         (Some(value), true) => serde_path_to_error::deserialize::<_, WithData<T>>(value).map(|_| ()),

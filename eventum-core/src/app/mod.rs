@@ -155,6 +155,8 @@ type Hook = Arc<dyn Fn() + Send + Sync>;
 /// once per event).
 pub(crate) struct EventBody<'t> {
     text: &'t str,
+    /// Whether the object has a `data` field (found while reading its envelope).
+    has_data: bool,
     value: Option<serde_json::Value>,
 }
 
