@@ -1,6 +1,7 @@
 //! The connection context every event handler gets: who the connection is, and what it
 //! can do (send, reply, close, flags, rooms, sends to others).
 
+use std::borrow::Cow;
 use std::collections::{BTreeSet, VecDeque};
 use std::fmt;
 use std::net::SocketAddr;
@@ -143,8 +144,9 @@ impl ConnData {
 
 /// The event being handled, for [`Context::reply`].
 #[derive(Debug, Clone, Default)]
-pub(crate) struct Current {
-    pub(crate) name: String,
+pub(crate) struct Current<'a> {
+    /// Borrowed from the message unless its name had escapes.
+    pub(crate) name: Cow<'a, str>,
     pub(crate) id: Option<Value>,
 }
 
@@ -210,7 +212,7 @@ pub struct Context<'a> {
     pub(crate) commands: Commands<'a>,
     pub(crate) data: &'a mut ConnData,
     pub(crate) app: &'a AppInner,
-    pub(crate) current: Option<Current>,
+    pub(crate) current: Option<Current<'a>>,
     pub(crate) now: Instant,
 }
 
@@ -277,7 +279,7 @@ impl Context<'_> {
 
     /// The name of the event being handled, if any.
     pub fn event_name(&self) -> Option<&str> {
-        self.current.as_ref().map(|c| c.name.as_str())
+        self.current.as_ref().map(|c| c.name.as_ref())
     }
 
     /// The `id` of the event being handled, if it carried one.
@@ -427,7 +429,7 @@ impl Context<'_> {
     /// event being handled is a request (it has an `id`), the reply carries that `id`, so
     /// the client settles the request with the error.
     pub fn send_validation_error(&mut self, path: &str, reason: &str) -> Result<(), SendError> {
-        let event = self.current.as_ref().map_or("", |c| c.name.as_str());
+        let event = self.current.as_ref().map_or("", |c| c.name.as_ref());
         let id = self.current.as_ref().and_then(|c| c.id.as_ref());
         let text = self.app.validation_reply(event, id, path, reason);
         self.commands.send_text(&text)

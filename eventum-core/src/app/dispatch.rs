@@ -314,7 +314,7 @@ fn route(app: &AppInner, upgrade: &mut Upgrade<'_>) -> UpgradeResult {
 }
 
 /// Routes a text message: raw handler, acknowledgement, or JSON event.
-fn dispatch_text(ctx: &mut Context<'_>, text: &str) -> FollowUp {
+fn dispatch_text<'a>(ctx: &mut Context<'a>, text: &'a str) -> FollowUp {
     let app = ctx.app;
     if let Some(handler) = &app.on_text {
         return run_handler(ctx, "the text handler", |ctx| handler(ctx, text)).into();
@@ -341,10 +341,7 @@ fn dispatch_text(ctx: &mut Context<'_>, text: &str) -> FollowUp {
             }
         }
     };
-    ctx.current = Some(Current {
-        name: name.clone().into_owned(),
-        id,
-    });
+    ctx.current = Some(Current { name: name.clone(), id });
     let handler = app.events.get(name.as_ref());
     // Parse the whole value only for someone who will look at it.
     let wants_value = match handler {
