@@ -1,7 +1,7 @@
 //! Heap allocations per operation, counted exactly (no timing, so the figure is the same on
 //! a busy machine): one handshake of a Chromium upgrade request through `Connection` and
-//! through a `Session` of the echo app, one 16-byte echo through that session, and tungstenite's
-//! handshake of the same request for reference.
+//! through a `Session` of the echo app, one 16-byte echo through that session, one JSON event
+//! into a typed handler, and tungstenite's handshake of the same request for reference.
 //!
 //! ```text
 //! cargo run --release -p eventum-benches --bin allocations
@@ -14,6 +14,7 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use eventum_benches::{client_frames, MemStream, BROWSER_REQUEST};
+use eventum_core::app::{App, Route};
 use eventum_core::driver::{Endpoint, Session};
 use eventum_core::frame::OpCode;
 use eventum_core::handshake::{Accept, DeflateConfig};
@@ -162,6 +163,30 @@ fn main() {
         (echo_input, echo_output) = (read - before, count() - read);
     }
 
+    // A JSON event into a typed handler (the criterion `events` benchmark's message).
+    #[derive(serde::Deserialize)]
+    struct Move {
+        x: i64,
+        y: i64,
+    }
+    let typed_app = App::builder()
+        .route(Route::new("/{*path}"))
+        .on_typed("move", |_ctx, m: Move| {
+            black_box(m.x + m.y);
+        })
+        .build();
+    let typed_endpoint = Endpoint::new(typed_app);
+    let mut typed = typed_endpoint.admit(now, None).expect("a free slot");
+    typed.handle_input(now, BROWSER_REQUEST);
+    sink.clear();
+    drain(&mut typed, &mut sink);
+    assert!(sink.starts_with(b"HTTP/1.1 101 "), "the typed app accepts the upgrade");
+    let event = client_frames(OpCode::Text, br#"{"event":"move","x":1,"y":2}"#, 1);
+    let typed_event = per_run(|| {
+        typed.handle_input(now, black_box(&event));
+        drain(&mut typed, &mut sink);
+    });
+
     let tungstenite = per_run(|| {
         let ws = tungstenite::accept(MemStream::new(black_box(BROWSER_REQUEST))).expect("accepted");
         black_box(ws);
@@ -176,5 +201,6 @@ fn main() {
     println!("allocations per 16 B echo, Session (echo app):  {echo}");
     println!("  handle_input (read, handled, queued)     {echo_input}");
     println!("  poll_transmit + transmitted              {echo_output}");
+    println!("allocations per typed JSON event, Session:     {typed_event}");
     println!("allocations per handshake, tungstenite::accept: {tungstenite}");
 }
