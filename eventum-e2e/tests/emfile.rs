@@ -9,81 +9,86 @@
 use std::fs::File;
 use std::io::{ErrorKind, Read, Write};
 use std::net::TcpStream;
+use std::os::fd::OwnedFd;
 use std::time::Duration;
 
 use eventum_core::app::{App, Route};
 use eventum_e2e::{upgrade_request, Adapter, RawClient, WAIT};
+use rustix::net::{AddressFamily, SocketType};
 use rustix::process::{getrlimit, setrlimit, Resource};
 
 fn open_descriptors() -> u64 {
     std::fs::read_dir("/proc/self/fd").expect("/proc/self/fd").count() as u64
 }
 
-/// The process's descriptor table: each descriptor and what it refers to. Reading it
-/// needs no new descriptor beyond the directory's own, which is closed again.
-fn descriptor_table() -> Vec<(String, String)> {
-    let mut table: Vec<_> = std::fs::read_dir("/proc/self/fd")
-        .map(|dir| {
-            dir.filter_map(Result::ok)
-                .map(|entry| {
-                    let target = std::fs::read_link(entry.path()).unwrap_or_default();
-                    (
-                        entry.file_name().to_string_lossy().into_owned(),
-                        target.to_string_lossy().into_owned(),
-                    )
-                })
-                .collect()
-        })
-        .unwrap_or_default();
-    table.sort();
-    table
+fn is_emfile(e: &std::io::Error) -> bool {
+    e.raw_os_error() == Some(rustix::io::Errno::MFILE.raw_os_error())
 }
 
-/// Fills the descriptor table, connects with the last descriptor and sends an upgrade
-/// request. `None` when the attempt proves nothing: the table changed meanwhile (another
-/// thread freed a descriptor the server may have used, or took the one freed for the
-/// client), or the server answered, which it can once: a thread blocked in accept(2)
-/// reserved its descriptor before the table filled, so only its next accept finds none. Otherwise (no answer while the table
-/// stayed full) the client and the files holding the table full.
-fn starve(server: &eventum_e2e::TestServer) -> Option<(TcpStream, Vec<File>)> {
-    let mut filler = Vec::new();
-    loop {
-        match File::open("/dev/null") {
-            Ok(file) => filler.push(file),
-            Err(e) if e.raw_os_error() == Some(rustix::io::Errno::MFILE.raw_os_error()) => break,
-            Err(e) => panic!("unexpected error while filling the descriptor table: {e}"),
-        }
-        assert!(filler.len() < 64, "the lowered limit did not hold");
-    }
-    drop(filler.pop());
-    // A server thread can take the freed descriptor first: a non-blocking accept(2)
-    // reserves one for as long as the call runs, even when it finds no connection.
-    let mut stream = match TcpStream::connect(server.addr()) {
-        Ok(stream) => stream,
-        Err(e) if e.raw_os_error() == Some(rustix::io::Errno::MFILE.raw_os_error()) => return None,
-        Err(e) => panic!("the kernel accepts into the backlog: {e}"),
-    };
-    stream
-        .set_read_timeout(Some(Duration::from_millis(300)))
-        .expect("timeout");
+/// A TCP socket made while descriptors are free, to connect once none are.
+fn unconnected_socket() -> OwnedFd {
+    rustix::net::socket(AddressFamily::INET, SocketType::STREAM, None).expect("a socket")
+}
+
+/// Connects `socket` to the server and sends an upgrade request: the stream, and whether
+/// any answer came within `wait`.
+fn upgrade_over(socket: OwnedFd, server: &eventum_e2e::TestServer, wait: Duration) -> (TcpStream, bool) {
+    rustix::net::connect(&socket, &server.addr()).expect("the kernel accepts into the backlog");
+    let mut stream = TcpStream::from(socket);
+    stream.set_read_timeout(Some(wait)).expect("timeout");
     stream
         .write_all(&upgrade_request("/echo"))
         .expect("send the upgrade request");
-    // Reading the table takes a descriptor for the directory: free one for it first.
-    drop(filler.pop());
-    let table = descriptor_table();
-    filler.push(File::open("/dev/null").ok()?);
     let mut head = [0u8; 12];
-    let answered = stream.read(&mut head);
-    drop(filler.pop());
-    if descriptor_table() != table {
-        return None;
+    let answered = !matches!(
+        stream.read(&mut head),
+        Err(e) if matches!(e.kind(), ErrorKind::WouldBlock | ErrorKind::TimedOut)
+    );
+    (stream, answered)
+}
+
+/// A client waiting in the backlog while the server has no descriptor to accept it with,
+/// and everything that holds the descriptor table full.
+struct Starved {
+    client: TcpStream,
+    held: Vec<OwnedFd>,
+}
+
+/// Fills the descriptor table with two client sockets made beforehand, so no descriptor
+/// is ever free while the server tries to accept, then connects them one after the other.
+/// A thread blocked in accept(2) reserved a descriptor before the table filled and serves
+/// the first client with it (eventum-std); its next accept finds none, and neither does a
+/// non-blocking accept (eventum-smol), so the first client not answered within a second is
+/// starved. `None` when the attempt proves nothing: the second client was answered too, or
+/// the table was no longer full afterwards (something freed a descriptor meanwhile).
+fn starve(server: &eventum_e2e::TestServer) -> Option<Starved> {
+    let sockets = [unconnected_socket(), unconnected_socket()];
+    let mut held: Vec<OwnedFd> = Vec::new();
+    loop {
+        match File::open("/dev/null") {
+            Ok(file) => held.push(file.into()),
+            Err(e) if is_emfile(&e) => break,
+            Err(e) => panic!("unexpected error while filling the descriptor table: {e}"),
+        }
+        assert!(held.len() < 64, "the lowered limit did not hold");
     }
-    filler.push(File::open("/dev/null").ok()?);
-    match answered {
-        Err(e) if matches!(e.kind(), ErrorKind::WouldBlock | ErrorKind::TimedOut) => Some((stream, filler)),
-        _ => None,
+    let mut starved = None;
+    for socket in sockets {
+        if starved.is_some() {
+            held.push(socket);
+            continue;
+        }
+        match upgrade_over(socket, server, Duration::from_secs(1)) {
+            (client, false) => starved = Some(client),
+            (answered, true) => held.push(answered.into()),
+        }
     }
+    // Still full: nothing freed a descriptor the server could have accepted with.
+    match File::open("/dev/null") {
+        Err(e) if is_emfile(&e) => {}
+        _ => return None,
+    }
+    Some(Starved { client: starved?, held })
 }
 
 fn served_after_emfile(adapter: Adapter) {
@@ -96,7 +101,8 @@ fn served_after_emfile(adapter: Adapter) {
     // Started first: the std adapter raises the soft limit when it listens.
     let server = adapter.start(app);
     // One full exchange first, so the server's threads have started and are waiting in
-    // their accept loop rather than starting up while the table fills.
+    // their accept loop, and eventum-std's worker pool (made for the first connection,
+    // with descriptors of its own) exists before the table fills.
     let mut warm = RawClient::connect(server.addr(), "/echo");
     warm.send_frame(0x1, b"warm");
     assert!(
@@ -110,14 +116,17 @@ fn served_after_emfile(adapter: Adapter) {
     limited.current = Some(open_descriptors() + 16);
     setrlimit(Resource::Nofile, limited).expect("lower the soft file limit");
 
-    // Every descriptor taken, the last one by a client socket: the server has none left
-    // to accept it with. An attempt that proves nothing (see `starve`) is made again.
-    let (mut stream, filler) = (1..=10).find_map(|_| starve(&server)).unwrap_or_else(|| {
+    // Every descriptor taken, some by clients: the server has none left to accept the
+    // last one with. An attempt that proves nothing (see `starve`) is made again.
+    let Starved {
+        client: mut stream,
+        held,
+    } = (1..=10).find_map(|_| starve(&server)).unwrap_or_else(|| {
         panic!("{adapter:?}: in 10 attempts the server never went without a descriptor to accept with")
     });
 
     // Descriptors back: the server accepts the waiting connection and answers it.
-    drop(filler);
+    drop(held);
     let mut head = [0u8; 12];
     setrlimit(Resource::Nofile, original).expect("restore the file limit");
     stream.set_read_timeout(Some(WAIT)).expect("timeout");
