@@ -101,8 +101,7 @@ fn served_after_emfile(adapter: Adapter) {
     // Started first: the std adapter raises the soft limit when it listens.
     let server = adapter.start(app);
     // One full exchange first, so the server's threads have started and are waiting in
-    // their accept loop, and eventum-std's worker pool (made for the first connection,
-    // with descriptors of its own) exists before the table fills.
+    // their accept loop rather than starting up while the table fills.
     let mut warm = RawClient::connect(server.addr(), "/echo");
     warm.send_frame(0x1, b"warm");
     assert!(
