@@ -294,7 +294,8 @@ impl Connection {
     /// Looks for the end of the request head and acts on a complete one.
     /// Acts on what [`read_head`] found: a complete head's request awaits the
     /// application's decision, a bad one fails the handshake. The head's length when the
-    /// request was read (whatever the verdict), `None` while more bytes are needed.
+    /// request awaits the decision; `None` while more bytes are needed, or after a failure
+    /// (the connection is closed then).
     fn after_head(&mut self, now: Instant, read: HeadRead) -> Option<usize> {
         let (head_len, request, verdict) = match read {
             HeadRead::Incomplete => return None,
@@ -305,13 +306,12 @@ impl Connection {
             HeadRead::Complete { len, request, verdict } => (len, request, verdict),
         };
         self.request = Some(request);
-        match verdict {
-            Ok(()) => {
-                self.request_unreported = true;
-                self.link.await_decision();
-            }
-            Err(e) => self.fail_handshake(now, e),
+        if let Err(e) = verdict {
+            self.fail_handshake(now, e);
+            return None;
         }
+        self.request_unreported = true;
+        self.link.await_decision();
         Some(head_len)
     }
 
