@@ -18,6 +18,7 @@
 #![warn(missing_docs)]
 
 mod driver;
+mod event_loop;
 mod server;
 
 pub use eventum_core as core;

@@ -20,6 +20,7 @@ use smol::net::{TcpListener, TcpStream};
 use smol::{Executor, Timer};
 
 use crate::driver::drive;
+use crate::event_loop::Loops;
 
 /// An app ready to serve connections: over TCP with [`Server::listen`], or over any byte
 /// stream with [`Server::serve_stream`]. Cloning is cheap; clones share connections and rooms.
@@ -145,12 +146,24 @@ impl Server {
         self.serve_admitted(admitted, tls).await
     }
 
-    /// Binds `addr`, runs the startup hooks and serves on a pool of executor threads.
+    /// Binds `addr`, runs the startup hooks and serves: plain TCP on one event loop per
+    /// thread (see [`threads`](Self::threads)), `wss://` on a pool of smol executor threads.
     pub fn listen(self, addr: impl ToSocketAddrs) -> io::Result<Running> {
         let listener = StdListener::bind(addr)?;
         let local_addr = listener.local_addr()?;
-        let listener = TcpListener::try_from(listener)?;
         self.endpoint.app().startup();
+        let serving = match &self.tls {
+            None => Serving::Loops(Loops::start(&self.endpoint, listener, self.threads)?),
+            Some(_) => self.start_executor(TcpListener::try_from(listener)?)?,
+        };
+        Ok(Running {
+            server: self,
+            local_addr,
+            serving,
+        })
+    }
+
+    fn start_executor(&self, listener: TcpListener) -> io::Result<Serving> {
         let executor = Arc::new(Executor::new());
         let (stop_threads, threads_stopped) = async_channel::bounded::<()>(1);
         let accept_task = executor.spawn(self.clone().accept_loop(listener, Arc::clone(&executor)));
@@ -162,12 +175,10 @@ impl Server {
                     .spawn(move || smol::block_on(executor.run(async { stop.recv().await.ok() })))
             })
             .collect::<io::Result<Vec<_>>>()?;
-        Ok(Running {
-            server: self,
-            local_addr,
+        Ok(Serving::Executor {
             stop_threads,
             threads,
-            accept_task: Some(accept_task),
+            accept_task,
         })
     }
 
@@ -186,14 +197,10 @@ impl Server {
             let server = self.clone();
             executor
                 .spawn(async move {
-                    let served = match &server.tls {
-                        // Boxed: a task is as large as its largest branch, and the TLS
-                        // one (rustls' state) would double every plain connection's.
-                        Some(config) => Box::pin(server.serve_tls(config, stream, peer)).await,
-                        None => server.serve_stream(stream, Some(peer)).await,
-                    };
-                    if let Err(e) = served {
-                        log::debug!("connection from {peer} ended with {e}");
+                    if let Some(config) = &server.tls {
+                        if let Err(e) = server.serve_tls(config, stream, peer).await {
+                            log::debug!("connection from {peer} ended with {e}");
+                        }
                     }
                 })
                 .detach();
@@ -219,9 +226,21 @@ impl From<Endpoint> for Server {
 pub struct Running {
     server: Server,
     local_addr: SocketAddr,
-    stop_threads: async_channel::Sender<()>,
-    threads: Vec<JoinHandle<Option<()>>>,
-    accept_task: Option<smol::Task<()>>,
+    serving: Serving,
+}
+
+/// What serves a listening server's connections.
+#[derive(Debug)]
+enum Serving {
+    /// Plain TCP: the event loops.
+    Loops(Loops),
+    /// `wss://`: the executor threads and the accept task.
+    Executor {
+        stop_threads: async_channel::Sender<()>,
+        threads: Vec<JoinHandle<Option<()>>>,
+        accept_task: smol::Task<()>,
+    },
+    Stopped,
 }
 
 impl Running {
@@ -237,8 +256,14 @@ impl Running {
 
     /// Blocks the calling thread while the server runs (until the process ends).
     pub fn wait(mut self) {
-        for thread in std::mem::take(&mut self.threads) {
-            let _ = thread.join();
+        match &mut self.serving {
+            Serving::Loops(loops) => loops.wait(),
+            Serving::Executor { threads, .. } => {
+                for thread in std::mem::take(threads) {
+                    let _ = thread.join();
+                }
+            }
+            Serving::Stopped => {}
         }
     }
 
@@ -252,9 +277,9 @@ impl Running {
     }
 
     fn stop(&mut self) {
-        let Some(accept_task) = self.accept_task.take() else {
+        if matches!(self.serving, Serving::Stopped) {
             return;
-        };
+        }
         // The listener stays open while the plan runs: new requests get their 503.
         let mut plan = self.server.endpoint.shutdown(Instant::now());
         let mut timer = Timer::never();
@@ -267,10 +292,20 @@ impl Running {
                 return Poll::Pending;
             }
         }));
-        smol::block_on(accept_task.cancel());
-        self.stop_threads.close();
-        for thread in std::mem::take(&mut self.threads) {
-            let _ = thread.join();
+        match std::mem::replace(&mut self.serving, Serving::Stopped) {
+            Serving::Loops(mut loops) => loops.stop(),
+            Serving::Executor {
+                stop_threads,
+                threads,
+                accept_task,
+            } => {
+                smol::block_on(accept_task.cancel());
+                stop_threads.close();
+                for thread in threads {
+                    let _ = thread.join();
+                }
+            }
+            Serving::Stopped => {}
         }
         self.server.endpoint.app().shutdown();
     }
