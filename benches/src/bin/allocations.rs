@@ -1,7 +1,8 @@
 //! Heap allocations per operation, counted exactly (no timing, so the figure is the same on
 //! a busy machine): one handshake of a Chromium upgrade request through `Connection` and
 //! through a `Session` of the echo app, one 16-byte echo through that session, one JSON event
-//! into a typed handler, and tungstenite's handshake of the same request for reference.
+//! into a typed handler, and tungstenite's handshake of the same request for reference; and
+//! what an idle session holds: its size inline and the heap bytes it keeps after its handshake.
 //!
 //! ```text
 //! cargo run --release -p eventum-benches --bin allocations
@@ -14,6 +15,10 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use eventum_benches::{client_frames, MemStream, BROWSER_REQUEST};
+
+/// The load generator's upgrade request: what each of `compare.sh`'s idle connections sends.
+const PLAIN_REQUEST: &[u8] = b"GET / HTTP/1.1\r\nHost: 127.0.0.1\r\nUpgrade: websocket\r\n\
+    Connection: Upgrade\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n";
 use eventum_core::app::{App, Route};
 use eventum_core::driver::{Endpoint, Session};
 use eventum_core::frame::OpCode;
@@ -25,6 +30,12 @@ struct Counting;
 
 thread_local! {
     static ALLOCATIONS: Cell<u64> = const { Cell::new(0) };
+    /// Bytes allocated and not freed on this thread (requested sizes, no allocator overhead).
+    static LIVE: Cell<i64> = const { Cell::new(0) };
+}
+
+fn add_live(bytes: usize, sign: i64) {
+    LIVE.with(|n| n.set(n.get() + sign * bytes as i64));
 }
 
 // SAFETY: every call is passed on unchanged to the system allocator; the count is a
@@ -32,17 +43,21 @@ thread_local! {
 unsafe impl GlobalAlloc for Counting {
     unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
         ALLOCATIONS.with(|n| n.set(n.get() + 1));
+        add_live(layout.size(), 1);
         // SAFETY: the caller's obligations are the system allocator's.
         unsafe { System.alloc(layout) }
     }
 
     unsafe fn dealloc(&self, ptr: *mut u8, layout: Layout) {
+        add_live(layout.size(), -1);
         // SAFETY: as above.
         unsafe { System.dealloc(ptr, layout) }
     }
 
     unsafe fn realloc(&self, ptr: *mut u8, layout: Layout, new_size: usize) -> *mut u8 {
         ALLOCATIONS.with(|n| n.set(n.get() + 1));
+        add_live(new_size, 1);
+        add_live(layout.size(), -1);
         // SAFETY: as above.
         unsafe { System.realloc(ptr, layout, new_size) }
     }
@@ -187,6 +202,36 @@ fn main() {
         drain(&mut typed, &mut sink);
     });
 
+    // What an idle session keeps: the heap bytes still allocated after its handshake
+    // (averaged over many sessions, so shared structures that grow in steps, like the hub's
+    // table, count their share), beside its size inline.
+    let idle_endpoint = Endpoint::new(eventum_demo::echo_app());
+    let mut held = |count: usize| {
+        let mut sessions = Vec::with_capacity(count);
+        let before = LIVE.with(Cell::get);
+        for _ in 0..count {
+            let mut session = idle_endpoint.admit(now, None).expect("a free slot");
+            session.handle_input(now, black_box(PLAIN_REQUEST));
+            sink.clear();
+            drain(&mut session, &mut sink);
+            sessions.push(session);
+        }
+        let held = LIVE.with(Cell::get) - before;
+        drop(sessions);
+        held as f64 / count as f64
+    };
+    held(100);
+    let idle_heap = held(1000);
+    let live = || LIVE.with(Cell::get);
+    let at_start = live();
+    let mut idle = idle_endpoint.admit(now, None).expect("a free slot");
+    let admitted = live();
+    idle.handle_input(now, black_box(PLAIN_REQUEST));
+    sink.clear();
+    drain(&mut idle, &mut sink);
+    let (idle_admit, idle_upgrade) = (admitted - at_start, live() - admitted);
+    drop(idle);
+
     let tungstenite = per_run(|| {
         let ws = tungstenite::accept(MemStream::new(black_box(BROWSER_REQUEST))).expect("accepted");
         black_box(ws);
@@ -203,4 +248,10 @@ fn main() {
     println!("  poll_transmit + transmitted              {echo_output}");
     println!("allocations per typed JSON event, Session:     {typed_event}");
     println!("allocations per handshake, tungstenite::accept: {tungstenite}");
+    println!(
+        "an idle session (echo app, no compression offered): {} B inline, {idle_heap:.0} B on the heap",
+        std::mem::size_of::<Session>()
+    );
+    println!("  admitted                                 {idle_admit} B");
+    println!("  upgraded (head kept, app data, 101 out)  {idle_upgrade} B");
 }
