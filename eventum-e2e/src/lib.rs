@@ -54,7 +54,7 @@ pub fn wait_until(timeout: Duration, mut condition: impl FnMut() -> bool) -> boo
 /// Which of eventum's adapters serves the app.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Adapter {
-    /// `eventum-smol`: one task per connection on a smol executor.
+    /// `eventum-smol`: its event loops (TLS: one task per connection on a smol executor).
     Smol,
     /// `eventum-std`: blocking threads.
     Std,

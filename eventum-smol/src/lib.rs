@@ -1,10 +1,11 @@
-//! eventum's smol adapter: serves an [`App`](eventum_core::app::App) over smol /
-//! async-io, one task per connection on a multi-threaded executor.
+//! eventum's smol adapter: serves an [`App`](eventum_core::app::App) on its own event
+//! loops or on any smol / async-io executor.
 //!
-//! * [`Server::listen`] binds a TCP address and serves on a pool of executor threads;
+//! * [`Server::listen`] binds a TCP address and serves it on one epoll loop per thread
+//!   (each owns its connections: no task, channel or lock per connection);
 //!   [`Running::shutdown`] stops it gracefully (close 1001, a bounded wait, shutdown hooks).
 //! * [`Server::serve_stream`] serves any `AsyncRead + AsyncWrite` stream (TLS, Unix
-//!   socket, in-memory pipe) with the same driver.
+//!   socket, in-memory pipe) as a future on whatever executor runs it.
 //! * [`Server::tls`] serves `wss://` (rustls; `eventum_tls::server_config` reads PEM
 //!   files), and [`Server::backplane`] makes the server one node of several (e.g. over
 //!   Redis with `eventum-redis`).
@@ -12,8 +13,8 @@
 //! Everything but the runtime comes from eventum-core's [driver kit](eventum_core::driver):
 //! the connection limit and its `503`, rooms and broadcasts, the portable
 //! [`ConnectionHandle`] handlers get from `ctx.handle()`, the mailbox and its slow-consumer
-//! policy, and the shutdown plan. What is here is the driver loop with smol's read,
-//! write, timer and wake-up.
+//! policy, and the shutdown plan. What is here is the driver loop twice: over epoll and
+//! over smol's read, write, timer and wake-up.
 #![forbid(unsafe_code)]
 #![warn(missing_docs)]
 

@@ -1,4 +1,4 @@
-//! Serving an app: the accept loop, the executor threads and graceful shutdown.
+//! Serving an app: on the event loops or an executor, and graceful shutdown.
 
 use std::future::poll_fn;
 use std::io;
@@ -51,7 +51,8 @@ impl Server {
         Self::from(Endpoint::new(app))
     }
 
-    /// Sets how many executor threads [`listen`](Self::listen) starts (at least one).
+    /// Sets how many threads [`listen`](Self::listen) starts (at least one): event loops,
+    /// or executor threads for `wss://`.
     pub fn threads(mut self, threads: usize) -> Self {
         self.threads = threads.max(1);
         self
@@ -209,7 +210,7 @@ impl Server {
 }
 
 impl From<Endpoint> for Server {
-    /// A server for the endpoint's app and options, on one executor thread per core.
+    /// A server for the endpoint's app and options, on one thread per core it may run on.
     fn from(endpoint: Endpoint) -> Self {
         let threads = std::thread::available_parallelism().map_or(1, |n| n.get());
         Server {
