@@ -67,7 +67,7 @@ pub struct Options {
     pub max_connections: usize,
     /// How long shutdown waits for connections to finish their close handshake.
     pub shutdown_timeout: Duration,
-    /// Executor threads (smol only).
+    /// Event-loop threads (smol only).
     pub threads: usize,
     /// How long shutdown serves open connections (answering new requests `503`) before
     /// closing them.
