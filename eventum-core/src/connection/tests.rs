@@ -604,6 +604,15 @@ fn frame_and_message_limits_close_1009_before_buffering() {
     input.extend(frame(true, OpCode::Continuation, &[0u8; 50]));
     let (events, _, _) = run_all_splits(&config, true, &input, false);
     assert_eq!(events, [Ev::Binary(vec![0u8; 150])]);
+
+    // A small frame that arrives whole (the decoder's one-step path) meets the same limits.
+    let (events, _, _) = run_chunks(&config, true, &[&big], false);
+    assert_eq!(events, [protocol_closed(ProtocolError::FrameTooLarge { limit: 100 })]);
+    let tight = Config::builder().max_message_size(20).build().unwrap();
+    let (events, _, _) = run_chunks(&tight, true, &[&frame(true, OpCode::Text, &[b'a'; 21])], false);
+    assert_eq!(events, [protocol_closed(ProtocolError::MessageTooLarge { limit: 20 })]);
+    let (events, _, _) = run_chunks(&tight, true, &[&frame(true, OpCode::Text, &[b'a'; 20])], false);
+    assert_eq!(events, [Ev::Text("a".repeat(20))]);
 }
 
 // --- close handshake ----------------------------------------------------------------------
