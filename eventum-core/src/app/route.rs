@@ -116,10 +116,17 @@ impl Pattern {
     pub(crate) fn matches(&self, path: &str) -> Option<Vec<(String, String)>> {
         let segments = self.segments.as_ref()?;
         let mut rest = path.strip_prefix('/')?;
+        // Kept for the connection's life: sized exactly at the first capture rather than
+        // grown (a growing `Vec` of pairs starts at four).
+        let captures = segments.iter().filter(|s| !matches!(s, Segment::Literal(_))).count();
         let mut params = Vec::new();
+        let capture = |params: &mut Vec<(String, String)>, name: &String, value: String| {
+            params.reserve_exact(captures);
+            params.push((name.clone(), value));
+        };
         for (i, segment) in segments.iter().enumerate() {
             if let Segment::Rest(name) = segment {
-                params.push((name.clone(), percent_decode(rest)));
+                capture(&mut params, name, percent_decode(rest));
                 return Some(params);
             }
             let (part, tail) = match rest.split_once('/') {
@@ -128,7 +135,7 @@ impl Pattern {
             };
             match segment {
                 Segment::Literal(literal) if literal == part => {}
-                Segment::Param(name) if !part.is_empty() => params.push((name.clone(), percent_decode(part))),
+                Segment::Param(name) if !part.is_empty() => capture(&mut params, name, percent_decode(part)),
                 _ => return None,
             }
             let last = i + 1 == segments.len();
@@ -140,7 +147,7 @@ impl Pattern {
                 (None, false) => {
                     return match &segments[i + 1..] {
                         [Segment::Rest(name)] => {
-                            params.push((name.clone(), String::new()));
+                            capture(&mut params, name, String::new());
                             Some(params)
                         }
                         _ => None,
