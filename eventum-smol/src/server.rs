@@ -1,12 +1,10 @@
 //! Serving an app: on the event loops or an executor, and graceful shutdown.
 
-use std::future::poll_fn;
 use std::io;
 use std::net::{SocketAddr, TcpListener as StdListener, ToSocketAddrs};
-use std::pin::Pin;
 use std::sync::Arc;
-use std::task::Poll;
-use std::thread::JoinHandle;
+use std::task::{Wake, Waker};
+use std::thread::{JoinHandle, Thread};
 use std::time::{Duration, Instant};
 
 use eventum_core::app::App;
@@ -14,7 +12,7 @@ use eventum_core::backplane::Backplane;
 use eventum_core::driver::{Busy, Endpoint, Session};
 use eventum_tls::rustls::ServerConfig;
 use futures_rustls::TlsAcceptor;
-use smol::future::{Future, FutureExt};
+use smol::future::FutureExt;
 use smol::io::{AsyncRead, AsyncWrite, AsyncWriteExt};
 use smol::net::{TcpListener, TcpStream};
 use smol::{Executor, Timer};
@@ -281,18 +279,13 @@ impl Running {
         if matches!(self.serving, Serving::Stopped) {
             return;
         }
-        // The listener stays open while the plan runs: new requests get their 503.
+        // The listener stays open while the plan runs: new requests get their 503. This
+        // thread waits for it without a runtime: the event loops use none.
         let mut plan = self.server.endpoint.shutdown(Instant::now());
-        let mut timer = Timer::never();
-        smol::block_on(poll_fn(|cx| loop {
-            let Some(until) = plan.poll(Instant::now(), cx.waker()) else {
-                return Poll::Ready(());
-            };
-            timer.set_at(until);
-            if Pin::new(&mut timer).poll(cx).is_pending() {
-                return Poll::Pending;
-            }
-        }));
+        let waker = Waker::from(Arc::new(Unpark(std::thread::current())));
+        while let Some(until) = plan.poll(Instant::now(), &waker) {
+            std::thread::park_timeout(until.saturating_duration_since(Instant::now()));
+        }
         match std::mem::replace(&mut self.serving, Serving::Stopped) {
             Serving::Loops(mut loops) => loops.stop(),
             Serving::Executor {
@@ -309,6 +302,15 @@ impl Running {
             Serving::Stopped => {}
         }
         self.server.endpoint.app().shutdown();
+    }
+}
+
+/// Wakes a parked thread.
+struct Unpark(Thread);
+
+impl Wake for Unpark {
+    fn wake(self: Arc<Self>) {
+        self.0.unpark();
     }
 }
 
