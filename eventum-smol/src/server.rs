@@ -153,7 +153,7 @@ impl Server {
         self.endpoint.app().startup();
         let serving = match &self.tls {
             None => Serving::Loops(Loops::start(&self.endpoint, listener, self.threads)?),
-            Some(_) => self.start_executor(TcpListener::try_from(listener)?)?,
+            Some(config) => self.start_executor(TcpListener::try_from(listener)?, Arc::clone(config))?,
         };
         Ok(Running {
             server: self,
@@ -162,10 +162,12 @@ impl Server {
         })
     }
 
-    fn start_executor(&self, listener: TcpListener) -> io::Result<Serving> {
+    /// Serves `wss://`: an accept task and one smol task per connection on a pool of
+    /// executor threads.
+    fn start_executor(&self, listener: TcpListener, config: Arc<ServerConfig>) -> io::Result<Serving> {
         let executor = Arc::new(Executor::new());
         let (stop_threads, threads_stopped) = async_channel::bounded::<()>(1);
-        let accept_task = executor.spawn(self.clone().accept_loop(listener, Arc::clone(&executor)));
+        let accept_task = executor.spawn(self.clone().accept_tls(listener, config, Arc::clone(&executor)));
         let threads = (0..self.threads)
             .map(|i| {
                 let (executor, stop) = (Arc::clone(&executor), threads_stopped.clone());
@@ -181,7 +183,7 @@ impl Server {
         })
     }
 
-    async fn accept_loop(self, listener: TcpListener, executor: Arc<Executor<'static>>) {
+    async fn accept_tls(self, listener: TcpListener, config: Arc<ServerConfig>, executor: Arc<Executor<'static>>) {
         loop {
             let (stream, peer) = match listener.accept().await {
                 Ok(pair) => pair,
@@ -193,13 +195,11 @@ impl Server {
                 }
             };
             let _ = stream.set_nodelay(true);
-            let server = self.clone();
+            let (server, config) = (self.clone(), Arc::clone(&config));
             executor
                 .spawn(async move {
-                    if let Some(config) = &server.tls {
-                        if let Err(e) = server.serve_tls(config, stream, peer).await {
-                            log::debug!("connection from {peer} ended with {e}");
-                        }
+                    if let Err(e) = server.serve_tls(&config, stream, peer).await {
+                        log::debug!("connection from {peer} ended with {e}");
                     }
                 })
                 .detach();
