@@ -193,8 +193,8 @@ impl Inbound {
     /// The common case in one go: a complete, unfragmented, uncompressed text or binary
     /// frame with a 7-bit length, masked, within `limit`. It is unmasked where it lies and
     /// reported without recording progress; anything else (including every frame this
-    /// would have to refuse) is left to the general path, which decides the same frames
-    /// alike (the `reference` fuzz target compares both against an RFC 6455 model).
+    /// would have to refuse) is left to the general path, which reports the same frames the
+    /// same way (the `reference` fuzz target checks the decoder against an RFC 6455 model).
     fn whole_small_frame(&mut self, limit: usize) -> Option<Step> {
         let input = &mut self.rx[self.pos..];
         // FIN set, RSV bits clear: 0x81 text, 0x82 binary; then the mask bit and a length
