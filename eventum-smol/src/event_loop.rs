@@ -18,7 +18,7 @@
 
 use std::cmp::Reverse;
 use std::collections::BinaryHeap;
-use std::io::{self, ErrorKind, IoSlice, Read, Write};
+use std::io::{self, ErrorKind, Read, Write};
 use std::net::{Shutdown, TcpListener, TcpStream};
 use std::os::fd::OwnedFd;
 use std::panic::AssertUnwindSafe;
@@ -39,8 +39,6 @@ const EVENTS: usize = 256;
 /// Most connections accepted per readiness of the listener, before the loop serves
 /// the ones it has.
 const ACCEPTS: usize = 64;
-/// Most output chunks handed to one vectored write.
-const WRITE_SLICES: usize = 32;
 /// How long a loop stops accepting after running out of descriptors or memory.
 const ACCEPT_BACKOFF: Duration = Duration::from_millis(50);
 /// The epoll keys of the eventfd and the listener; a connection's key is its slot index
@@ -434,7 +432,7 @@ fn serve(
         // Reported whatever the interest, and again on every wait: the socket is dead.
         session.handle_transport_error(now);
     }
-    write(session, &conn.stream);
+    session.write_to(now, &mut &conn.stream);
     if session.should_close_transport() {
         return true;
     }
@@ -460,24 +458,6 @@ fn serve(
         }
     }
     false
-}
-
-/// Writes output until the socket would block or none is left.
-fn write(session: &mut Session, mut stream: &TcpStream) {
-    loop {
-        let transmit = session.poll_transmit();
-        if transmit.is_empty() {
-            return;
-        }
-        let mut slices = [IoSlice::new(&[]); WRITE_SLICES];
-        let filled = transmit.io_slices(&mut slices);
-        match stream.write_vectored(&slices[..filled]) {
-            Ok(n) if n > 0 => session.transmitted(n),
-            Err(e) if e.kind() == ErrorKind::WouldBlock => return,
-            Err(e) if e.kind() == ErrorKind::Interrupted => {}
-            _ => session.handle_transport_error(Instant::now()),
-        }
-    }
 }
 
 /// Whether an accept error means the process or the system is out of something (file

@@ -3,7 +3,7 @@
 //! and wakes when a connection has mail; the core's driver kit does the rest.
 //! `cargo run -p eventum-std --example custom_loop [ADDRESS]` (default 127.0.0.1:9003)
 
-use std::io::{self, IoSlice, Read, Write};
+use std::io::{self, Read, Write};
 use std::{collections::HashMap, sync::Arc, sync::Mutex, task::Wake, task::Waker, time::Instant};
 
 use eventum_core::{app::App, driver::Endpoint, driver::Session};
@@ -119,20 +119,7 @@ fn drive(conn: &mut Conn, buf: &mut [u8], now: Instant) {
             }
             progress = true;
         }
-        while !conn.session.poll_transmit().is_empty() {
-            let mut slices = [IoSlice::new(&[]); 16];
-            let filled = conn.session.poll_transmit().io_slices(&mut slices);
-            match conn.stream.write_vectored(&slices[..filled]) {
-                Ok(0) => conn.session.handle_transport_error(now),
-                Ok(n) => {
-                    conn.session.transmitted(n);
-                    progress = true;
-                }
-                Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
-                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
-                Err(_) => conn.session.handle_transport_error(now),
-            }
-        }
+        progress |= conn.session.write_to(now, &mut conn.stream) > 0;
         // Writing may have let the core want input again (below its low-water mark).
         if !(progress && conn.readable && conn.session.wants_read()) {
             return;

@@ -10,7 +10,7 @@
 //! worker per burst, never a thread per recipient; a worker runs what it queued itself.
 
 use std::collections::{BinaryHeap, VecDeque};
-use std::io::{self, ErrorKind, IoSlice};
+use std::io::{self, ErrorKind};
 use std::net::Shutdown;
 use std::os::fd::OwnedFd;
 use std::panic::AssertUnwindSafe;
@@ -32,8 +32,6 @@ const READ_SIZE: usize = 64 * 1024;
 const READS_PER_PASS: usize = 16;
 /// Most epoll events a worker takes at once.
 const EVENTS: usize = 64;
-/// Most output chunks handed to one vectored write.
-const WRITE_SLICES: usize = 32;
 /// How long a closing transport may take to send its last bytes (a TLS `close_notify`).
 const CLOSE_FLUSH: Duration = Duration::from_secs(1);
 /// How long every worker must be stuck in its pass before the pool adds one.
@@ -622,7 +620,9 @@ impl Shared {
                 Err(_) => session.handle_transport_error(Instant::now()),
             }
         }
-        write(session, &mut *io.stream);
+        // Flushed too: a buffering transport (TLS) holds written bytes until then, and
+        // bytes of its own (a handshake flight queued while reading).
+        session.write_to(Instant::now(), &mut *io.stream);
         if session.should_close_transport() {
             // The server closes the TCP connection first (RFC 6455 §7.1.1), once the
             // transport has sent what it owes the peer.
@@ -761,31 +761,6 @@ impl Slots {
     fn take_all(&mut self) -> Vec<Arc<Conn>> {
         self.free.clear();
         self.conns.drain(..).filter_map(|(_, conn)| conn).collect()
-    }
-}
-
-/// Writes output until the transport would block or none is left, then flushes: a
-/// buffering transport (TLS) holds written bytes until then, and bytes of its own (a
-/// handshake flight queued while reading) too; for a socket, flushing does nothing.
-fn write(session: &mut Session, stream: &mut dyn Transport) {
-    loop {
-        let transmit = session.poll_transmit();
-        if transmit.is_empty() {
-            break;
-        }
-        let mut slices = [IoSlice::new(&[]); WRITE_SLICES];
-        let filled = transmit.io_slices(&mut slices);
-        match stream.write_vectored(&slices[..filled]) {
-            Ok(n) if n > 0 => session.transmitted(n),
-            Err(e) if e.kind() == ErrorKind::WouldBlock => return,
-            Err(e) if e.kind() == ErrorKind::Interrupted => {}
-            _ => session.handle_transport_error(Instant::now()),
-        }
-    }
-    match stream.flush() {
-        Ok(()) => {}
-        Err(e) if matches!(e.kind(), ErrorKind::WouldBlock | ErrorKind::Interrupted) => {}
-        Err(_) => session.handle_transport_error(Instant::now()),
     }
 }
 

@@ -10,7 +10,8 @@
 //!
 //! An adapter is then: accept → [`Endpoint::admit`] → for each connection run the driver
 //! loop with its runtime's read, write, sleep and wake-up. Nothing in here reads a
-//! clock, starts a thread or touches a socket.
+//! clock, starts a thread or opens a socket ([`Session::write_to`] writes to whatever
+//! `io::Write` its caller hands in).
 //!
 //! # The driver loop
 //!
@@ -18,7 +19,8 @@
 //!    [`Session::handle_input`], which takes all of it (so one read buffer per thread can
 //!    serve every connection, and an idle one keeps none); at end of stream call
 //!    [`Session::handle_eof`], on a transport error [`Session::handle_transport_error`];
-//! 2. write [`Session::poll_transmit`] and report it with [`Session::transmitted`];
+//! 2. write [`Session::poll_transmit`] and report it with [`Session::transmitted`] (over a
+//!    non-blocking `io::Write`, [`Session::write_to`] does both and flushes);
 //! 3. close the transport once [`Session::should_close_transport`]; otherwise sleep until
 //!    the transport is ready, [`Session::poll_timeout`] passes (then call
 //!    [`Session::handle_timeout`]) or the waker given to [`Session::set_waker`] fires

@@ -1,6 +1,7 @@
 //! [`Session`]: one connection of an app, as an adapter drives it.
 
 use std::collections::VecDeque;
+use std::io::{ErrorKind, IoSlice, Write};
 use std::sync::Arc;
 use std::task::Waker;
 use std::time::Instant;
@@ -127,6 +128,55 @@ impl Session {
     /// Marks the first `n` bytes of [`poll_transmit`](Self::poll_transmit) as written.
     pub fn transmitted(&mut self, n: usize) {
         self.conn.transmitted(n);
+    }
+
+    /// The write step for a non-blocking `writer`: vectored writes of
+    /// [`poll_transmit`](Self::poll_transmit) until it would block or nothing is left, then
+    /// a flush (a buffering transport such as TLS holds what it was given until then). A
+    /// failed write or flush, or a write that takes nothing, ends the connection as
+    /// [`handle_transport_error`](Self::handle_transport_error) does. Returns the bytes
+    /// written. Like `rustls`' `write_tls`, this is I/O the caller hands in; an async
+    /// driver writes [`poll_transmit`](Self::poll_transmit) itself.
+    ///
+    /// ```
+    /// # use eventum_core::app::App;
+    /// # use eventum_core::driver::Endpoint;
+    /// # use std::time::Instant;
+    /// let endpoint = Endpoint::new(App::builder().build());
+    /// let mut session = endpoint.admit(Instant::now(), None).unwrap();
+    /// session.handle_input(Instant::now(), b"GET /nowhere HTTP/1.1\r\nHost: x\r\n\r\n");
+    /// let mut wire = Vec::new();
+    /// let written = session.write_to(Instant::now(), &mut wire);
+    /// assert_eq!(written, wire.len());
+    /// assert!(wire.starts_with(b"HTTP/1.1 4"));
+    /// ```
+    pub fn write_to<W: Write + ?Sized>(&mut self, now: Instant, writer: &mut W) -> usize {
+        /// Most output chunks handed to one vectored write.
+        const WRITE_SLICES: usize = 32;
+        let mut written = 0;
+        loop {
+            let transmit = self.poll_transmit();
+            if transmit.is_empty() {
+                break;
+            }
+            let mut slices = [IoSlice::new(&[]); WRITE_SLICES];
+            let filled = transmit.io_slices(&mut slices);
+            match writer.write_vectored(&slices[..filled]) {
+                Ok(n) if n > 0 => {
+                    self.transmitted(n);
+                    written += n;
+                }
+                Err(e) if e.kind() == ErrorKind::WouldBlock => return written,
+                Err(e) if e.kind() == ErrorKind::Interrupted => {}
+                _ => self.handle_transport_error(now),
+            }
+        }
+        match writer.flush() {
+            Ok(()) => {}
+            Err(e) if matches!(e.kind(), ErrorKind::WouldBlock | ErrorKind::Interrupted) => {}
+            Err(_) => self.handle_transport_error(now),
+        }
+        written
     }
 
     /// The earliest deadline: the connection's timers and pending acknowledgements.
@@ -291,5 +341,85 @@ impl std::fmt::Debug for Session {
             .field("id", &self.id())
             .field("state", &self.conn.state())
             .finish_non_exhaustive()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::io::{self, Write};
+    use std::time::Instant;
+
+    use crate::app::App;
+    use crate::driver::Endpoint;
+    use crate::event::State;
+
+    /// Takes at most `room` bytes in all, then would block; or fails every write.
+    struct Socket {
+        taken: Vec<u8>,
+        room: usize,
+        broken: bool,
+    }
+
+    impl Write for Socket {
+        fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+            if self.broken {
+                return Err(io::ErrorKind::ConnectionReset.into());
+            }
+            let n = buf.len().min(self.room - self.taken.len());
+            if n == 0 {
+                return Err(io::ErrorKind::WouldBlock.into());
+            }
+            self.taken.extend_from_slice(&buf[..n]);
+            Ok(n)
+        }
+        fn flush(&mut self) -> io::Result<()> {
+            Ok(())
+        }
+    }
+
+    /// One real instant as the tests' clock (the core itself never reads one).
+    #[allow(clippy::disallowed_methods)]
+    fn epoch() -> Instant {
+        Instant::now()
+    }
+
+    fn refused_session() -> super::Session {
+        let endpoint = Endpoint::new(App::builder().build());
+        let now = epoch();
+        let mut session = endpoint.admit(now, None).expect("a free slot");
+        session.handle_input(now, b"GET /nowhere HTTP/1.1\r\nHost: x\r\n\r\n");
+        session
+    }
+
+    #[test]
+    fn write_to_stops_when_the_writer_would_block_and_resumes_where_it_stopped() {
+        let mut session = refused_session();
+        let response = session.poll_transmit().len();
+        assert!(response > 10);
+        let mut socket = Socket {
+            taken: Vec::new(),
+            room: 10,
+            broken: false,
+        };
+        assert_eq!(session.write_to(epoch(), &mut socket), 10);
+        assert_eq!(session.poll_transmit().len(), response - 10, "the rest waits");
+        socket.room = usize::MAX;
+        assert_eq!(session.write_to(epoch(), &mut socket), response - 10);
+        assert!(socket.taken.starts_with(b"HTTP/1.1 4"));
+        assert!(session.poll_transmit().is_empty());
+    }
+
+    #[test]
+    fn write_to_ends_the_connection_when_the_writer_fails() {
+        let mut session = refused_session();
+        let mut socket = Socket {
+            taken: Vec::new(),
+            room: usize::MAX,
+            broken: true,
+        };
+        assert_eq!(session.write_to(epoch(), &mut socket), 0);
+        assert_eq!(session.state(), State::Closed);
+        assert!(session.poll_transmit().is_empty(), "unsent output is dropped");
+        assert!(session.should_close_transport());
     }
 }
