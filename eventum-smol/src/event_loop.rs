@@ -157,6 +157,18 @@ struct Slot {
     conn: Option<Box<Conn>>,
 }
 
+impl Slot {
+    /// Whether the slot holds the connection `key` names, not one that ended before it.
+    fn holds(&self, key: u64) -> bool {
+        self.conn.is_some() && u64::from(self.generation) == key >> 32
+    }
+}
+
+/// The slot a connection's key names (its low half).
+fn slot_index(key: u64) -> usize {
+    key as u32 as usize
+}
+
 struct Conn {
     session: Session,
     stream: TcpStream,
@@ -269,8 +281,11 @@ impl EventLoop {
         // they are swept so a burst of short connections cannot grow the heap unbounded.
         if self.timers.len() > 2 * self.live + 64 {
             let slots = &self.slots;
-            self.timers
-                .retain(|Reverse((at, key))| Self::slot_conn(slots, *key).is_some_and(|conn| conn.armed == Some(*at)));
+            self.timers.retain(|Reverse((at, key))| {
+                let slot = slots.get(slot_index(*key)).filter(|slot| slot.holds(*key));
+                slot.and_then(|slot| slot.conn.as_deref())
+                    .is_some_and(|conn| conn.armed == Some(*at))
+            });
         }
         let next = self.timers.peek().map(|Reverse((at, _))| *at);
         match (next, self.accept_paused) {
@@ -359,29 +374,17 @@ impl EventLoop {
     }
 
     fn conn(&mut self, key: u64) -> Option<&mut Conn> {
-        let slot = self.slots.get_mut(key as u32 as usize)?;
-        match &mut slot.conn {
-            Some(conn) if u64::from(slot.generation) == key >> 32 => Some(conn),
-            _ => None,
-        }
-    }
-
-    fn slot_conn(slots: &[Slot], key: u64) -> Option<&Conn> {
-        let slot = slots.get(key as u32 as usize)?;
-        slot.conn.as_deref().filter(|_| u64::from(slot.generation) == key >> 32)
+        let slot = self.slots.get_mut(slot_index(key)).filter(|slot| slot.holds(key))?;
+        slot.conn.as_deref_mut()
     }
 
     /// One pass over a connection: what `flags` reported, its mail, its deadline.
     fn pass(&mut self, key: u64, flags: EventFlags) {
         let (epoll, buf, timers) = (&self.epoll, &mut self.buf[..], &mut self.timers);
-        let Some(slot) = self.slots.get_mut(key as u32 as usize) else {
+        let Some(slot) = self.slots.get_mut(slot_index(key)).filter(|slot| slot.holds(key)) else {
             return;
         };
-        let Some(conn) = slot
-            .conn
-            .as_deref_mut()
-            .filter(|_| u64::from(slot.generation) == key >> 32)
-        else {
+        let Some(conn) = slot.conn.as_deref_mut() else {
             return;
         };
         // Handlers' panics are caught in the core; this catches the loop's own, so a bug
