@@ -12,7 +12,7 @@ use eventum_core::fuzzing;
 
 type Target = fn(&[u8]);
 
-const TARGETS: [(&str, Target); 7] = [
+const TARGETS: [(&str, Target); 8] = [
     ("handshake", fuzzing::handshake),
     ("frame_header", fuzzing::frame_header),
     ("unmask", fuzzing::unmask),
@@ -20,6 +20,7 @@ const TARGETS: [(&str, Target); 7] = [
     ("deflate", fuzzing::deflate),
     ("session", fuzzing::session),
     ("reference", fuzzing::reference),
+    ("envelope", fuzzing::envelope),
 ];
 
 fn corpus_dir(target: &str) -> PathBuf {
@@ -86,6 +87,11 @@ fn reference_corpus() {
 #[test]
 fn session_corpus() {
     replay(&corpus_dir("session"), fuzzing::session);
+}
+
+#[test]
+fn envelope_corpus() {
+    replay(&corpus_dir("envelope"), fuzzing::envelope);
 }
 
 #[test]
@@ -587,6 +593,38 @@ fn deflate_seeds() -> Vec<(&'static str, Vec<u8>)> {
 }
 
 /// Client events of the `session` target's sample app, then a close.
+/// Envelopes of every shape, and the edges where a hand-written reader could part from
+/// serde_json: escapes, duplicates, `null`s, numbers out of range, nesting at the limits.
+fn envelope_seeds() -> Vec<(&'static str, Vec<u8>)> {
+    let nested = |n: usize| "[".repeat(n) + &"]".repeat(n);
+    vec![
+        ("flat", r#"{"event":"join","room":"a"}"#.to_owned()),
+        (
+            "data_id",
+            r#" {"id":{"k":[1]},"event":"get","data":{"a":[1,2.5e3,"x"]}} "#.to_owned(),
+        ),
+        ("ack", r#"{"ack":3,"data":null}"#.to_owned()),
+        ("ack_not_u64", r#"{"ack":-1}"#.to_owned()),
+        (
+            "escaped",
+            r#"{"\u0065vent":"a\"b\u00e9","d\u0061ta":"\ud83d\ude00"}"#.to_owned(),
+        ),
+        ("lone_surrogate", r#"{"event":"\ud800","x":"\udc00"}"#.to_owned()),
+        ("duplicate", r#"{"event":"a","data":1,"data":2}"#.to_owned()),
+        ("nulls", r#"{"event":null,"id":null,"ack":null,"data":null}"#.to_owned()),
+        ("out_of_range", r#"{"event":"a","id":1e400,"x":1e400}"#.to_owned()),
+        ("wrong_types", r#"{"event":["a"],"ack":"1"}"#.to_owned()),
+        ("truncated", r#"{"event":"a","data":[1,{"b":"#.to_owned()),
+        ("not_an_object", r#"[{"event":"a"}]"#.to_owned()),
+        ("id_deep", format!(r#"{{"event":"a","id":{}}}"#, nested(127))),
+        ("data_deep", format!(r#"{{"event":"a","data":{}}}"#, nested(127))),
+        ("too_deep", format!(r#"{{"event":"a","x":{}}}"#, nested(200))),
+    ]
+    .into_iter()
+    .map(|(name, text)| (name, text.into_bytes()))
+    .collect()
+}
+
 fn session_seeds() -> Vec<(&'static str, Vec<u8>)> {
     let text = |t: &str| masked(true, OpCode::Text, t.as_bytes());
     let events = [
@@ -646,6 +684,7 @@ fn regenerate_seed_corpus() {
         ("deflate", deflate_seeds()),
         ("session", session_seeds()),
         ("reference", reference_seeds()),
+        ("envelope", envelope_seeds()),
     ];
     for (target, seeds) in sets {
         let dir = corpus_dir(target);

@@ -319,8 +319,8 @@ fn dispatch_text<'a>(ctx: &mut Context<'a>, text: &'a str) -> FollowUp {
     if let Some(handler) = &app.on_text {
         return run_handler(ctx, "the text handler", |ctx| handler(ctx, text)).into();
     }
-    let (name, id, has_data) = match envelope::parse(text) {
-        Parsed::Event { name, id, has_data } => (name, id, has_data),
+    let (name, id, data) = match envelope::parse(text) {
+        Parsed::Event { name, id, data } => (name, id, data),
         Parsed::Ack(n) => return settle_ack(ctx, n, text),
         Parsed::NoEvent => {
             return match &app.on_no_event {
@@ -385,7 +385,7 @@ fn dispatch_text<'a>(ctx: &mut Context<'a>, text: &'a str) -> FollowUp {
             handler.dispatched.dispatched(&name);
             let body = EventBody {
                 text,
-                has_data,
+                data,
                 value: wants_value.then_some(message.value),
             };
             run_handler(ctx, "an event handler", |ctx| (handler.run)(ctx, body)).into()

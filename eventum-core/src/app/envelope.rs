@@ -50,9 +50,10 @@ use std::borrow::Cow;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
+use super::object_scan::{self, Fields, Raw, Unscanned};
 use crate::outbound::SharedFrame;
 
-/// The fields the dispatcher needs, read without copying the rest of the message.
+/// The fields the dispatcher needs, as serde_json reads them ([`parse_with_serde`]).
 #[derive(Debug, Deserialize)]
 pub(crate) struct Envelope<'a> {
     #[serde(borrow, default)]
@@ -76,13 +77,13 @@ fn is_present<'de, D: serde::Deserializer<'de>>(field: D) -> Result<bool, D::Err
 }
 
 /// How a text message reads as an event.
-#[derive(Debug)]
+#[derive(Debug, PartialEq)]
 pub(crate) enum Parsed<'a> {
-    /// `{"event": "name", ...}`, and whether it has a `data` field.
+    /// `{"event": "name", ...}`, its `id`, and where its `data` field is.
     Event {
         name: Cow<'a, str>,
         id: Option<Value>,
-        has_data: bool,
+        data: DataField<'a>,
     },
     /// `{"ack": n, "data": ...}`: the client's answer to a server request.
     Ack(u64),
@@ -92,13 +93,101 @@ pub(crate) enum Parsed<'a> {
     NotJson,
 }
 
+/// An event's `data` field.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum DataField<'a> {
+    /// No `data` field: the payload is the whole (flat) object.
+    Absent,
+    /// The field's value as written, which reads alone exactly as it reads in place.
+    Raw(&'a str),
+    /// A field that must be read in place, in its message: serde_json's nesting limit counts
+    /// the envelope's own object, so a value nested near it reads differently alone.
+    InPlace,
+}
+
+impl DataField<'_> {
+    pub(crate) fn is_present(self) -> bool {
+        self != DataField::Absent
+    }
+}
+
+/// How many containers deep a field's value may nest and still read alone as it reads in
+/// place: serde_json allows 127 nested containers in a message read alone, and inside the
+/// envelope's object one of them is the object itself.
+const ALONE_AS_IN_PLACE_DEPTH: u32 = 126;
+
+/// Reads the envelope of a text message: one hand-written validating pass over the object
+/// ([`object_scan`]) on the fast path, serde_json for the rest. It reads every text exactly
+/// as [`parse_with_serde`] does (the `envelope` fuzz target checks it).
 pub(crate) fn parse(text: &str) -> Parsed<'_> {
-    // Only an object can be an event (serde would also read a struct from an array).
     if !text.trim_start().starts_with('{') {
-        return match serde_json::from_str::<serde::de::IgnoredAny>(text) {
-            Ok(_) => Parsed::NoEvent,
-            Err(_) => Parsed::NotJson,
-        };
+        return not_an_object(text);
+    }
+    let fields: Fields<'_> = match object_scan::scan(text) {
+        Ok(fields) => fields,
+        Err(Unscanned::NotJson) => return Parsed::NotJson,
+        Err(Unscanned::TooDeep) => return parse_with_serde(text),
+    };
+    if fields.refused {
+        return Parsed::NoEvent;
+    }
+    let name = match present(fields.event) {
+        None => None,
+        Some(raw) if raw.text.starts_with('"') => match raw.text.get(1..raw.text.len() - 1) {
+            Some(plain) if !raw.text.contains('\\') => Some(Cow::Borrowed(plain)),
+            // Escapes: serde_json decodes them (and refuses a lone surrogate).
+            _ => match serde_json::from_str::<String>(raw.text) {
+                Ok(name) => Some(Cow::Owned(name)),
+                Err(_) => return Parsed::NoEvent,
+            },
+        },
+        Some(_) => return Parsed::NoEvent,
+    };
+    // `id` and `ack` are any JSON value: serde_json builds it (and refuses a number out of
+    // range, a lone surrogate, nesting past its limit).
+    let value = |raw: Option<Raw<'_>>| match present(raw) {
+        None => Ok(None),
+        Some(raw) if raw.depth > ALONE_AS_IN_PLACE_DEPTH => Err(()),
+        Some(raw) => serde_json::from_str::<Value>(raw.text).map(Some).map_err(|_| ()),
+    };
+    let (Ok(id), Ok(ack)) = (value(fields.id), value(fields.ack)) else {
+        return Parsed::NoEvent;
+    };
+    match (name, ack) {
+        (Some(name), _) => Parsed::Event {
+            name,
+            id,
+            data: match fields.data {
+                None => DataField::Absent,
+                Some(raw) if raw.depth > ALONE_AS_IN_PLACE_DEPTH => DataField::InPlace,
+                Some(raw) => DataField::Raw(raw.text),
+            },
+        },
+        (None, Some(ack)) => ack.as_u64().map_or(Parsed::NoEvent, Parsed::Ack),
+        (None, None) => Parsed::NoEvent,
+    }
+}
+
+/// The field, unless it is absent or `null` (as serde reads an `Option`).
+fn present(raw: Option<Raw<'_>>) -> Option<Raw<'_>> {
+    raw.filter(|raw| raw.text != "null")
+}
+
+/// A text that does not start with `{`: other JSON, or not JSON. (serde would also read a
+/// struct from an array, so only an object is read as an envelope.)
+fn not_an_object(text: &str) -> Parsed<'_> {
+    match serde_json::from_str::<serde::de::IgnoredAny>(text) {
+        Ok(_) => Parsed::NoEvent,
+        Err(_) => Parsed::NotJson,
+    }
+}
+
+/// The envelope as serde_json reads it: [`parse`]'s reference, and its reading of messages
+/// nested too deep for the hand-written pass. Not JSON when serde_json cannot skip over the
+/// text; otherwise any failure to read the envelope from it means no event.
+pub(crate) fn parse_with_serde(text: &str) -> Parsed<'_> {
+    if !text.trim_start().starts_with('{') || serde_json::from_str::<serde::de::IgnoredAny>(text).is_err() {
+        return not_an_object(text);
     }
     match serde_json::from_str::<Envelope<'_>>(text) {
         Ok(Envelope {
@@ -106,15 +195,51 @@ pub(crate) fn parse(text: &str) -> Parsed<'_> {
             id,
             has_data,
             ..
-        }) => Parsed::Event { name, id, has_data },
-        Ok(Envelope { ack: Some(ack), .. }) => match ack.as_u64() {
-            Some(n) => Parsed::Ack(n),
-            None => Parsed::NoEvent,
+        }) => Parsed::Event {
+            name,
+            id,
+            data: if has_data {
+                DataField::InPlace
+            } else {
+                DataField::Absent
+            },
         },
-        Ok(_) => Parsed::NoEvent,
-        Err(e) if e.is_syntax() || e.is_eof() => Parsed::NotJson,
-        // Valid JSON of the wrong shape: an array, a number, `event` not a string, ...
-        Err(_) => Parsed::NoEvent,
+        Ok(Envelope { ack: Some(ack), .. }) => ack.as_u64().map_or(Parsed::NoEvent, Parsed::Ack),
+        Ok(_) | Err(_) => Parsed::NoEvent,
+    }
+}
+
+/// Panics unless [`parse`] and [`parse_with_serde`] read `text` alike: not JSON, no event,
+/// an acknowledgement and its number, or an event with the same name, the same `id` and a
+/// `data` field in both or neither; and a `data` field [`parse`] hands out as written must
+/// read alone to the same value (or the same failure) as it reads in place.
+#[cfg(any(test, feature = "fuzzing"))]
+pub(crate) fn assert_reads_as_serde(text: &str) {
+    /// A `data` field read in place, inside its object, as a typed handler reads it there.
+    #[derive(Deserialize)]
+    struct InPlace {
+        data: Value,
+    }
+    let fast = parse(text);
+    let reference = parse_with_serde(text);
+    match (&fast, &reference) {
+        (
+            Parsed::Event { name, id, data },
+            Parsed::Event {
+                name: name2,
+                id: id2,
+                data: data2,
+            },
+        ) => {
+            assert_eq!((name, id), (name2, id2), "{text:?}");
+            assert_eq!(data.is_present(), data2.is_present(), "{text:?}");
+            if let DataField::Raw(raw) = data {
+                let alone = serde_json::from_str::<Value>(raw).ok();
+                let in_place = serde_json::from_str::<InPlace>(text).ok().map(|field| field.data);
+                assert_eq!(alone, in_place, "data {raw:?} of {text:?}");
+            }
+        }
+        _ => assert_eq!(fast, reference, "{text:?}"),
     }
 }
 
@@ -182,15 +307,18 @@ mod tests {
     fn classifies_text_messages() {
         assert!(matches!(
             parse(r#"{"event":"join","room":"a"}"#),
-            Parsed::Event { name: Cow::Borrowed(name), id: None, has_data: false } if name == "join"
+            Parsed::Event { name: Cow::Borrowed(name), id: None, data: DataField::Absent } if name == "join"
         ));
         assert!(matches!(
             parse(r#"{"id":7,"event":"get","data":null}"#),
-            Parsed::Event { name, id: Some(id), has_data: true } if name == "get" && id == json!(7)
+            Parsed::Event { name, id: Some(id), data: DataField::Raw("null") } if name == "get" && id == json!(7)
         ));
         assert!(matches!(
             parse(r#"{"data":{"a":[1]},"event":"set"}"#),
-            Parsed::Event { has_data: true, .. }
+            Parsed::Event {
+                data: DataField::Raw(r#"{"a":[1]}"#),
+                ..
+            }
         ));
         // Escapes are decoded into a copy.
         assert!(matches!(parse(r#"{"event":"a\"b"}"#), Parsed::Event { name: Cow::Owned(name), .. } if name == "a\"b"));
@@ -203,6 +331,82 @@ mod tests {
         assert!(matches!(parse("hello"), Parsed::NotJson));
         assert!(matches!(parse(r#"{"event":"x""#), Parsed::NotJson));
         assert!(matches!(parse(""), Parsed::NotJson));
+    }
+
+    #[test]
+    fn nesting_limits_read_as_serde_json_reads_them() {
+        let nested = |n: usize| "[".repeat(n) + &"]".repeat(n);
+        // An `id` 126 containers deep is a value in place; 127 is past serde_json's limit.
+        let id = |n| format!(r#"{{"event":"a","id":{}}}"#, nested(n));
+        assert!(matches!(parse(&id(126)), Parsed::Event { id: Some(_), .. }));
+        assert_eq!(parse(&id(127)), Parsed::NoEvent);
+        // `data` that deep is read in place, by the typed handler.
+        let data = |n| format!(r#"{{"event":"a","data":{}}}"#, nested(n));
+        assert!(matches!(
+            parse(&data(126)),
+            Parsed::Event {
+                data: DataField::Raw(_),
+                ..
+            }
+        ));
+        assert!(matches!(
+            parse(&data(127)),
+            Parsed::Event {
+                data: DataField::InPlace,
+                ..
+            }
+        ));
+        // Past the scan's own limit, serde_json reads the whole message.
+        assert!(matches!(
+            parse(&data(500)),
+            Parsed::Event {
+                data: DataField::InPlace,
+                ..
+            }
+        ));
+        for n in [0, 1, 125, 126, 127, 128, 129, 500] {
+            assert_reads_as_serde(&id(n));
+            assert_reads_as_serde(&data(n));
+        }
+    }
+
+    #[test]
+    fn tricky_texts_read_as_serde_json_reads_them() {
+        for text in [
+            r#"{"event":"\ud800"}"#,
+            r#"{"event":"a","\udc00":1}"#,
+            r#"{"event":"a","ack":1e400}"#,
+            r#"{"event":"a","id":"\ud800"}"#,
+            r#"{"event":"a","event":"a"}"#,
+            r#"{"event":"a","data":1,"data":1}"#,
+            r#"{"ack":1,"ack":1}"#,
+            r#"{"event":"a","x":1,"x":2}"#,
+            r#"{"event":null,"ack":4}"#,
+            r#"{"event":"a","ack":"x"}"#,
+            r#"{"event":1e400}"#,
+            r#"{"event":[1,"#,
+            r#"{"event":tru}"#,
+            r#"{"event":"a"}   "#,
+            "\u{a0}{\"event\":\"a\"}",
+            " \t\r\n{\"event\":\"a\"}",
+        ] {
+            assert_reads_as_serde(text);
+        }
+    }
+
+    proptest::proptest! {
+        /// Token soup: mostly broken JSON, some valid, always starting like an object.
+        #[test]
+        fn any_token_soup_reads_as_serde_json_reads_it(tokens in proptest::collection::vec(
+            proptest::sample::select(vec![
+                "{", "}", "[", "]", ",", ":", " ", "\"event\"", "\"data\"", "\"id\"", "\"ack\"",
+                "\"x\"", "\"\\u0065vent\"", "\"\\ud800\"", "\"a\\\"b\"", "0", "-1.5e3", "1e400",
+                "01", "null", "true", "fals", "\"", "\\", "\u{1}",
+            ]),
+            0..40,
+        )) {
+            assert_reads_as_serde(&format!("{{{}", tokens.concat()));
+        }
     }
 
     #[test]

@@ -9,6 +9,7 @@ use serde::{Deserialize, Deserializer, Serialize};
 use serde_json::Value;
 
 use super::context::{Context, ReplyError};
+use super::envelope::DataField;
 use super::schema::{ClientDoc, ServerDoc};
 use super::{describe_validation_error, AppBuilder, EventBody, EventHandler};
 
@@ -44,19 +45,22 @@ fn parse_payload<T: DeserializeOwned>(body: &EventBody<'_>) -> Result<T, (String
             Some(data) => T::deserialize(data).ok(),
             None => T::deserialize(value).ok(),
         },
-        // The envelope told whether there is a `data` field: one parse either way.
-        None if body.has_data => match serde_json::from_str::<WithData<T>>(body.text) {
-            Ok(WithData { data: Present(data) }) => data,
-            Err(_) => None,
+        // The envelope found the `data` field: one parse of it alone, or of the object.
+        None => match body.data {
+            DataField::Raw(data) => serde_json::from_str::<T>(data).ok(),
+            DataField::InPlace => match serde_json::from_str::<WithData<T>>(body.text) {
+                Ok(WithData { data: Present(data) }) => data,
+                Err(_) => None,
+            },
+            DataField::Absent => serde_json::from_str::<T>(body.text).ok(),
         },
-        None => serde_json::from_str::<T>(body.text).ok(),
     };
     if let Some(payload) = plain {
         return Ok(payload);
     }
     let has_data = match &body.value {
         Some(value) => value.get("data").is_some(),
-        None => body.has_data,
+        None => body.data.is_present(),
     };
     let tracked = match (&body.value, has_data) {
         (Some(value), true) => serde_path_to_error::deserialize::<_, WithData<T>>(value).map(|_| ()),

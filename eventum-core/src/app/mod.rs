@@ -32,6 +32,7 @@ mod flags;
 mod guard;
 mod handle;
 pub(crate) mod hub;
+mod object_scan;
 mod route;
 pub mod schema;
 mod upgrade;
@@ -46,6 +47,7 @@ use serde::de::DeserializeOwned;
 use crate::config::Config;
 use crate::event::Closed;
 use crate::handshake::{HttpResponse, Request};
+use envelope::DataField;
 
 pub use context::{AckCallback, AckError, Action, Context, ReplyError};
 pub use extensions::Extensions;
@@ -155,8 +157,8 @@ type Hook = Arc<dyn Fn() + Send + Sync>;
 /// once per event).
 pub(crate) struct EventBody<'t> {
     text: &'t str,
-    /// Whether the object has a `data` field (found while reading its envelope).
-    has_data: bool,
+    /// The object's `data` field (found while reading its envelope).
+    data: DataField<'t>,
     value: Option<serde_json::Value>,
 }
 

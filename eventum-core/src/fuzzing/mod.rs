@@ -6,6 +6,7 @@
 
 mod codec;
 mod connection;
+mod envelope;
 mod handshake;
 mod reference;
 mod rfc6455_handshake;
@@ -18,6 +19,7 @@ use crate::connection::Connection;
 
 pub use codec::{frame_header, unmask};
 pub use connection::{connection, deflate};
+pub use envelope::envelope;
 pub use handshake::handshake;
 pub use reference::reference;
 pub use session::session;

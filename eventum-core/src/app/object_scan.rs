@@ -1,0 +1,433 @@
+//! One validating pass over a JSON object that finds the top-level fields the envelope
+//! reads (`event`, `id`, `ack`, `data`) and hands back their values as written.
+//!
+//! serde_json reads the envelope generically: each key through a field visitor, each value
+//! it skips through `IgnoredAny`. For the short messages events are, that generic work is
+//! most of an event's cost, so this module does the same pass by hand: no allocation, no
+//! visitor, one byte loop. It is as strict as serde_json: it accepts exactly the texts
+//! `serde_json::from_str::<IgnoredAny>` accepts (RFC 8259, with serde_json's string escape
+//! rules), which the `envelope` fuzz target checks against serde_json itself.
+//!
+//! What it does not decide, it leaves to serde_json: keys and names with escapes, and the
+//! values of `id` and `ack`, are decoded by serde_json from the text this pass located; a
+//! value nested deeper than [`MAX_DEPTH`] containers makes the caller fall back to reading
+//! the whole message with serde_json.
+
+/// How many containers deep a top-level value may nest for this pass to follow it (one bit
+/// of the `u128` container stack each).
+pub(crate) const MAX_DEPTH: u32 = 128;
+
+/// Why a text was not scanned.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Unscanned {
+    /// Not a JSON object: a syntax error, or another kind of JSON value.
+    NotJson,
+    /// A value nests deeper than [`MAX_DEPTH`]: serde_json has to read it.
+    TooDeep,
+}
+
+/// A top-level value as written in the message, and how many containers deep it nests
+/// (0 for a string, number or literal; 1 for `[1, 2]`; 2 for `[[1]]`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct Raw<'a> {
+    pub(crate) text: &'a str,
+    pub(crate) depth: u32,
+}
+
+/// The envelope's fields of one object: the first value of each, if present.
+#[derive(Debug, Default, PartialEq, Eq)]
+pub(crate) struct Fields<'a> {
+    pub(crate) event: Option<Raw<'a>>,
+    pub(crate) id: Option<Raw<'a>>,
+    pub(crate) ack: Option<Raw<'a>>,
+    pub(crate) data: Option<Raw<'a>>,
+    /// One of the four fields appeared twice, or a key's escapes do not decode to a string
+    /// (a lone surrogate): serde_json's envelope would refuse the object.
+    pub(crate) refused: bool,
+}
+
+impl<'a> Fields<'a> {
+    fn record(&mut self, key: &'a str, escaped: bool, value: Raw<'a>) {
+        let decoded;
+        let name = if escaped {
+            match serde_json::from_str::<String>(key) {
+                Ok(name) => {
+                    decoded = name;
+                    decoded.as_str()
+                }
+                Err(_) => {
+                    self.refused = true;
+                    return;
+                }
+            }
+        } else {
+            // Unescaped: the key is the text between its quotes.
+            key.get(1..key.len().saturating_sub(1)).unwrap_or_default()
+        };
+        let slot = match name {
+            "event" => &mut self.event,
+            "id" => &mut self.id,
+            "ack" => &mut self.ack,
+            "data" => &mut self.data,
+            _ => return,
+        };
+        if slot.is_some() {
+            self.refused = true;
+        }
+        slot.get_or_insert(value);
+    }
+}
+
+/// Scans `text`, which must be one JSON object with nothing but whitespace around it.
+pub(crate) fn scan(text: &str) -> Result<Fields<'_>, Unscanned> {
+    let mut reader = Reader { text, pos: 0 };
+    let mut fields = Fields::default();
+    reader.whitespace();
+    reader.expect(b'{')?;
+    reader.whitespace();
+    if !reader.eat(b'}') {
+        loop {
+            reader.whitespace();
+            let (key, escaped) = reader.key()?;
+            reader.whitespace();
+            let start = reader.pos;
+            let depth = reader.value()?;
+            fields.record(
+                key,
+                escaped,
+                Raw {
+                    text: reader.since(start)?,
+                    depth,
+                },
+            );
+            reader.whitespace();
+            match reader.next() {
+                Some(b',') => {}
+                Some(b'}') => break,
+                _ => return Err(Unscanned::NotJson),
+            }
+        }
+    }
+    reader.whitespace();
+    match reader.pos == text.len() {
+        true => Ok(fields),
+        false => Err(Unscanned::NotJson),
+    }
+}
+
+/// A cursor over the text. Every position it stops at is just after an ASCII byte, so
+/// slicing the text there is always on a character boundary. Its methods are inlined into
+/// [`scan`], so the position stays in a register: as calls, each step stored and reloaded
+/// it, and the pass cost as much as serde_json's.
+struct Reader<'a> {
+    text: &'a str,
+    pos: usize,
+}
+
+impl<'a> Reader<'a> {
+    #[inline(always)]
+    fn peek(&self) -> Option<u8> {
+        self.text.as_bytes().get(self.pos).copied()
+    }
+
+    #[inline(always)]
+    fn next(&mut self) -> Option<u8> {
+        let byte = self.peek()?;
+        self.pos += 1;
+        Some(byte)
+    }
+
+    #[inline(always)]
+    fn eat(&mut self, byte: u8) -> bool {
+        let matched = self.peek() == Some(byte);
+        self.pos += usize::from(matched);
+        matched
+    }
+
+    #[inline(always)]
+    fn expect(&mut self, byte: u8) -> Result<(), Unscanned> {
+        match self.eat(byte) {
+            true => Ok(()),
+            false => Err(Unscanned::NotJson),
+        }
+    }
+
+    #[inline(always)]
+    fn since(&self, start: usize) -> Result<&'a str, Unscanned> {
+        self.text.get(start..self.pos).ok_or(Unscanned::NotJson)
+    }
+
+    /// JSON's four whitespace bytes (RFC 8259 §2), not Unicode's.
+    #[inline(always)]
+    fn whitespace(&mut self) {
+        while let Some(b' ' | b'\t' | b'\n' | b'\r') = self.peek() {
+            self.pos += 1;
+        }
+    }
+
+    /// A key and its colon: the key's text with its quotes, and whether it has escapes.
+    #[inline(always)]
+    fn key(&mut self) -> Result<(&'a str, bool), Unscanned> {
+        let start = self.pos;
+        let escaped = self.string()?;
+        let key = self.since(start)?;
+        self.whitespace();
+        self.expect(b':')?;
+        Ok((key, escaped))
+    }
+
+    /// A string, from its opening quote; whether it has escapes. Escapes are checked for
+    /// form only (`\u` and four hex digits), as serde_json checks a string it skips.
+    #[inline(always)]
+    fn string(&mut self) -> Result<bool, Unscanned> {
+        self.expect(b'"')?;
+        let mut escaped = false;
+        loop {
+            let rest = self.text.as_bytes().get(self.pos..).unwrap_or_default();
+            // The first byte that ends the plain run: a quote, a backslash or a control
+            // character (which RFC 8259 §7 forbids unescaped).
+            let run = rest
+                .iter()
+                .position(|&b| b == b'"' || b == b'\\' || b < 0x20)
+                .ok_or(Unscanned::NotJson)?;
+            self.pos += run;
+            match self.next() {
+                Some(b'"') => return Ok(escaped),
+                Some(b'\\') => {
+                    escaped = true;
+                    match self.next() {
+                        Some(b'"' | b'\\' | b'/' | b'b' | b'f' | b'n' | b'r' | b't') => {}
+                        Some(b'u') => {
+                            for _ in 0..4 {
+                                if !self.next().is_some_and(|b| b.is_ascii_hexdigit()) {
+                                    return Err(Unscanned::NotJson);
+                                }
+                            }
+                        }
+                        _ => return Err(Unscanned::NotJson),
+                    }
+                }
+                _ => return Err(Unscanned::NotJson),
+            }
+        }
+    }
+
+    /// A number (RFC 8259 §6): `-`? (`0` | [1-9][0-9]*) (`.` [0-9]+)? ([eE] [+-]? [0-9]+)?
+    #[inline(always)]
+    fn number(&mut self) -> Result<(), Unscanned> {
+        self.eat(b'-');
+        match self.next() {
+            Some(b'0') => {}
+            Some(b'1'..=b'9') => self.digits(),
+            _ => return Err(Unscanned::NotJson),
+        }
+        if self.eat(b'.') {
+            self.digits1()?;
+        }
+        if let Some(b'e' | b'E') = self.peek() {
+            self.pos += 1;
+            if let Some(b'+' | b'-') = self.peek() {
+                self.pos += 1;
+            }
+            self.digits1()?;
+        }
+        Ok(())
+    }
+
+    #[inline(always)]
+    fn digits(&mut self) {
+        while let Some(b'0'..=b'9') = self.peek() {
+            self.pos += 1;
+        }
+    }
+
+    #[inline(always)]
+    fn digits1(&mut self) -> Result<(), Unscanned> {
+        match self.peek() {
+            Some(b'0'..=b'9') => {
+                self.digits();
+                Ok(())
+            }
+            _ => Err(Unscanned::NotJson),
+        }
+    }
+
+    #[inline(always)]
+    fn literal(&mut self, word: &[u8]) -> Result<(), Unscanned> {
+        let end = self.pos + word.len();
+        match self.text.as_bytes().get(self.pos..end) == Some(word) {
+            true => {
+                self.pos = end;
+                Ok(())
+            }
+            false => Err(Unscanned::NotJson),
+        }
+    }
+
+    /// One value, containers included, without recursion: `open` holds one bit per open
+    /// container (1 for an object). Returns how deep its containers nest.
+    #[inline(always)]
+    fn value(&mut self) -> Result<u32, Unscanned> {
+        let (mut open, mut depth, mut deepest) = (0u128, 0u32, 0u32);
+        loop {
+            // A value is expected here.
+            self.whitespace();
+            match self.peek() {
+                Some(bracket @ (b'{' | b'[')) => {
+                    self.pos += 1;
+                    if depth == MAX_DEPTH {
+                        return Err(Unscanned::TooDeep);
+                    }
+                    let object = bracket == b'{';
+                    open = (open << 1) | u128::from(object);
+                    depth += 1;
+                    deepest = deepest.max(depth);
+                    self.whitespace();
+                    let close = if object { b'}' } else { b']' };
+                    if !self.eat(close) {
+                        if object {
+                            self.whitespace();
+                            self.key()?;
+                        }
+                        continue;
+                    }
+                    open >>= 1;
+                    depth -= 1;
+                }
+                Some(b'"') => {
+                    self.string()?;
+                }
+                Some(b't') => self.literal(b"true")?,
+                Some(b'f') => self.literal(b"false")?,
+                Some(b'n') => self.literal(b"null")?,
+                Some(b'-' | b'0'..=b'9') => self.number()?,
+                _ => return Err(Unscanned::NotJson),
+            }
+            // After a value: close containers until one continues with a comma.
+            loop {
+                if depth == 0 {
+                    return Ok(deepest);
+                }
+                self.whitespace();
+                let object = open & 1 == 1;
+                match self.next() {
+                    Some(b',') => {
+                        if object {
+                            self.whitespace();
+                            self.key()?;
+                        }
+                        break;
+                    }
+                    Some(b'}') if object => {}
+                    Some(b']') if !object => {}
+                    _ => return Err(Unscanned::NotJson),
+                }
+                open >>= 1;
+                depth -= 1;
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn raw(text: &str, depth: u32) -> Option<Raw<'_>> {
+        Some(Raw { text, depth })
+    }
+
+    #[test]
+    fn finds_the_envelope_fields_as_written() {
+        let fields = scan(r#" { "event" : "join", "x": [1, {"a": null}], "data": {"room": [["r"]]}, "id": 7 } "#)
+            .expect("valid");
+        assert_eq!(fields.event, raw(r#""join""#, 0));
+        assert_eq!(fields.data, raw(r#"{"room": [["r"]]}"#, 3));
+        assert_eq!(fields.id, raw("7", 0));
+        assert_eq!(fields.ack, None);
+        assert!(!fields.refused);
+    }
+
+    #[test]
+    fn escaped_keys_are_decoded_and_duplicates_refused() {
+        let fields = scan(r#"{"\u0065vent": "a"}"#).expect("valid");
+        assert_eq!(fields.event, raw(r#""a""#, 0));
+        assert!(scan(r#"{"event": "a", "event": "b"}"#).expect("valid").refused);
+        assert!(scan(r#"{"data": 1, "d\u0061ta": 2}"#).expect("valid").refused);
+        // A lone surrogate is well-formed JSON but no string: serde_json refuses the key.
+        assert!(scan(r#"{"\ud800": 1}"#).expect("valid").refused);
+        // Other keys may repeat.
+        assert!(!scan(r#"{"x": 1, "x": 2}"#).expect("valid").refused);
+    }
+
+    #[test]
+    fn refuses_what_is_not_one_json_object() {
+        for text in [
+            "",
+            "{",
+            "}",
+            "{} {}",
+            r#"{"a"}"#,
+            r#"{"a":}"#,
+            r#"{"a":1,}"#,
+            r#"{a:1}"#,
+            r#"{"a":01}"#,
+            r#"{"a":1.}"#,
+            r#"{"a":1e}"#,
+            r#"{"a":-}"#,
+            r#"{"a":tru}"#,
+            r#"{"a":"\x"}"#,
+            r#"{"a":"\u12g4"}"#,
+            "{\"a\":\"\u{1}\"}",
+            r#"{"a":[1,]}"#,
+            r#"{"a":[1 2]}"#,
+            r#"{"a":{"b"}}"#,
+            r#"{"a":{"b":1,}}"#,
+            r#"{"a":"unterminated}"#,
+            "{\"a\":1}\u{a0}",
+            r#"{"a":+1}"#,
+            r#"{"a":.5}"#,
+            r#"{"a":[}"#,
+        ] {
+            assert_eq!(scan(text), Err(Unscanned::NotJson), "{text:?}");
+            assert!(
+                serde_json::from_str::<serde::de::IgnoredAny>(text).is_err(),
+                "serde agrees: {text:?}"
+            );
+        }
+    }
+
+    #[test]
+    fn other_json_values_are_not_objects() {
+        for text in ["[]", "1", r#""{}""#, "null"] {
+            assert_eq!(scan(text), Err(Unscanned::NotJson), "{text:?}");
+        }
+    }
+
+    #[test]
+    fn accepts_what_serde_json_accepts() {
+        for text in [
+            "{}",
+            " {\t}\r\n",
+            r#"{"a":-0.5e+10,"b":[true,false,null,"\"\\\/\b\f\n\r\t\u00e9"],"c":{}}"#,
+            r#"{"a":[[],[{}],{"b":[]}]}"#,
+            "{\"é\":\"ü\"}",
+            r#"{"a":"\ud800"}"#,
+        ] {
+            assert!(scan(text).is_ok(), "{text:?}");
+            assert!(
+                serde_json::from_str::<serde::de::IgnoredAny>(text).is_ok(),
+                "serde agrees: {text:?}"
+            );
+        }
+    }
+
+    #[test]
+    fn nesting_is_followed_to_the_limit() {
+        let nested = |n: usize| format!("{{\"data\":{}{}}}", "[".repeat(n), "]".repeat(n));
+        let deepest = nested(MAX_DEPTH as usize);
+        let fields = scan(&deepest).expect("valid");
+        assert_eq!(fields.data.map(|raw| raw.depth), Some(MAX_DEPTH));
+        assert_eq!(scan(&nested(MAX_DEPTH as usize + 1)), Err(Unscanned::TooDeep));
+    }
+}
