@@ -32,6 +32,7 @@ mod flags;
 mod guard;
 mod handle;
 pub(crate) mod hub;
+mod name_hash;
 mod object_scan;
 mod route;
 pub mod schema;
@@ -48,6 +49,7 @@ use crate::config::Config;
 use crate::event::Closed;
 use crate::handshake::{HttpResponse, Request};
 use envelope::DataField;
+use name_hash::BuildNameHasher;
 
 pub use context::{AckCallback, AckError, Action, Context, ReplyError};
 pub use extensions::Extensions;
@@ -222,7 +224,7 @@ pub(crate) struct AppInner {
     http_fallback: Option<HttpHandler>,
     /// The health check's path (`GET` answers `200` until shutdown begins).
     health_path: Option<String>,
-    events: HashMap<String, EventHandler>,
+    events: HashMap<String, EventHandler, BuildNameHasher>,
     event_middleware: Vec<EventMiddleware>,
     on_text: Option<TextHandler>,
     on_binary: Option<BinaryHandler>,
@@ -248,7 +250,7 @@ impl App {
                 middleware: Vec::new(),
                 http_fallback: None,
                 health_path: None,
-                events: HashMap::new(),
+                events: HashMap::default(),
                 event_middleware: Vec::new(),
                 on_text: None,
                 on_binary: None,
