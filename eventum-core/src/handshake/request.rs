@@ -37,16 +37,18 @@ pub struct Request {
     /// The method, the target, then every header's name and (Latin-1 decoded) value, one
     /// after the other: the whole head in one allocation.
     text: String,
-    /// Where the method ends and the target begins in `text`.
-    method_end: usize,
+    /// Where the method ends and the target begins in `text`. (Offsets are `u32`: a head is
+    /// at most `u32::MAX` bytes, so an idle connection keeps half the bytes for them.)
+    method_end: u32,
     /// Where the target ends (and the first header name begins) in `text`.
-    target_end: usize,
+    target_end: u32,
     /// Index of the `?` in the target, or its length when there is no query.
-    path_end: usize,
+    path_end: u32,
     version: u8,
-    /// Each header as offsets into `text`: where its name starts, where its value starts
-    /// (the name's end), where its value ends.
-    headers: Vec<[usize; 3]>,
+    /// Each header as offsets into `text`: where its value starts (its name's end) and where
+    /// its value ends. A name starts where the header before it ends (the first at
+    /// `target_end`): the head is stored in order, without separators.
+    headers: Vec<[u32; 2]>,
     query: ReadOnce<Vec<(String, String)>>,
     subprotocols: ReadOnce<Vec<String>>,
     extensions: ReadOnce<Vec<ExtensionOffer>>,
@@ -74,23 +76,25 @@ impl<T> Eq for ReadOnce<T> {}
 impl Request {
     /// The request method as sent, e.g. `"GET"` (methods are case-sensitive).
     pub fn method(&self) -> &str {
-        self.text.get(..self.method_end).unwrap_or_default()
+        self.text.get(..self.method_end as usize).unwrap_or_default()
     }
 
     /// The raw request-target as sent, e.g. `"/chat?room=a%20b"`.
     pub fn target(&self) -> &str {
-        self.text.get(self.method_end..self.target_end).unwrap_or_default()
+        self.text
+            .get(self.method_end as usize..self.target_end as usize)
+            .unwrap_or_default()
     }
 
     /// The target without its query, e.g. `"/chat"`; percent-decoding is not applied.
     pub fn path(&self) -> &str {
         let target = self.target();
-        target.get(..self.path_end).unwrap_or(target)
+        target.get(..self.path_end as usize).unwrap_or(target)
     }
 
     /// The raw query after the first `?`, if there is a `?` (possibly empty).
     pub fn query_string(&self) -> Option<&str> {
-        self.target().get(self.path_end..)?.strip_prefix('?')
+        self.target().get(self.path_end as usize..)?.strip_prefix('?')
     }
 
     /// The decoded query pairs, in order and with repeats.
@@ -129,10 +133,12 @@ impl Request {
 
     /// Every header as `(name as sent, value)`, in order, repeats kept.
     pub fn headers(&self) -> impl Iterator<Item = (&str, &str)> {
-        let text = |from: usize, to: usize| self.text.get(from..to).unwrap_or_default();
+        let text = |from: u32, to: u32| self.text.get(from as usize..to as usize).unwrap_or_default();
+        let starts = std::iter::once(self.target_end).chain(self.headers.iter().map(|&[_, end]| end));
         self.headers
             .iter()
-            .map(move |&[name, value, end]| (text(name, value), text(value, end)))
+            .zip(starts)
+            .map(move |(&[value, end], name)| (text(name, value), text(value, end)))
     }
 
     /// The subprotocols offered in `Sec-WebSocket-Protocol`, in order: comma lists across
@@ -254,25 +260,32 @@ pub(crate) fn parse_request(head: &[u8], max_headers: usize) -> Result<Request, 
             .iter()
             .map(|h| h.name.len() + h.value.len() + h.value.iter().filter(|&&b| b >= 0x80).count())
             .sum::<usize>();
+    // Offsets are u32: a head that long never fits `max_head_bytes` in practice, but the
+    // limit is the user's to set.
+    let offset = |at: usize| {
+        u32::try_from(at).map_err(|_| HandshakeError::HeadTooLarge {
+            limit: u32::MAX as usize,
+        })
+    };
+    offset(length)?;
     let mut text = String::with_capacity(length);
     text.push_str(method);
-    let method_end = text.len();
+    let method_end = offset(text.len())?;
     text.push_str(target);
-    let target_end = text.len();
+    let target_end = offset(text.len())?;
     let mut headers = Vec::with_capacity(parsed.headers.len());
     for header in parsed.headers.iter() {
-        let name = text.len();
         text.push_str(header.name);
-        let value = text.len();
+        let value = offset(text.len())?;
         push_latin1(&mut text, header.value);
-        headers.push([name, value, text.len()]);
+        headers.push([value, offset(text.len())?]);
     }
 
     Ok(Request {
         text,
         method_end,
         target_end,
-        path_end: target.find('?').unwrap_or(target.len()),
+        path_end: offset(target.find('?').unwrap_or(target.len()))?,
         version,
         headers,
         query: ReadOnce::default(),
