@@ -37,10 +37,11 @@ pub(crate) struct Link {
     deflater: Option<Box<MessageDeflater>>,
     /// Reading is paused until the output drains to the low-water mark.
     throttled: bool,
-    /// The `Closed` event, set when the state becomes `Closed`, taken when reported.
-    closed: Option<Closed>,
+    /// The `Closed` event, set when the state becomes `Closed`, taken when reported. Boxed,
+    /// as `sent_close`: set once at the end, they would cost every open connection 80 bytes.
+    closed: Option<Box<Closed>>,
     /// The close we sent first, while waiting for the peer's answer.
-    sent_close: Option<(CloseCode, String)>,
+    sent_close: Option<Box<(CloseCode, String)>>,
     /// A close frame is queued; RFC 6455 allows one per direction.
     close_frame_queued: bool,
     handshake_deadline: Option<Instant>,
@@ -103,7 +104,7 @@ impl Link {
 
     /// Takes the `Closed` event once the state is `Closed`.
     pub(crate) fn take_closed(&mut self) -> Option<Closed> {
-        self.closed.take()
+        self.closed.take().map(|closed| *closed)
     }
 
     pub(crate) fn has_closed_event(&self) -> bool {
@@ -172,7 +173,7 @@ impl Link {
 
     /// Open|Closing → Closed: the peer's close frame arrived.
     pub(crate) fn close_received(&mut self, now: Instant, payload: Option<(CloseCode, String)>) {
-        match self.sent_close.take() {
+        match self.sent_close.take().map(|sent| *sent) {
             Some((code, reason)) => self.finish(now, code, reason, CloseCause::Local { answered: true }),
             None => {
                 // Echo the peer's code (RFC 6455 §5.5.1), or an empty close for an empty one.
@@ -199,7 +200,7 @@ impl Link {
 
     /// Any state → Closed: the transport ended before a close handshake finished.
     pub(crate) fn transport_ended(&mut self, now: Instant) {
-        match self.sent_close.take() {
+        match self.sent_close.take().map(|sent| *sent) {
             Some((code, reason)) => self.finish(now, code, reason, CloseCause::Local { answered: false }),
             None => self.finish(now, CloseCode::ABNORMAL, String::new(), CloseCause::TransportEnded),
         }
@@ -221,7 +222,7 @@ impl Link {
         self.handshake_deadline = None;
         self.ping_sent = None;
         self.close_deadline = now.checked_add(self.config.close_timeout());
-        self.closed = Some(Closed { code, reason, cause });
+        self.closed = Some(Box::new(Closed { code, reason, cause }));
     }
 
     // --- commands ----------------------------------------------------------------------
@@ -317,7 +318,7 @@ impl Link {
         }
         check_local_close(code, reason)?;
         self.queue_close(code, reason);
-        self.sent_close = Some((code, reason.to_owned()));
+        self.sent_close = Some(Box::new((code, reason.to_owned())));
         self.state = State::Closing;
         self.ping_sent = None;
         self.close_deadline = now.checked_add(self.config.close_timeout());
