@@ -19,41 +19,46 @@ use std::collections::HashMap;
 /// ```
 #[derive(Default)]
 pub struct Extensions {
-    values: HashMap<TypeId, Box<dyn Any + Send + Sync>>,
+    /// Allocated when the first value is stored: most connections never store one, and an
+    /// empty map inline would cost each of them 48 bytes.
+    values: Option<Box<HashMap<TypeId, Box<dyn Any + Send + Sync>>>>,
 }
 
 impl Extensions {
     /// Stores a value, returning the previous value of that type.
     pub fn insert<T: Any + Send + Sync>(&mut self, value: T) -> Option<T> {
-        let old = self.values.insert(TypeId::of::<T>(), Box::new(value))?;
+        let old = self.values.get_or_insert_default().insert(TypeId::of::<T>(), Box::new(value))?;
         old.downcast::<T>().ok().map(|b| *b)
     }
 
     /// The value of type `T`.
     pub fn get<T: Any + Send + Sync>(&self) -> Option<&T> {
-        self.values.get(&TypeId::of::<T>())?.downcast_ref()
+        self.values.as_ref()?.get(&TypeId::of::<T>())?.downcast_ref()
     }
 
     /// The value of type `T`, mutably.
     pub fn get_mut<T: Any + Send + Sync>(&mut self) -> Option<&mut T> {
-        self.values.get_mut(&TypeId::of::<T>())?.downcast_mut()
+        self.values.as_mut()?.get_mut(&TypeId::of::<T>())?.downcast_mut()
     }
 
     /// Moves every value of `other` in, replacing values of the same type.
     pub fn extend(&mut self, other: Extensions) {
-        self.values.extend(other.values);
+        if let Some(values) = other.values {
+            self.values.get_or_insert_default().extend(*values);
+        }
     }
 
     /// Removes and returns the value of type `T`.
     pub fn remove<T: Any + Send + Sync>(&mut self) -> Option<T> {
-        let old = self.values.remove(&TypeId::of::<T>())?;
+        let old = self.values.as_mut()?.remove(&TypeId::of::<T>())?;
         old.downcast::<T>().ok().map(|b| *b)
     }
 }
 
 impl std::fmt::Debug for Extensions {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "Extensions({} values)", self.values.len())
+        let count = self.values.as_ref().map_or(0, |values| values.len());
+        write!(f, "Extensions({count} values)")
     }
 }
 

@@ -23,15 +23,17 @@ use serde_json::Value;
 /// flags.remove_many(["user", "role"]);
 /// assert!(flags.is_empty());
 /// ```
-#[derive(Debug, Clone, Default, PartialEq)]
+#[derive(Debug, Clone, Default)]
 pub struct Flags {
-    values: HashMap<String, Value>,
+    /// Allocated when the first flag is set: most connections never set one, and an empty
+    /// map inline would cost each of them 48 bytes.
+    values: Option<Box<HashMap<String, Value>>>,
 }
 
 impl Flags {
     /// Sets one flag, replacing an earlier value.
     pub fn add(&mut self, key: impl Into<String>, value: impl Into<Value>) {
-        self.values.insert(key.into(), value.into());
+        self.values.get_or_insert_default().insert(key.into(), value.into());
     }
 
     /// Sets several flags.
@@ -43,7 +45,7 @@ impl Flags {
 
     /// One flag's value.
     pub fn get(&self, key: &str) -> Option<&Value> {
-        self.values.get(key)
+        self.values.as_ref()?.get(key)
     }
 
     /// One flag as a string, if it is one.
@@ -53,39 +55,46 @@ impl Flags {
 
     /// A copy of every flag; later changes to either side do not show in the other.
     pub fn all(&self) -> HashMap<String, Value> {
-        self.values.clone()
+        self.values.as_deref().cloned().unwrap_or_default()
     }
 
     /// Iterates over the flags without copying them.
     pub fn iter(&self) -> impl Iterator<Item = (&str, &Value)> {
-        self.values.iter().map(|(k, v)| (k.as_str(), v))
+        self.values.iter().flat_map(|values| values.iter()).map(|(k, v)| (k.as_str(), v))
     }
 
     /// Removes one flag, returning its value.
     pub fn remove(&mut self, key: &str) -> Option<Value> {
-        self.values.remove(key)
+        self.values.as_mut()?.remove(key)
     }
 
     /// Removes several flags.
     pub fn remove_many<'k>(&mut self, keys: impl IntoIterator<Item = &'k str>) {
         for key in keys {
-            self.values.remove(key);
+            self.remove(key);
         }
     }
 
     /// Removes every flag.
     pub fn clear(&mut self) {
-        self.values.clear();
+        self.values = None;
     }
 
     /// Number of flags.
     pub fn len(&self) -> usize {
-        self.values.len()
+        self.values.as_ref().map_or(0, |values| values.len())
     }
 
     /// Whether there are no flags.
     pub fn is_empty(&self) -> bool {
-        self.values.is_empty()
+        self.len() == 0
+    }
+}
+
+/// The same flags, however they came to be stored (none set, or all removed again).
+impl PartialEq for Flags {
+    fn eq(&self, other: &Self) -> bool {
+        self.len() == other.len() && self.iter().all(|(key, value)| other.get(key) == Some(value))
     }
 }
 
