@@ -104,6 +104,22 @@ mod tests {
     use serde_json::json;
 
     #[test]
+    fn equal_flags_are_equal_however_they_came_to_be_stored() {
+        let mut emptied = Flags::default();
+        emptied.add("a", 1);
+        emptied.remove("a");
+        assert_eq!(emptied, Flags::default());
+        assert!(emptied.is_empty() && emptied.iter().next().is_none());
+        let mut one = Flags::default();
+        one.add("b", 2);
+        assert_ne!(emptied, one);
+        emptied.add("b", 2);
+        assert_eq!(emptied, one);
+        emptied.add("b", 3);
+        assert_ne!(emptied, one);
+    }
+
+    #[test]
     fn all_returns_a_copy_that_does_not_alias() {
         let mut flags = Flags::default();
         flags.add("a", 1);
