@@ -212,7 +212,7 @@ impl<'a> Reader<'a> {
         }
     }
 
-    /// A number (RFC 8259 §6): `-`? (`0` | [1-9][0-9]*) (`.` [0-9]+)? ([eE] [+-]? [0-9]+)?
+    /// A number (RFC 8259 §6): `-? (0 | [1-9][0-9]*) (.[0-9]+)? ([eE] [+-]? [0-9]+)?`
     #[inline(always)]
     fn number(&mut self) -> Result<(), Unscanned> {
         self.eat(b'-');
