@@ -129,8 +129,9 @@
 //! both are reported as [`Event::Closed`] with a [`CloseCause`] holding the typed
 //! [`HandshakeError`] or [`ProtocolError`]. Commands from the application return typed
 //! errors ([`SendError`], [`CloseError`], [`ApiMisuse`]) that say what to change.
-// One exception, allowed where it stands: `frame/mask.rs` calls its AVX2 function after
-// checking the CPU has AVX2 (runtime feature dispatch; fuzzed by the `unmask` target).
+// One exception, allowed where it stands: `frame/mask.rs` calls its AVX-512 or AVX2
+// function after checking the CPU has that feature (runtime feature dispatch; fuzzed by the
+// `unmask` target, and each path tested against the byte-wise reference).
 #![deny(unsafe_code)]
 #![deny(unused_must_use)]
 #![warn(missing_docs, unreachable_pub)]

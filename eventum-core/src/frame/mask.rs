@@ -24,51 +24,74 @@
 /// ```
 pub fn apply_mask(buf: &mut [u8], key: [u8; 4], offset: u64) {
     // The key byte for buf[0] is key[offset % 4]: rotate so it comes first.
-    let [a, b, c, d] = key;
-    let mask = match offset % 4 {
-        0 => [a, b, c, d],
-        1 => [b, c, d, a],
-        2 => [c, d, a, b],
-        _ => [d, a, b, c],
-    };
+    let mask = u32::from_le_bytes(key)
+        .rotate_right(8 * (offset % 4) as u32)
+        .to_le_bytes();
     #[cfg(target_arch = "x86_64")]
-    if buf.len() >= AVX2_WIDTH && std::arch::is_x86_feature_detected!("avx2") {
-        // The crate's one `unsafe`, and all it does is call a safe function compiled for
-        // AVX2 (`#[target_feature]`), which Rust asks `unsafe` for.
-        // SAFETY: the only requirement of calling `xor_avx2` is a CPU with AVX2, checked just
-        // above (std caches the answer, so the check is one load).
-        #[allow(unsafe_code)]
-        unsafe {
-            xor_avx2(buf, mask)
-        };
-        return;
+    if buf.len() >= WIDE_MIN {
+        // The crate's one `unsafe` block, and all it does is call safe functions compiled
+        // for AVX-512 or AVX2 (`#[target_feature]`), which Rust asks `unsafe` for.
+        if std::arch::is_x86_feature_detected!("avx512f") {
+            // SAFETY: the only requirement of calling `xor_avx512` is a CPU with AVX-512F,
+            // checked just above (std caches the answer, so the check is one load).
+            #[allow(unsafe_code)]
+            unsafe {
+                xor_avx512(buf, mask)
+            };
+            return;
+        }
+        if std::arch::is_x86_feature_detected!("avx2") {
+            // SAFETY: as above, for AVX2.
+            #[allow(unsafe_code)]
+            unsafe {
+                xor_avx2(buf, mask)
+            };
+            return;
+        }
     }
     xor_words(buf, mask);
 }
 
-/// The lane width of [`xor_avx2`], and the shortest payload worth the feature check.
+/// The shortest payload worth the feature check: one AVX2 lane.
 #[cfg(target_arch = "x86_64")]
-const AVX2_WIDTH: usize = 32;
+const WIDE_MIN: usize = 32;
 
-/// XORs `buf` with the key repeated, 32 bytes a step in AVX2 registers, the tail by
-/// [`xor_words`]. The body is plain safe Rust that LLVM vectorizes to one `vpxor` and one
-/// store per 32 bytes; only its compilation for AVX2 needs the attribute. At 1 KiB it runs
-/// at about 1.4 times the words' speed, 0.47 of a memory copy's (`benches/README.md`).
+/// [`xor_lanes`] compiled for AVX-512: one `vpxorq` and one 64-byte store per 64 bytes, the
+/// stores a memory copy makes on such a CPU (`benches/README.md` has the measurements).
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx512f")]
+fn xor_avx512(buf: &mut [u8], mask: [u8; 4]) {
+    xor_lanes::<16>(buf, mask);
+}
+
+/// [`xor_lanes`] compiled for AVX2: one `vpxor` and one store per 32 bytes.
 #[cfg(target_arch = "x86_64")]
 #[target_feature(enable = "avx2")]
 fn xor_avx2(buf: &mut [u8], mask: [u8; 4]) {
-    let mut wide = [0u8; AVX2_WIDTH];
-    for (lane, k) in wide.iter_mut().zip(mask.iter().cycle()) {
-        *lane = *k;
-    }
-    let mut chunks = buf.chunks_exact_mut(AVX2_WIDTH);
+    xor_lanes::<8>(buf, mask);
+}
+
+/// XORs `buf` with the key repeated `KEYS` times, `4 × KEYS` bytes a step, the tail by
+/// [`xor_words`]. The body is plain safe Rust that LLVM vectorizes to the width of the
+/// vector unit it is compiled for; it is inlined into [`xor_avx512`] and [`xor_avx2`],
+/// which say which that is. (The key is splatted as `[mask; KEYS]`: built byte by byte, it
+/// cost LLVM a store loop that took longer than the XOR at 1 KiB.)
+#[cfg(target_arch = "x86_64")]
+#[inline(always)]
+fn xor_lanes<const KEYS: usize>(buf: &mut [u8], mask: [u8; 4]) {
+    let keys = [mask; KEYS];
+    let wide = keys.as_flattened();
+    let mut chunks = buf.chunks_exact_mut(wide.len());
     for chunk in &mut chunks {
         for (byte, k) in chunk.iter_mut().zip(wide) {
             *byte ^= k;
         }
     }
     // Every chunk is a multiple of 4 bytes long, so the tail starts at key phase 0 again.
-    xor_words(chunks.into_remainder(), mask);
+    let tail = chunks.into_remainder();
+    if !tail.is_empty() {
+        xor_words(tail, mask);
+    }
 }
 
 /// XORs `buf` with the key repeated, 8 bytes a step: the path of every CPU.
@@ -134,6 +157,31 @@ mod tests {
                 let mut fast = pattern(len + start);
                 let mut slow = fast.clone();
                 xor_words(&mut fast[start..], key);
+                apply_mask_bytewise(&mut slow[start..], key, 0);
+                assert_eq!(fast, slow, "len {len} start {start}");
+            }
+        }
+    }
+
+    /// Where the CPU has AVX-512, `apply_mask` takes that path: the AVX2 one is checked on
+    /// its own too, at every length and alignment.
+    #[cfg(target_arch = "x86_64")]
+    #[test]
+    fn avx2_path_matches_bytewise() {
+        if !std::arch::is_x86_feature_detected!("avx2") {
+            eprintln!("avx2_path_matches_bytewise: this CPU has no AVX2, nothing to check");
+            return;
+        }
+        let key = [0x37, 0xfa, 0x21, 0x3d];
+        for len in 0..=300 {
+            for start in 0..4 {
+                let mut fast = pattern(len + start);
+                let mut slow = fast.clone();
+                // SAFETY: the CPU has AVX2, checked above.
+                #[allow(unsafe_code)]
+                unsafe {
+                    xor_avx2(&mut fast[start..], key)
+                };
                 apply_mask_bytewise(&mut slow[start..], key, 0);
                 assert_eq!(fast, slow, "len {len} start {start}");
             }
