@@ -29,7 +29,9 @@ pub(crate) struct Link {
     config: Arc<Config>,
     state: State,
     out: Outbound,
-    subprotocol: Option<String>,
+    /// Boxed, not a `String`: kept for the connection's life, a capacity field is 8 bytes
+    /// for nothing.
+    subprotocol: Option<Box<str>>,
     /// The permessage-deflate parameters agreed at the upgrade.
     compression: Option<DeflateParams>,
     /// Compresses what we send, while compression is on. Boxed: a connection without
@@ -44,13 +46,13 @@ pub(crate) struct Link {
     sent_close: Option<Box<(CloseCode, String)>>,
     /// A close frame is queued; RFC 6455 allows one per direction.
     close_frame_queued: bool,
-    handshake_deadline: Option<Instant>,
     /// When anything last arrived from the peer (keepalive).
     last_heard: Instant,
-    /// When our keepalive ping went out, if it is unanswered.
-    ping_sent: Option<Instant>,
-    /// Closing: when to give up on the peer's close. Closed: when to abandon unsent output.
-    close_deadline: Option<Instant>,
+    /// The one timer of the current state (each state has at most one, so they share a
+    /// field): Handshake and AwaitingDecision, the handshake deadline; Open, when our
+    /// keepalive ping went out, while it is unanswered; Closing, when to give up on the
+    /// peer's close; Closed, when to abandon unsent output.
+    timer: Option<Instant>,
     /// Traffic not yet reported to the metrics.
     pub(crate) traffic: Traffic,
 }
@@ -58,7 +60,7 @@ pub(crate) struct Link {
 impl Link {
     pub(crate) fn new(config: Arc<Config>, now: Instant) -> Self {
         Link {
-            handshake_deadline: config.handshake_timeout().and_then(|t| now.checked_add(t)),
+            timer: config.handshake_timeout().and_then(|t| now.checked_add(t)),
             config,
             state: State::Handshake,
             out: Outbound::default(),
@@ -70,8 +72,6 @@ impl Link {
             sent_close: None,
             close_frame_queued: false,
             last_heard: now,
-            ping_sent: None,
-            close_deadline: None,
             traffic: Traffic::default(),
         }
     }
@@ -129,10 +129,10 @@ impl Link {
         compression: Option<(DeflateParams, &DeflateConfig)>,
     ) {
         self.state = State::Open;
-        self.subprotocol = subprotocol;
+        self.subprotocol = subprotocol.map(String::into_boxed_str);
         self.compression = compression.map(|(params, _)| params);
         self.deflater = compression.map(|(params, config)| Box::new(MessageDeflater::new(&params, config)));
-        self.handshake_deadline = None;
+        self.timer = None;
         self.last_heard = now;
     }
 
@@ -219,9 +219,7 @@ impl Link {
             return;
         }
         self.state = State::Closed;
-        self.handshake_deadline = None;
-        self.ping_sent = None;
-        self.close_deadline = now.checked_add(self.config.close_timeout());
+        self.timer = now.checked_add(self.config.close_timeout());
         self.closed = Some(Box::new(Closed { code, reason, cause }));
     }
 
@@ -320,8 +318,7 @@ impl Link {
         self.queue_close(code, reason);
         self.sent_close = Some(Box::new((code, reason.to_owned())));
         self.state = State::Closing;
-        self.ping_sent = None;
-        self.close_deadline = now.checked_add(self.config.close_timeout());
+        self.timer = now.checked_add(self.config.close_timeout());
         Ok(())
     }
 
@@ -347,15 +344,18 @@ impl Link {
 
     pub(crate) fn heard_from_peer(&mut self, now: Instant) {
         self.last_heard = now;
-        self.ping_sent = None;
+        if self.state == State::Open {
+            // The ping is answered (anything heard will do); in Closing the timer is the
+            // close deadline, which hearing from the peer does not move.
+            self.timer = None;
+        }
     }
 
     pub(crate) fn poll_timeout(&self) -> Option<Instant> {
         match self.state {
-            State::Handshake | State::AwaitingDecision => self.handshake_deadline,
+            State::Handshake | State::AwaitingDecision | State::Closing => self.timer,
             State::Open => self.keepalive_deadline(),
-            State::Closing => self.close_deadline,
-            State::Closed if !self.out.is_empty() => self.close_deadline,
+            State::Closed if !self.out.is_empty() => self.timer,
             State::Closed => None,
         }
     }
@@ -364,29 +364,29 @@ impl Link {
     pub(crate) fn handle_timeout(&mut self, now: Instant) -> bool {
         let due = |deadline: Option<Instant>| deadline.is_some_and(|d| d <= now);
         match self.state {
-            State::Handshake | State::AwaitingDecision if due(self.handshake_deadline) => {
+            State::Handshake | State::AwaitingDecision if due(self.timer) => {
                 self.fail_handshake(now, HandshakeError::Timeout);
                 true
             }
             State::Open if due(self.keepalive_deadline()) => {
-                if self.ping_sent.is_some() {
+                if self.timer.is_some() {
                     self.queue_close(CloseCode::INTERNAL_ERROR, KEEPALIVE_TIMEOUT_REASON);
                     let reason = KEEPALIVE_TIMEOUT_REASON.to_owned();
                     self.finish(now, CloseCode::INTERNAL_ERROR, reason, CloseCause::KeepaliveTimeout);
                     true
                 } else {
                     self.push_control(OpCode::Ping, b"");
-                    self.ping_sent = Some(now);
+                    self.timer = Some(now);
                     false
                 }
             }
-            State::Closing if due(self.close_deadline) => {
+            State::Closing if due(self.timer) => {
                 // The peer never answered: give up on it and on what it did not read.
                 self.transport_ended(now);
                 self.out.clear();
                 true
             }
-            State::Closed if due(self.close_deadline) => {
+            State::Closed if due(self.timer) => {
                 self.out.clear();
                 false
             }
@@ -398,8 +398,8 @@ impl Link {
     /// give up. `None` when keepalive is off or the instant is beyond representation.
     fn keepalive_deadline(&self) -> Option<Instant> {
         let keepalive = self.config.keepalive()?;
-        match self.ping_sent {
-            Some(sent) => sent.checked_add(keepalive.timeout),
+        match self.timer {
+            Some(ping_sent) => ping_sent.checked_add(keepalive.timeout),
             None => self.last_heard.checked_add(keepalive.interval),
         }
     }

@@ -906,6 +906,38 @@ fn commands_arm_timers_from_the_instant_they_are_given() {
     assert_eq!(h.conn.poll_timeout(), Some(later + Duration::from_secs(5)));
 }
 
+/// Each state keeps one timer: hearing from the peer answers a keepalive ping in Open, but
+/// in Closing it must not move the close deadline (a peer that keeps talking and never
+/// answers our close is still dropped on time).
+#[test]
+fn a_talkative_peer_does_not_delay_the_close_deadline() {
+    let mut h = Harness::open(Config::default());
+    h.conn.commands().close(h.now, CloseCode::NORMAL, "").unwrap();
+    let deadline = h.now + Duration::from_secs(5);
+    for _ in 0..4 {
+        h.now += Duration::from_secs(1);
+        h.feed(&frame(true, OpCode::Text, b"still talking"));
+        assert_eq!(h.conn.poll_timeout(), Some(deadline));
+    }
+    h.advance(Duration::from_secs(1));
+    assert_eq!(h.conn.state(), State::Closed);
+    assert!(h.conn.should_close_transport());
+}
+
+/// Bytes of the request that arrive do not move the handshake deadline either.
+#[test]
+fn a_slow_request_does_not_delay_the_handshake_deadline() {
+    let mut h = Harness::new(Config::default());
+    let deadline = h.now + Duration::from_secs(10);
+    for byte in REQUEST[..9].chunks(1) {
+        h.now += Duration::from_secs(1);
+        h.feed(byte);
+        assert_eq!(h.conn.poll_timeout(), Some(deadline));
+    }
+    h.advance(Duration::from_secs(1));
+    assert!(h.wire.starts_with(b"HTTP/1.1 408 "));
+}
+
 #[test]
 fn huge_timeouts_mean_never_and_do_not_overflow() {
     let forever = Keepalive {
