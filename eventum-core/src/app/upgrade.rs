@@ -174,10 +174,10 @@ impl<'a> Upgrade<'a> {
 
     /// The subprotocol that will be sent, given the chooser set so far.
     pub(crate) fn chosen_subprotocol(&self) -> Option<String> {
-        let offered = self.request.subprotocols();
         match &self.chooser {
-            Some(chooser) => chooser(offered),
-            None => offered.first().cloned(),
+            Some(chooser) => chooser(self.request.subprotocols()),
+            // Read in place: most requests offer none, and the request keeps what it reads.
+            None => self.request.subprotocol_offers().next().map(str::to_owned),
         }
     }
 }

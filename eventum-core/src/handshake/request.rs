@@ -36,7 +36,7 @@ use crate::error::HandshakeError;
 pub struct Request {
     /// The method, the target, then every header's name and (Latin-1 decoded) value, one
     /// after the other: the whole head in one allocation.
-    text: String,
+    text: Box<str>,
     /// Where the method ends and the target begins in `text`. (Offsets are `u32`: a head is
     /// at most `u32::MAX` bytes, so an idle connection keeps half the bytes for them.)
     method_end: u32,
@@ -48,18 +48,26 @@ pub struct Request {
     /// Each header as offsets into `text`: where its value starts (its name's end) and where
     /// its value ends. A name starts where the header before it ends (the first at
     /// `target_end`): the head is stored in order, without separators.
-    headers: Vec<[u32; 2]>,
-    query: ReadOnce<(String, String)>,
-    subprotocols: ReadOnce<String>,
-    extensions: ReadOnce<ExtensionOffer>,
+    headers: Box<[[u32; 2]]>,
+    /// What is decoded from the text on first use.
+    read: ReadOnce<Box<ReadValues>>,
+}
+
+/// The values [`Request`] decodes from its text on first use and keeps: boxed together, as
+/// most connections read none of them, and a connection keeps its request (inline, the three
+/// would be 72 bytes of each idle connection). Each is a boxed slice, not a `Vec`: a
+/// capacity field is 8 bytes kept for nothing.
+#[derive(Debug, Clone, Default)]
+struct ReadValues {
+    query: ReadOnce<Box<[(String, String)]>>,
+    subprotocols: ReadOnce<Box<[String]>>,
+    extensions: ReadOnce<Box<[ExtensionOffer]>>,
 }
 
 /// A value read out of the request's text on first use and kept. Two requests with the
-/// same text read the same values, so it takes no part in comparing them. The values are a
-/// boxed slice: a connection keeps its request, and three `Vec`s' capacity fields would be
-/// 24 bytes of each idle connection.
+/// same text read the same values, so it takes no part in comparing them.
 #[derive(Debug, Clone)]
-struct ReadOnce<T>(OnceLock<Box<[T]>>);
+struct ReadOnce<T>(OnceLock<T>);
 
 impl<T> Default for ReadOnce<T> {
     fn default() -> Self {
@@ -68,8 +76,8 @@ impl<T> Default for ReadOnce<T> {
 }
 
 impl<T> ReadOnce<T> {
-    fn get_or_read(&self, read: impl FnOnce() -> Vec<T>) -> &[T] {
-        self.0.get_or_init(|| read().into_boxed_slice())
+    fn get_or_read(&self, read: impl FnOnce() -> T) -> &T {
+        self.0.get_or_init(read)
     }
 }
 
@@ -111,8 +119,12 @@ impl Request {
     /// and bytes that are not UTF-8 are replaced by U+FFFD. A pair without `=` has an empty
     /// value; empty pairs (`a=1&&b=2`) are skipped.
     pub fn query(&self) -> &[(String, String)] {
-        self.query
-            .get_or_read(|| self.query_string().map(decode_query).unwrap_or_default())
+        self.read_values().query.get_or_read(|| {
+            self.query_string()
+                .map(decode_query)
+                .unwrap_or_default()
+                .into_boxed_slice()
+        })
     }
 
     /// The decoded value of the first query pair named `name` (compared exactly).
@@ -152,21 +164,29 @@ impl Request {
     /// The subprotocols offered in `Sec-WebSocket-Protocol`, in order: comma lists across
     /// repeated headers, each item trimmed, empty items dropped.
     pub fn subprotocols(&self) -> &[String] {
-        self.subprotocols.get_or_read(|| {
-            self.header_all("sec-websocket-protocol")
-                .flat_map(|v| v.split(','))
-                .map(trim_ows)
-                .filter(|p| !p.is_empty())
-                .map(str::to_owned)
-                .collect()
-        })
+        self.read_values()
+            .subprotocols
+            .get_or_read(|| self.subprotocol_offers().map(str::to_owned).collect())
+    }
+
+    /// The subprotocols as [`subprotocols`](Self::subprotocols) has them, read in place.
+    pub(crate) fn subprotocol_offers(&self) -> impl Iterator<Item = &str> {
+        self.header_all("sec-websocket-protocol")
+            .flat_map(|v| v.split(','))
+            .map(trim_ows)
+            .filter(|p| !p.is_empty())
     }
 
     /// The extensions offered in `Sec-WebSocket-Extensions`, in order across repeated
     /// headers. Malformed items are skipped.
     pub fn extensions(&self) -> &[ExtensionOffer] {
-        self.extensions
+        self.read_values()
+            .extensions
             .get_or_read(|| self.extension_offers().map(OfferText::to_owned).collect())
+    }
+
+    fn read_values(&self) -> &ReadValues {
+        self.read.get_or_read(Box::default)
     }
 
     /// The extension offers as [`extensions`](Self::extensions) has them, read in place.
@@ -290,15 +310,14 @@ pub(crate) fn parse_request(head: &[u8], max_headers: usize) -> Result<Request, 
     }
 
     Ok(Request {
-        text,
+        // Both were reserved at their exact length, so neither moves.
+        text: text.into_boxed_str(),
         method_end,
         target_end,
         path_end: offset(target.find('?').unwrap_or(target.len()))?,
         version,
-        headers,
-        query: ReadOnce::default(),
-        subprotocols: ReadOnce::default(),
-        extensions: ReadOnce::default(),
+        headers: headers.into_boxed_slice(),
+        read: ReadOnce::default(),
     })
 }
 
