@@ -94,6 +94,17 @@ impl Connection {
         }
     }
 
+    /// The time of the latest input, which a driver above the connection (a session) may
+    /// move for inputs of its own (mail); nothing else changes.
+    pub(crate) fn note_time(&mut self, now: Instant) {
+        self.input_time = now;
+    }
+
+    /// The instant the latest input carried.
+    pub(crate) fn input_time(&self) -> Instant {
+        self.input_time
+    }
+
     /// Takes bytes received from the transport. Never fails: bad input is answered on the
     /// wire and reported as [`Event::Closed`].
     pub fn handle_input(&mut self, now: Instant, data: &[u8]) {

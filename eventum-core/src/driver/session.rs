@@ -1,5 +1,6 @@
 //! [`Session`]: one connection of an app, as an adapter drives it.
 
+use std::cell::Cell;
 use std::collections::VecDeque;
 use std::io::{ErrorKind, IoSlice, Write};
 use std::sync::Arc;
@@ -47,11 +48,18 @@ pub struct Session {
     conn: Connection,
     dispatcher: Dispatcher,
     endpoint: Endpoint,
-    /// Commands taken from the mailbox and not yet applied (kept to reuse its memory).
-    mail: VecDeque<Command>,
-    /// The latest instant an input carried.
-    now: Instant,
 }
+
+thread_local! {
+    /// The buffer the mailbox's commands are taken into, one per thread rather than one
+    /// per session: a session holds none between mail (32 bytes of every idle connection,
+    /// and the capacity of the last batch), and no batch allocates once the thread's
+    /// buffer and the mailbox's have grown (they trade places at each take).
+    static MAIL: Cell<VecDeque<Command>> = const { Cell::new(VecDeque::new()) };
+}
+
+/// A thread's mail buffer is given back only up to this capacity.
+const MAIL_KEPT: usize = 64;
 
 impl Session {
     pub(crate) fn new(
@@ -65,8 +73,6 @@ impl Session {
             conn: Connection::new(config, now),
             dispatcher: Dispatcher::new(handle, peer, now),
             endpoint,
-            mail: VecDeque::new(),
-            now,
         }
     }
 
@@ -79,14 +85,12 @@ impl Session {
 
     /// Takes bytes from the transport and runs the handlers they trigger.
     pub fn handle_input(&mut self, now: Instant, data: &[u8]) {
-        self.now = now;
         self.conn.handle_input(now, data);
         self.process(now);
     }
 
     /// The transport's read side ended.
     pub fn handle_eof(&mut self, now: Instant) {
-        self.now = now;
         self.conn.handle_eof(now);
         self.process(now);
     }
@@ -94,7 +98,6 @@ impl Session {
     /// Acts on passed deadlines: protocol timers and acknowledgement timeouts. Calling it
     /// early or often is harmless.
     pub fn handle_timeout(&mut self, now: Instant) {
-        self.now = now;
         self.conn.handle_timeout(now);
         let app = self.endpoint.shared().app.inner();
         self.dispatcher.expire_acks(app, &mut self.conn, now);
@@ -104,7 +107,6 @@ impl Session {
     /// The transport failed (a write error, a reset): pending output is dropped and the
     /// connection ends now (its disconnect hook runs).
     pub fn handle_transport_error(&mut self, now: Instant) {
-        self.now = now;
         self.conn.handle_transport_error(now);
         self.process(now);
     }
@@ -113,7 +115,7 @@ impl Session {
     /// by id; closes; the server's shutdown). Call it when the waker fires; calling it
     /// with an empty mailbox is harmless.
     pub fn handle_mail(&mut self, now: Instant) {
-        self.now = now;
+        self.conn.note_time(now);
         self.apply_mail(now);
         self.process(now);
     }
@@ -258,7 +260,7 @@ impl Session {
                 .process(shared.app.inner(), &mut self.conn, now, self.endpoint.is_stopping());
             let id = self.dispatcher.id();
             let mut sent = false;
-            while let Some(action) = self.dispatcher.actions().pop_front() {
+            for action in self.dispatcher.actions().drain(..) {
                 shared.hub.apply(id, action);
                 sent = true;
             }
@@ -274,8 +276,9 @@ impl Session {
     }
 
     fn apply_mail(&mut self, now: Instant) {
-        let overflowed = self.dispatcher.handle().mailbox().drain_into(&mut self.mail);
-        while let Some(command) = self.mail.pop_front() {
+        let mut mail = MAIL.take();
+        let overflowed = self.dispatcher.handle().mailbox().drain_into(&mut mail);
+        while let Some(command) = mail.pop_front() {
             let mut commands = self.conn.commands();
             let result = match command {
                 Command::Deliver(frame) => commands.deliver(now, &frame).map_err(|e| e.to_string()),
@@ -296,8 +299,8 @@ impl Session {
                 log::debug!("connection {}: mail not carried out: {e}", self.id());
             }
         }
-        if self.mail.capacity() > 64 {
-            self.mail = VecDeque::new();
+        if mail.capacity() <= MAIL_KEPT {
+            MAIL.set(mail);
         }
         // What was accepted went out first; then the policy for what was refused.
         if overflowed && self.endpoint.app().config().slow_consumer() == SlowConsumerPolicy::Close {
@@ -315,7 +318,7 @@ impl Drop for Session {
         if !self.dispatcher.is_finished() {
             // The driver stopped before the connection ended (a cancelled future, a
             // panic in the adapter): end it here, at the last instant it was told.
-            let now = self.now;
+            let now = self.conn.input_time();
             self.conn.handle_transport_error(now);
             self.process(now);
         }
