@@ -2,7 +2,7 @@
 //! can do (send, reply, close, flags, rooms, sends to others).
 
 use std::borrow::Cow;
-use std::collections::{BTreeSet, VecDeque};
+use std::collections::BTreeSet;
 use std::fmt;
 use std::net::SocketAddr;
 use std::sync::Mutex;
@@ -11,6 +11,7 @@ use std::time::{Duration, Instant};
 use serde::Serialize;
 use serde_json::Value;
 
+use crate::app::route::Params;
 use crate::close::CloseCode;
 use crate::connection::Commands;
 use crate::error::{CloseError, SendError};
@@ -109,17 +110,27 @@ impl PendingAck {
     }
 }
 
+/// The acknowledgements a connection asked for ([`Context::request_ack`]). Boxed in
+/// [`ConnData`], made at the first request: most connections never ask, and inline they
+/// were 32 bytes of each.
+#[derive(Default)]
+pub(crate) struct Acks {
+    /// Waiting for the client, in the order asked.
+    pub(crate) pending: Vec<PendingAck>,
+    /// The number the latest request got (0 before the first; the first gets 1).
+    last: u64,
+}
+
 /// Everything the framework keeps about one connection besides the protocol state.
 pub(crate) struct ConnData {
     pub(crate) handle: ConnectionHandle,
     pub(crate) peer: Option<SocketAddr>,
-    pub(crate) params: Vec<(String, String)>,
+    pub(crate) params: Params,
     pub(crate) flags: Flags,
     pub(crate) extensions: Extensions,
     pub(crate) rooms: BTreeSet<String>,
-    pub(crate) actions: VecDeque<Action>,
-    pub(crate) acks: Vec<PendingAck>,
-    pub(crate) next_ack: u64,
+    pub(crate) actions: Vec<Action>,
+    pub(crate) acks: Option<Box<Acks>>,
 }
 
 impl ConnData {
@@ -127,17 +138,29 @@ impl ConnData {
         self.handle.id()
     }
 
+    /// The acknowledgements still waiting.
+    pub(crate) fn pending_acks(&self) -> &[PendingAck] {
+        self.acks.as_ref().map_or(&[], |acks| &acks.pending)
+    }
+
+    /// Takes the waiting acknowledgements out, leaving none.
+    pub(crate) fn take_acks(&mut self) -> Vec<PendingAck> {
+        self.acks
+            .as_mut()
+            .map(|acks| std::mem::take(&mut acks.pending))
+            .unwrap_or_default()
+    }
+
     pub(crate) fn new(handle: ConnectionHandle, peer: Option<SocketAddr>) -> Self {
         ConnData {
             handle,
             peer,
-            params: Vec::new(),
+            params: Params::default(),
             flags: Flags::default(),
             extensions: Extensions::default(),
             rooms: BTreeSet::new(),
-            actions: VecDeque::new(),
-            acks: Vec::new(),
-            next_ack: 1,
+            actions: Vec::new(),
+            acks: None,
         }
     }
 }
@@ -249,17 +272,13 @@ impl Context<'_> {
     }
 
     /// The route's path parameters.
-    pub fn params(&self) -> &[(String, String)] {
-        &self.data.params
+    pub fn params(&self) -> impl ExactSizeIterator<Item = (&str, &str)> {
+        self.data.params.iter().map(|(name, value)| (&**name, value.as_str()))
     }
 
     /// One path parameter.
     pub fn param(&self, name: &str) -> Option<&str> {
-        self.data
-            .params
-            .iter()
-            .find(|(k, _)| k == name)
-            .map(|(_, v)| v.as_str())
+        self.params().find(|&(k, _)| k == name).map(|(_, v)| v)
     }
 
     /// The subprotocol chosen at the upgrade.
@@ -349,14 +368,15 @@ impl Context<'_> {
         timeout: Duration,
         callback: impl FnOnce(&mut Context<'_>, Result<Value, AckError>) + Send + 'static,
     ) -> Result<u64, ReplyError> {
-        let id = self.data.next_ack;
+        let id = self.data.acks.as_ref().map_or(1, |acks| acks.last + 1);
         // A timeout too large for an Instant waits a year (the far future in practice).
         let timeout = timeout.min(Duration::from_secs(365 * 24 * 3600));
         let deadline = self.now.checked_add(timeout).unwrap_or(self.now);
         let text = encode_event(name, None, Some(id), data)?;
         self.commands.send_text(&text)?;
-        self.data.next_ack += 1;
-        self.data.acks.push(PendingAck::new(id, deadline, Box::new(callback)));
+        let acks = self.data.acks.get_or_insert_default();
+        acks.last = id;
+        acks.pending.push(PendingAck::new(id, deadline, Box::new(callback)));
         Ok(id)
     }
 
@@ -369,14 +389,14 @@ impl Context<'_> {
     /// Joins a room (no effect if already a member).
     pub fn join(&mut self, room: &str) {
         if self.data.rooms.insert(room.to_owned()) {
-            self.data.actions.push_back(Action::Join { room: room.to_owned() });
+            self.data.actions.push(Action::Join { room: room.to_owned() });
         }
     }
 
     /// Leaves a room (no effect if not a member).
     pub fn leave(&mut self, room: &str) {
         if self.data.rooms.remove(room) {
-            self.data.actions.push_back(Action::Leave { room: room.to_owned() });
+            self.data.actions.push(Action::Leave { room: room.to_owned() });
         }
     }
 
@@ -396,7 +416,7 @@ impl Context<'_> {
     /// connection's own copy arrives after anything the handler sends it directly with
     /// [`send_text`](Self::send_text) and friends; each sender's messages keep their order.
     pub fn broadcast(&mut self, room: &str, frame: SharedFrame) {
-        self.data.actions.push_back(Action::Broadcast {
+        self.data.actions.push(Action::Broadcast {
             room: room.to_owned(),
             frame,
             except: None,
@@ -406,7 +426,7 @@ impl Context<'_> {
     /// Sends `frame` to every member of `room` but this connection.
     pub fn broadcast_others(&mut self, room: &str, frame: SharedFrame) {
         let except = Some(self.data.id());
-        self.data.actions.push_back(Action::Broadcast {
+        self.data.actions.push(Action::Broadcast {
             room: room.to_owned(),
             frame,
             except,
@@ -415,14 +435,12 @@ impl Context<'_> {
 
     /// Sends `frame` to every open connection, this one included.
     pub fn broadcast_all(&mut self, frame: SharedFrame) {
-        self.data
-            .actions
-            .push_back(Action::BroadcastAll { frame, except: None });
+        self.data.actions.push(Action::BroadcastAll { frame, except: None });
     }
 
     /// Sends `frame` to the connection `to`, if it is still open.
     pub fn send_to(&mut self, to: ConnectionId, frame: SharedFrame) {
-        self.data.actions.push_back(Action::SendTo { to, frame });
+        self.data.actions.push(Action::SendTo { to, frame });
     }
 
     /// The app's validation-error reply, for handlers that validate by hand. When the

@@ -1,10 +1,10 @@
 //! Dispatch: the app's side of one connection. It takes the protocol events of a
 //! [`Connection`] and runs the app's middleware, routes, handlers and hooks for them.
 
-use std::collections::VecDeque;
 use std::net::SocketAddr;
 use std::time::Instant;
 
+use crate::app::route::Params;
 use crate::close::CloseCode;
 use crate::connection::{Commands, Connection};
 use crate::event::{Closed, Event};
@@ -54,7 +54,7 @@ impl From<Result<(), super::guard::Panicked>> for FollowUp {
 
 struct Accepted {
     accept: Accept,
-    params: Vec<(String, String)>,
+    params: Params,
     flags: Flags,
     extensions: Extensions,
 }
@@ -97,7 +97,7 @@ impl Dispatcher {
     }
 
     /// What the handlers asked of other connections, in order.
-    pub(crate) fn actions(&mut self) -> &mut VecDeque<Action> {
+    pub(crate) fn actions(&mut self) -> &mut Vec<Action> {
         &mut self.data.actions
     }
 
@@ -106,7 +106,7 @@ impl Dispatcher {
         if self.finished {
             return None;
         }
-        self.data.acks.iter().map(|a| a.deadline).min()
+        self.data.pending_acks().iter().map(|a| a.deadline).min()
     }
 
     /// Takes every event the connection has and runs its handlers at `now`; once the
@@ -161,13 +161,13 @@ impl Dispatcher {
 
     /// Runs the callbacks of acknowledgements whose time ran out.
     pub(crate) fn expire_acks(&mut self, app: &AppInner, conn: &mut Connection, now: Instant) {
-        if self.finished || self.data.acks.iter().all(|a| a.deadline > now) {
+        if self.finished || self.data.pending_acks().iter().all(|a| a.deadline > now) {
             return;
         }
-        let (due, waiting) = std::mem::take(&mut self.data.acks)
-            .into_iter()
-            .partition(|a| a.deadline <= now);
-        self.data.acks = waiting;
+        let (due, waiting): (Vec<_>, _) = self.data.take_acks().into_iter().partition(|a| a.deadline <= now);
+        if let Some(acks) = &mut self.data.acks {
+            acks.pending = waiting;
+        }
         let mut ctx = self.context(conn.commands(), app, now);
         for ack in due {
             let callback = ack.into_callback();
@@ -233,7 +233,7 @@ impl Dispatcher {
 /// The connection is over: settle acknowledgements, run the disconnect hook (once: the
 /// caller checks), leave every room.
 fn disconnect(ctx: &mut Context<'_>, app: &AppInner, closed: &Closed) {
-    for ack in std::mem::take(&mut ctx.data.acks) {
+    for ack in ctx.data.take_acks() {
         let callback = ack.into_callback();
         let _ = run_handler(ctx, "an acknowledgement callback", |ctx| {
             callback(ctx, Err(AckError::Disconnected))
@@ -243,7 +243,7 @@ fn disconnect(ctx: &mut Context<'_>, app: &AppInner, closed: &Closed) {
         let _ = run_handler(ctx, "the disconnect hook", |ctx| hook(ctx, closed));
     }
     for room in std::mem::take(&mut ctx.data.rooms) {
-        ctx.data.actions.push_back(Action::Leave { room });
+        ctx.data.actions.push(Action::Leave { room });
     }
 }
 
@@ -405,11 +405,14 @@ fn dispatch_text<'a>(ctx: &mut Context<'a>, text: &'a str) -> FollowUp {
 
 /// Hands a client's acknowledgement to the callback waiting for it.
 fn settle_ack(ctx: &mut Context<'_>, n: u64, text: &str) -> FollowUp {
-    let Some(index) = ctx.data.acks.iter().position(|a| a.id == n) else {
+    let Some((acks, index)) = ctx.data.acks.as_mut().and_then(|acks| {
+        let index = acks.pending.iter().position(|a| a.id == n)?;
+        Some((acks, index))
+    }) else {
         log::debug!("connection {}: acknowledgement {n} matches no request", ctx.id());
         return FollowUp::None;
     };
-    let ack = ctx.data.acks.swap_remove(index);
+    let ack = acks.pending.swap_remove(index);
     let data = serde_json::from_str::<serde_json::Value>(text)
         .ok()
         .and_then(|mut v| v.get_mut("data").map(serde_json::Value::take))

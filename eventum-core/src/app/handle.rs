@@ -39,15 +39,18 @@ pub(crate) enum Command {
 #[derive(Debug)]
 pub(crate) struct Mailbox {
     inner: Mutex<Inner>,
-    /// Most bytes the waiting commands may hold.
-    limit: usize,
+    /// Most bytes the waiting commands may hold. (`u32`, as `Inner::bytes`: every
+    /// connection has a mailbox, and the two `usize`s made it a size class larger; a
+    /// backlog limit above 4 GiB bounds the mailbox at 4 GiB.)
+    limit: u32,
 }
 
 #[derive(Debug, Default)]
 struct Inner {
     commands: VecDeque<Command>,
-    /// What the waiting commands hold, in bytes (see `COMMAND_COST`).
-    bytes: usize,
+    /// What the waiting commands hold, in bytes (see `COMMAND_COST`); saturates, which
+    /// only server commands queued past the limit can reach.
+    bytes: u32,
     /// A command was refused because the queue was full.
     overflowed: bool,
     /// The connection has ended: nothing more is accepted.
@@ -80,7 +83,7 @@ impl Mailbox {
     pub(crate) fn new(limit: usize) -> Self {
         Mailbox {
             inner: Mutex::default(),
-            limit,
+            limit: u32::try_from(limit).unwrap_or(u32::MAX),
         }
     }
 
@@ -90,7 +93,7 @@ impl Mailbox {
         if inner.closed || inner.refusing {
             return Err(HandleError::Closed);
         }
-        if inner.bytes + command.cost() > self.limit {
+        if inner.bytes as usize + command.cost() > self.limit as usize {
             crate::observe::delivery_dropped();
             inner.overflowed = true;
             return Err(HandleError::Full);
@@ -109,7 +112,8 @@ impl Mailbox {
 
     fn queue(mut inner: MutexGuard<'_, Inner>, command: Command) {
         let was_empty = inner.commands.is_empty();
-        inner.bytes += command.cost();
+        let cost = u32::try_from(command.cost()).unwrap_or(u32::MAX);
+        inner.bytes = inner.bytes.saturating_add(cost);
         inner.commands.push_back(command);
         let waker = if was_empty { inner.waker.clone() } else { None };
         // Wake with the lock released: the waker is the adapter's code.

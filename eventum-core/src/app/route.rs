@@ -85,11 +85,16 @@ impl fmt::Debug for Route {
     }
 }
 
+/// The path parameters a route captured: each name shared with the route's pattern (a
+/// connection keeps its parameters, and a copy of each name cost it an allocation), each
+/// value decoded from the path.
+pub(crate) type Params = Box<[(Arc<str>, String)]>;
+
 #[derive(Debug, Clone, PartialEq, Eq)]
 enum Segment {
     Literal(String),
-    Param(String),
-    Rest(String),
+    Param(Arc<str>),
+    Rest(Arc<str>),
 }
 
 /// A parsed path pattern.
@@ -113,21 +118,21 @@ impl Pattern {
     }
 
     /// Matches a request path; returns the captured parameters.
-    pub(crate) fn matches(&self, path: &str) -> Option<Vec<(String, String)>> {
+    pub(crate) fn matches(&self, path: &str) -> Option<Params> {
         let segments = self.segments.as_ref()?;
         let mut rest = path.strip_prefix('/')?;
         // Kept for the connection's life: sized exactly at the first capture rather than
         // grown (a growing `Vec` of pairs starts at four).
         let captures = segments.iter().filter(|s| !matches!(s, Segment::Literal(_))).count();
         let mut params = Vec::new();
-        let capture = |params: &mut Vec<(String, String)>, name: &String, value: String| {
+        let capture = |params: &mut Vec<(Arc<str>, String)>, name: &Arc<str>, value: String| {
             params.reserve_exact(captures);
-            params.push((name.clone(), value));
+            params.push((Arc::clone(name), value));
         };
         for (i, segment) in segments.iter().enumerate() {
             if let Segment::Rest(name) = segment {
                 capture(&mut params, name, percent_decode(rest));
-                return Some(params);
+                return Some(params.into_boxed_slice());
             }
             let (part, tail) = match rest.split_once('/') {
                 Some((part, tail)) => (part, Some(tail)),
@@ -140,7 +145,7 @@ impl Pattern {
             }
             let last = i + 1 == segments.len();
             match (tail, last) {
-                (None, true) => return Some(params),
+                (None, true) => return Some(params.into_boxed_slice()),
                 (Some(tail), false) => rest = tail,
                 // `/chat/` does not match `/chat`, and a path that ends early does not match.
                 (Some(_), true) => return None,
@@ -148,7 +153,7 @@ impl Pattern {
                     return match &segments[i + 1..] {
                         [Segment::Rest(name)] => {
                             capture(&mut params, name, String::new());
-                            Some(params)
+                            Some(params.into_boxed_slice())
                         }
                         _ => None,
                     };
@@ -166,9 +171,9 @@ fn parse_segments(source: &str) -> Option<Vec<Segment>> {
     for (i, part) in parts.iter().enumerate() {
         let segment = match part.strip_prefix('{').and_then(|p| p.strip_suffix('}')) {
             Some(inner) => match inner.strip_prefix('*') {
-                Some(name) if i + 1 == parts.len() && valid_name(name) => Segment::Rest(name.to_owned()),
+                Some(name) if i + 1 == parts.len() && valid_name(name) => Segment::Rest(name.into()),
                 Some(_) => return None,
-                None if valid_name(inner) => Segment::Param(inner.to_owned()),
+                None if valid_name(inner) => Segment::Param(inner.into()),
                 None => return None,
             },
             None if part.contains(['{', '}']) => return None,
@@ -213,7 +218,8 @@ mod tests {
     use super::*;
 
     fn params(pattern: &str, path: &str) -> Option<Vec<(String, String)>> {
-        Pattern::parse(pattern).matches(path)
+        let params = Pattern::parse(pattern).matches(path)?;
+        Some(params.iter().map(|(k, v)| (k.to_string(), v.clone())).collect())
     }
 
     fn p(pairs: &[(&str, &str)]) -> Option<Vec<(String, String)>> {

@@ -4,6 +4,7 @@
 use std::net::SocketAddr;
 use std::sync::Arc;
 
+use crate::app::route::Params;
 use crate::handshake::{DeflateConfig, DeflateParams, Request};
 
 use super::extensions::Extensions;
@@ -44,7 +45,7 @@ pub struct Upgrade<'a> {
     pub(crate) request: &'a Request,
     pub(crate) id: ConnectionId,
     pub(crate) peer: Option<SocketAddr>,
-    pub(crate) params: Vec<(String, String)>,
+    pub(crate) params: Params,
     pub(crate) flags: Flags,
     pub(crate) extensions: Extensions,
     pub(crate) headers: Vec<(String, String)>,
@@ -64,7 +65,7 @@ impl<'a> Upgrade<'a> {
             request,
             id,
             peer,
-            params: Vec::new(),
+            params: Params::default(),
             flags: Flags::default(),
             extensions: Extensions::default(),
             headers: Vec::new(),
@@ -94,13 +95,13 @@ impl<'a> Upgrade<'a> {
     }
 
     /// The route's path parameters (empty inside middleware, which runs before routing).
-    pub fn params(&self) -> &[(String, String)] {
-        &self.params
+    pub fn params(&self) -> impl ExactSizeIterator<Item = (&str, &str)> {
+        self.params.iter().map(|(name, value)| (&**name, value.as_str()))
     }
 
     /// One path parameter.
     pub fn param(&self, name: &str) -> Option<&str> {
-        self.params.iter().find(|(k, _)| k == name).map(|(_, v)| v.as_str())
+        self.params().find(|&(k, _)| k == name).map(|(_, v)| v)
     }
 
     /// The id the connection will have.
