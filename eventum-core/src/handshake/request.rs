@@ -47,7 +47,10 @@ pub struct Request {
     version: u8,
     /// Each header as offsets into `text`: where its value starts (its name's end) and where
     /// its value ends. A name starts where the header before it ends (the first at
-    /// `target_end`): the head is stored in order, without separators.
+    /// `target_end`): the head is stored in order, without separators. A header that is a
+    /// line of [`COMMON_HEADERS`] byte for byte is not in `text`: its first offset is
+    /// `COMMON_MARK` plus its index there, its second where the text stands (so the next
+    /// name still starts there).
     headers: Box<[[u32; 2]]>,
     /// What is decoded from the text on first use.
     read: ReadOnce<Box<ReadValues>>,
@@ -155,10 +158,15 @@ impl Request {
     pub fn headers(&self) -> impl Iterator<Item = (&str, &str)> {
         let text = |from: u32, to: u32| self.text.get(from as usize..to as usize).unwrap_or_default();
         let starts = std::iter::once(self.target_end).chain(self.headers.iter().map(|&[_, end]| end));
-        self.headers
-            .iter()
-            .zip(starts)
-            .map(move |(&[value, end], name)| (text(name, value), text(value, end)))
+        self.headers.iter().zip(starts).map(move |(&[value, end], name)| {
+            match value
+                .checked_sub(COMMON_MARK)
+                .and_then(|i| COMMON_HEADERS.get(i as usize))
+            {
+                Some(&common) => common,
+                None => (text(name, value), text(value, end)),
+            }
+        })
     }
 
     /// The subprotocols offered in `Sec-WebSocket-Protocol`, in order: comma lists across
@@ -280,20 +288,28 @@ pub(crate) fn parse_request(head: &[u8], max_headers: usize) -> Result<Request, 
         return Err(HandshakeError::Malformed("request target must be an absolute path"));
     }
 
-    // The whole head as one string: a Latin-1 byte above 0x7f takes two bytes in UTF-8.
+    let common = |header: &httparse::Header<'_>| {
+        COMMON_HEADERS
+            .iter()
+            .position(|&(name, value)| header.name == name && header.value == value.as_bytes())
+    };
+    // The whole head as one string (but for common lines): a Latin-1 byte above 0x7f takes
+    // two bytes in UTF-8.
     let length = method.len()
         + target.len()
         + parsed
             .headers
             .iter()
+            .filter(|h| common(h).is_none())
             .map(|h| h.name.len() + h.value.len() + h.value.iter().filter(|&&b| b >= 0x80).count())
             .sum::<usize>();
-    // Offsets are u32: a head that long never fits `max_head_bytes` in practice, but the
-    // limit is the user's to set.
-    let offset = |at: usize| {
-        u32::try_from(at).map_err(|_| HandshakeError::HeadTooLarge {
-            limit: u32::MAX as usize,
-        })
+    // Offsets are u32 below `COMMON_MARK`: a head that long never fits `max_head_bytes` in
+    // practice, but the limit is the user's to set.
+    let offset = |at: usize| match u32::try_from(at) {
+        Ok(at) if at < COMMON_MARK => Ok(at),
+        _ => Err(HandshakeError::HeadTooLarge {
+            limit: COMMON_MARK as usize,
+        }),
     };
     offset(length)?;
     let mut text = String::with_capacity(length);
@@ -303,6 +319,10 @@ pub(crate) fn parse_request(head: &[u8], max_headers: usize) -> Result<Request, 
     let target_end = offset(text.len())?;
     let mut headers = Vec::with_capacity(parsed.headers.len());
     for header in parsed.headers.iter() {
+        if let Some(index) = common(header) {
+            headers.push([COMMON_MARK + index as u32, offset(text.len())?]);
+            continue;
+        }
         text.push_str(header.name);
         let value = offset(text.len())?;
         push_latin1(&mut text, header.value);
@@ -320,6 +340,23 @@ pub(crate) fn parse_request(head: &[u8], max_headers: usize) -> Result<Request, 
         read: ReadOnce::default(),
     })
 }
+
+/// Header lines nearly every WebSocket client sends exactly so (RFC 6455's three, and what
+/// browsers add), as sent: a request keeps an index for them, not their text. The
+/// connection keeps its request for its life, and at the load generator's request these
+/// are half of the head's text (56 of 114 bytes).
+const COMMON_HEADERS: [(&str, &str); 6] = [
+    ("Upgrade", "websocket"),
+    ("Connection", "Upgrade"),
+    ("Sec-WebSocket-Version", "13"),
+    ("Sec-WebSocket-Extensions", "permessage-deflate; client_max_window_bits"),
+    ("Pragma", "no-cache"),
+    ("Cache-Control", "no-cache"),
+];
+
+/// The first offset of a header of [`COMMON_HEADERS`]: index 0. Offsets into the text stay
+/// below it (a longer head is refused as too large).
+const COMMON_MARK: u32 = u32::MAX - COMMON_HEADERS.len() as u32;
 
 /// httparse slots kept on the stack: the default [`Config::max_headers`](crate::Config::max_headers).
 const STACK_HEADERS: usize = 100;
@@ -875,6 +912,53 @@ mod tests {
             && text
                 .chars()
                 .all(|c| c.is_ascii_graphic() && !"\"(),/:;<=>?@[\\]{}".contains(c))
+    }
+
+    /// Lines of `COMMON_HEADERS` are kept as an index, not as text, and read back exactly
+    /// as sent, in order, among other lines and near misses (another case, another value).
+    #[test]
+    fn common_header_lines_read_back_as_sent() {
+        let lines: Vec<(&str, &str)> = COMMON_HEADERS
+            .iter()
+            .copied()
+            .chain([
+                ("Host", "example.com"),
+                ("upgrade", "websocket"),
+                ("Upgrade", "WebSocket"),
+                ("Sec-WebSocket-Version", "8"),
+                ("X-Latin", "caf\u{e9}"),
+            ])
+            .collect();
+        // Every line once, then each pair in both orders.
+        let mut orders: Vec<Vec<usize>> = vec![(0..lines.len()).collect()];
+        for a in 0..lines.len() {
+            for b in 0..lines.len() {
+                orders.push(vec![a, b, a]);
+            }
+        }
+        for order in orders {
+            let mut head = b"GET /x HTTP/1.1\r\n".to_vec();
+            for &i in &order {
+                let (name, value) = lines[i];
+                head.extend(name.bytes());
+                head.extend(b": ");
+                head.extend(value.chars().map(|c| c as u8));
+                head.extend(b"\r\n");
+            }
+            head.extend(b"\r\n");
+            let req = parse_request(&head, 100).expect("a valid head");
+            let expected: Vec<(&str, &str)> = order.iter().map(|&i| lines[i]).collect();
+            let headers: Vec<(&str, &str)> = req.headers().collect();
+            assert_eq!(headers, expected);
+            assert_eq!(req.path(), "/x");
+            let common: usize = order
+                .iter()
+                .filter(|&&i| i < COMMON_HEADERS.len())
+                .map(|&i| lines[i].0.len() + lines[i].1.len())
+                .sum();
+            let all: usize = expected.iter().map(|(n, v)| n.len() + v.len()).sum();
+            assert_eq!(req.text.len(), "GET/x".len() + all - common, "{order:?}");
+        }
     }
 
     proptest! {
