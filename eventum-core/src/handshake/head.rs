@@ -10,8 +10,10 @@ const TERMINATOR: &[u8; 4] = b"\r\n\r\n";
 /// across calls), so feeding a head one byte at a time costs O(bytes) in total.
 #[derive(Debug, Default)]
 pub(crate) struct HeadReader {
-    /// Bytes of the buffer already scanned without finding a terminator.
-    scanned: usize,
+    /// Bytes of the buffer already scanned without finding a terminator. `u32`, saturating:
+    /// the reader lives in every connection, and a count short of the truth only means
+    /// scanning again (no head that long fits a sane `max_head_bytes`).
+    scanned: u32,
     /// Total bytes examined over all calls (the linear-time guard in the tests).
     #[cfg(test)]
     work: usize,
@@ -32,7 +34,7 @@ impl HeadReader {
     ///   `max_head_bytes` bytes including its terminator is accepted, one byte more is refused.
     pub(crate) fn poll(&mut self, buf: &[u8], max_head_bytes: usize) -> Result<Option<usize>, HandshakeError> {
         let end = buf.len().min(max_head_bytes);
-        let start = self.scanned.saturating_sub(TERMINATOR.len() - 1).min(end);
+        let start = (self.scanned as usize).saturating_sub(TERMINATOR.len() - 1).min(end);
         let window = buf.get(start..end).unwrap_or_default();
         #[cfg(test)]
         {
@@ -41,7 +43,7 @@ impl HeadReader {
         if let Some(pos) = window.windows(TERMINATOR.len()).position(|w| w == TERMINATOR) {
             return Ok(Some(start + pos + TERMINATOR.len()));
         }
-        self.scanned = end;
+        self.scanned = u32::try_from(end).unwrap_or(u32::MAX);
         if buf.len() >= max_head_bytes {
             return Err(HandshakeError::HeadTooLarge { limit: max_head_bytes });
         }
