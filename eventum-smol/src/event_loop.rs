@@ -147,7 +147,7 @@ struct EventLoop {
     live: usize,
     /// Deadlines by connection key; an entry that is no longer a connection's armed
     /// deadline is skipped when it comes up.
-    timers: BinaryHeap<Reverse<(Instant, u64)>>,
+    timers: Timers,
     buf: Vec<u8>,
 }
 
@@ -174,8 +174,8 @@ struct Conn {
     stream: TcpStream,
     /// The interest registered with epoll.
     interest: EventFlags,
-    /// The deadline a timer entry is queued for.
-    armed: Option<Instant>,
+    /// The deadline a timer entry is queued for, as a [`Timers`] tick (0: none).
+    armed: u64,
 }
 
 impl EventLoop {
@@ -197,7 +197,7 @@ impl EventLoop {
             slots: Vec::new(),
             free: Vec::new(),
             live: 0,
-            timers: BinaryHeap::new(),
+            timers: Timers::new(),
             buf: vec![0; READ_SIZE],
         };
         event_loop.watch_listener()?;
@@ -267,27 +267,32 @@ impl EventLoop {
         if self.accept_paused.is_some_and(|at| at <= now) && self.watch_listener().is_ok() {
             self.accept_paused = None;
         }
-        while let Some(&Reverse((at, key))) = self.timers.peek() {
-            if at > now {
+        let due = self.timers.tick_passed(now);
+        while let Some(&Reverse((at, key))) = self.timers.heap.peek() {
+            if at > due {
                 break;
             }
-            self.timers.pop();
-            if let Some(conn) = self.conn(key).filter(|conn| conn.armed == Some(at)) {
-                conn.armed = None;
+            self.timers.heap.pop();
+            if let Some(conn) = self.conn(key).filter(|conn| conn.armed == at) {
+                conn.armed = 0;
                 self.pass(key, EventFlags::empty());
             }
         }
         // Entries of ended connections wait for their time; past twice the live ones,
         // they are swept so a burst of short connections cannot grow the heap unbounded.
-        if self.timers.len() > 2 * self.live + 64 {
+        if self.timers.heap.len() > 2 * self.live + 64 {
             let slots = &self.slots;
-            self.timers.retain(|Reverse((at, key))| {
+            self.timers.heap.retain(|Reverse((at, key))| {
                 let slot = slots.get(slot_index(*key)).filter(|slot| slot.holds(*key));
                 slot.and_then(|slot| slot.conn.as_deref())
-                    .is_some_and(|conn| conn.armed == Some(*at))
+                    .is_some_and(|conn| conn.armed == *at)
             });
         }
-        let next = self.timers.peek().map(|Reverse((at, _))| *at);
+        let next = self
+            .timers
+            .heap
+            .peek()
+            .and_then(|Reverse((at, _))| self.timers.instant(*at));
         match (next, self.accept_paused) {
             (Some(a), Some(b)) => Some(a.min(b)),
             (a, b) => a.or(b),
@@ -366,7 +371,7 @@ impl EventLoop {
             session,
             stream,
             interest,
-            armed: None,
+            armed: 0,
         }));
         self.live += 1;
         // The request has usually come with the connection: read it now.
@@ -407,14 +412,7 @@ impl EventLoop {
 }
 
 /// The pass itself; returns whether the connection is over.
-fn serve(
-    conn: &mut Conn,
-    flags: EventFlags,
-    buf: &mut [u8],
-    epoll: &OwnedFd,
-    key: u64,
-    timers: &mut BinaryHeap<Reverse<(Instant, u64)>>,
-) -> bool {
+fn serve(conn: &mut Conn, flags: EventFlags, buf: &mut [u8], epoll: &OwnedFd, key: u64, timers: &mut Timers) -> bool {
     let now = Instant::now();
     let session = &mut conn.session;
     if session.has_mail() {
@@ -455,12 +453,48 @@ fn serve(
     if let Some(at) = session.poll_timeout() {
         // One entry per connection, replaced only when the deadline comes earlier: a pass
         // before a later deadline is harmless (handle_timeout does nothing).
-        if conn.armed.is_none_or(|armed| at < armed) {
-            conn.armed = Some(at);
-            timers.push(Reverse((at, key)));
+        let at = timers.tick(at);
+        if conn.armed == 0 || at < conn.armed {
+            conn.armed = at;
+            timers.heap.push(Reverse((at, key)));
         }
     }
     false
+}
+
+/// The loop's deadlines, in whole milliseconds since the loop started (a tick): an entry
+/// is two `u64`s, not an `Instant` and a key (every connection has one, or two while an
+/// earlier deadline replaces a later one).
+struct Timers {
+    epoch: Instant,
+    heap: BinaryHeap<Reverse<(u64, u64)>>,
+}
+
+impl Timers {
+    fn new() -> Self {
+        Timers {
+            epoch: Instant::now(),
+            heap: BinaryHeap::new(),
+        }
+    }
+
+    /// The first tick at or after `at`, and at least 1 (0 is no deadline): a deadline is
+    /// never acted on before it is due.
+    fn tick(&self, at: Instant) -> u64 {
+        let nanos = at.saturating_duration_since(self.epoch).as_nanos();
+        u64::try_from(nanos.div_ceil(1_000_000)).unwrap_or(u64::MAX).max(1)
+    }
+
+    /// The last tick that has passed at `now`.
+    fn tick_passed(&self, now: Instant) -> u64 {
+        let millis = now.saturating_duration_since(self.epoch).as_millis();
+        u64::try_from(millis).unwrap_or(u64::MAX)
+    }
+
+    /// When `tick` is; `None` past what an `Instant` can hold (a deadline never due).
+    fn instant(&self, tick: u64) -> Option<Instant> {
+        self.epoch.checked_add(Duration::from_millis(tick))
+    }
 }
 
 /// Whether an accept error means the process or the system is out of something (file
