@@ -481,14 +481,16 @@ impl Timers {
     /// The first tick at or after `at`, and at least 1 (0 is no deadline): a deadline is
     /// never acted on before it is due.
     fn tick(&self, at: Instant) -> u64 {
-        let nanos = at.saturating_duration_since(self.epoch).as_nanos();
-        u64::try_from(nanos.div_ceil(1_000_000)).unwrap_or(u64::MAX).max(1)
+        let since = at.saturating_duration_since(self.epoch);
+        let millis = u64::from(since.subsec_nanos().div_ceil(1_000_000));
+        since.as_secs().saturating_mul(1000).saturating_add(millis).max(1)
     }
 
     /// The last tick that has passed at `now`.
     fn tick_passed(&self, now: Instant) -> u64 {
-        let millis = now.saturating_duration_since(self.epoch).as_millis();
-        u64::try_from(millis).unwrap_or(u64::MAX)
+        let since = now.saturating_duration_since(self.epoch);
+        let millis = u64::from(since.subsec_millis());
+        since.as_secs().saturating_mul(1000).saturating_add(millis)
     }
 
     /// When `tick` is; `None` past what an `Instant` can hold (a deadline never due).
