@@ -25,7 +25,10 @@ struct Member {
     handle: ConnectionHandle,
     /// Boxed, allocated at the first join: every connection has an entry, and an inline
     /// `Vec` made each 16 bytes larger (about 25 per connection, with the table's slack).
-    #[allow(clippy::box_collection, reason = "one pointer in the table; the Vec itself is 24 bytes")]
+    #[allow(
+        clippy::box_collection,
+        reason = "one pointer in the table; the Vec itself is 24 bytes"
+    )]
     rooms: Option<Box<Vec<String>>>,
 }
 
