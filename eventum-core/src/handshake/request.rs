@@ -35,10 +35,11 @@ use crate::error::HandshakeError;
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Request {
     /// The method, the target, then every header's name and (Latin-1 decoded) value, one
-    /// after the other: the whole head in one allocation.
+    /// after the other (but for lines of [`COMMON_HEADERS`]): the whole head in one
+    /// allocation.
     text: Box<str>,
     /// Where the method ends and the target begins in `text`. (Offsets are `u32`: a head is
-    /// at most `u32::MAX` bytes, so an idle connection keeps half the bytes for them.)
+    /// shorter than `COMMON_MARK` bytes, so an idle connection keeps half the bytes for them.)
     method_end: u32,
     /// Where the target ends (and the first header name begins) in `text`.
     target_end: u32,
