@@ -116,8 +116,8 @@ fn tungstenite_read_all(ws: &mut WebSocket<MemStream>, mut each: impl FnMut(&mut
 
 /// A cache line: the unmask buffers start at one, or `MISALIGNED` bytes past one.
 const LINE: usize = 64;
-/// Where a payload starts in a line for `apply_mask_at_16`: past a 2-byte frame header in a
-/// read buffer it can start anywhere, and a wide store across two lines costs two.
+/// Where a payload starts in a line for `apply_mask_at_16`: after a frame header in a read
+/// buffer it can start anywhere, and a wide store across two lines costs two.
 const MISALIGNED: usize = 16;
 
 /// `len` bytes of `byte` starting `skew` bytes past a cache line, in `storage`. Where malloc
