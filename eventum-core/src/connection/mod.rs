@@ -196,12 +196,12 @@ impl Connection {
                 };
                 // The one full check of an unfragmented frame that arrived whole (pieces
                 // were already checked as they came, so this cannot fail for them).
-                match std::str::from_utf8(bytes) {
-                    Ok(text) => {
+                match crate::utf8::text(bytes) {
+                    Some(text) => {
                         self.link.traffic.messages_in += 1;
                         Event::Text(text)
                     }
-                    Err(_) => {
+                    None => {
                         self.link.fail_protocol(self.input_time, ProtocolError::InvalidUtf8);
                         Event::Closed(self.link.take_closed()?)
                     }
