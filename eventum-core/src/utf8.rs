@@ -13,7 +13,7 @@ use crate::error::ProtocolError;
 /// (`benches/README.md`).
 pub(crate) fn text(bytes: &[u8]) -> Option<&str> {
     if bytes.is_ascii() {
-        // The crate's second `unsafe` block (see the note in `lib.rs`).
+        // One of the crate's two places with `unsafe` (see the note in `lib.rs`).
         // SAFETY: every byte is below 0x80, and any sequence of such bytes is valid UTF-8
         // (each is a one-byte sequence), which is all `from_utf8_unchecked` requires.
         #[allow(unsafe_code)]
@@ -29,8 +29,9 @@ pub(crate) fn text(bytes: &[u8]) -> Option<&str> {
 /// of the message, including a prefix that can never complete (`F4 90` is already above
 /// U+10FFFF, `ED A0` is already a surrogate, `C0`, `C1` and `F5`..=`FF` are invalid at once).
 ///
-/// The bulk of each piece is checked by [`std::str::from_utf8`]; the validator only carries
-/// the (at most 3) bytes of a sequence split between pieces.
+/// The bulk of each piece is checked by `<[u8]>::is_ascii` and, if that fails, by
+/// [`std::str::from_utf8`]; the validator only carries the (at most 3) bytes of a sequence
+/// split between pieces.
 #[derive(Debug, Default, Clone)]
 pub(crate) struct Utf8Validator {
     /// The start of an incomplete but so far valid sequence; `partial[..partial_len]`.

@@ -469,7 +469,8 @@ fn serve(conn: &mut Conn, flags: EventFlags, buf: &mut [u8], epoll: &OwnedFd, ke
 /// cancellation point, two more calls around every `recv` and `writev` that cost ~2.5% of
 /// the loop's CPU in a 16 B echo (`perf`; `benches/README.md`). Writes say `MSG_NOSIGNAL`
 /// (std's `write_vectored` is a plain `writev`): a peer gone away is an error for its
-/// session, never a `SIGPIPE` for a process that has not ignored it.
+/// session, never a `SIGPIPE` for a process that has not ignored it. (The streams that
+/// `serve_stream` and TLS drive still write through `Async`, a plain `writev`.)
 struct Socket<'a>(&'a TcpStream);
 
 impl Read for Socket<'_> {

@@ -143,15 +143,16 @@ pub(crate) fn parse(text: &str) -> Parsed<'_> {
         },
         Some(_) => return Parsed::NoEvent,
     };
-    // `id` and `ack` are any JSON value: serde_json builds it (and refuses a number out of
-    // range, a lone surrogate, nesting past its limit).
-    let value = |raw: Option<Raw<'_>>| match present(raw) {
-        None => Ok(None),
-        Some(raw) if raw.depth > ALONE_AS_IN_PLACE_DEPTH => Err(()),
-        Some(raw) => serde_json::from_str::<Value>(raw.text).map(Some).map_err(|_| ()),
+    // Absent is the common case for both: no call, no `Value` moved.
+    let id = match present(fields.id).map(field_value) {
+        None => None,
+        Some(Ok(id)) => Some(id),
+        Some(Err(())) => return Parsed::NoEvent,
     };
-    let (Ok(id), Ok(ack)) = (value(fields.id), value(fields.ack)) else {
-        return Parsed::NoEvent;
+    let ack = match present(fields.ack).map(field_value) {
+        None => None,
+        Some(Ok(ack)) => Some(ack),
+        Some(Err(())) => return Parsed::NoEvent,
     };
     match (name, ack) {
         (Some(name), _) => Parsed::Event {
@@ -166,6 +167,15 @@ pub(crate) fn parse(text: &str) -> Parsed<'_> {
         (None, Some(ack)) => ack.as_u64().map_or(Parsed::NoEvent, Parsed::Ack),
         (None, None) => Parsed::NoEvent,
     }
+}
+
+/// An `id` or `ack` field's value, which may be any JSON: serde_json builds it (and refuses a
+/// number out of range, a lone surrogate, nesting past its limit).
+fn field_value(raw: Raw<'_>) -> Result<Value, ()> {
+    if raw.depth > ALONE_AS_IN_PLACE_DEPTH {
+        return Err(());
+    }
+    serde_json::from_str::<Value>(raw.text).map_err(|_| ())
 }
 
 /// The field, unless it is absent or `null` (as serde reads an `Option`).

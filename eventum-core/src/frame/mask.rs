@@ -29,9 +29,9 @@ pub fn apply_mask(buf: &mut [u8], key: [u8; 4], offset: u64) {
         .to_le_bytes();
     #[cfg(target_arch = "x86_64")]
     if buf.len() >= WIDE_MIN {
-        // One of the crate's two `unsafe` blocks (see `lib.rs`); all it does is call safe
-        // functions compiled for AVX-512 or AVX2 (`#[target_feature]`), which Rust asks
-        // `unsafe` for.
+        // One of the crate's two places with `unsafe` (see `lib.rs`); all its two blocks do
+        // is call safe functions compiled for AVX-512 or AVX2 (`#[target_feature]`), which
+        // Rust asks `unsafe` for.
         if std::arch::is_x86_feature_detected!("avx512f") {
             // SAFETY: the only requirement of calling `xor_avx512` is a CPU with AVX-512F,
             // checked just above (std caches the answer, so the check is one load).
