@@ -164,10 +164,10 @@ impl Dispatcher {
         if self.finished || self.data.pending_acks().iter().all(|a| a.deadline > now) {
             return;
         }
-        let (due, waiting): (Vec<_>, _) = self.data.take_acks().into_iter().partition(|a| a.deadline <= now);
-        if let Some(acks) = &mut self.data.acks {
-            acks.pending = waiting;
-        }
+        let due: Vec<_> = match &mut self.data.acks {
+            Some(acks) => acks.pending.extract_if(.., |a| a.deadline <= now).collect(),
+            None => return,
+        };
         let mut ctx = self.context(conn.commands(), app, now);
         for ack in due {
             let callback = ack.into_callback();
@@ -405,14 +405,13 @@ fn dispatch_text<'a>(ctx: &mut Context<'a>, text: &'a str) -> FollowUp {
 
 /// Hands a client's acknowledgement to the callback waiting for it.
 fn settle_ack(ctx: &mut Context<'_>, n: u64, text: &str) -> FollowUp {
-    let Some((acks, index)) = ctx.data.acks.as_mut().and_then(|acks| {
+    let Some(ack) = ctx.data.acks.as_mut().and_then(|acks| {
         let index = acks.pending.iter().position(|a| a.id == n)?;
-        Some((acks, index))
+        Some(acks.pending.swap_remove(index))
     }) else {
         log::debug!("connection {}: acknowledgement {n} matches no request", ctx.id());
         return FollowUp::None;
     };
-    let ack = acks.pending.swap_remove(index);
     let data = serde_json::from_str::<serde_json::Value>(text)
         .ok()
         .and_then(|mut v| v.get_mut("data").map(serde_json::Value::take))

@@ -144,15 +144,11 @@ pub(crate) fn parse(text: &str) -> Parsed<'_> {
         Some(_) => return Parsed::NoEvent,
     };
     // Absent is the common case for both: no call, no `Value` moved.
-    let id = match present(fields.id).map(field_value) {
-        None => None,
-        Some(Ok(id)) => Some(id),
-        Some(Err(())) => return Parsed::NoEvent,
+    let Ok(id) = present(fields.id).map(field_value).transpose() else {
+        return Parsed::NoEvent;
     };
-    let ack = match present(fields.ack).map(field_value) {
-        None => None,
-        Some(Ok(ack)) => Some(ack),
-        Some(Err(())) => return Parsed::NoEvent,
+    let Ok(ack) = present(fields.ack).map(field_value).transpose() else {
+        return Parsed::NoEvent;
     };
     match (name, ack) {
         (Some(name), _) => Parsed::Event {
