@@ -22,33 +22,45 @@
 /// apply_mask(second, key, 2);
 /// assert_eq!(&payload, b"Hello");
 /// ```
+#[inline]
 pub fn apply_mask(buf: &mut [u8], key: [u8; 4], offset: u64) {
     // The key byte for buf[0] is key[offset % 4]: rotate so it comes first.
     let mask = u32::from_le_bytes(key)
         .rotate_right(8 * (offset % 4) as u32)
         .to_le_bytes();
+    // Inlined up to here, so that a short payload (most messages) is XORed in place with no
+    // call; the vector paths are one call away.
     #[cfg(target_arch = "x86_64")]
     if buf.len() >= WIDE_MIN {
-        // One of the crate's two places with `unsafe` (see `lib.rs`); all its two blocks do
-        // is call safe functions compiled for AVX-512 or AVX2 (`#[target_feature]`), which
-        // Rust asks `unsafe` for.
-        if std::arch::is_x86_feature_detected!("avx512f") {
-            // SAFETY: the only requirement of calling `xor_avx512` is a CPU with AVX-512F,
-            // checked just above (std caches the answer, so the check is one load).
-            #[allow(unsafe_code)]
-            unsafe {
-                xor_avx512(buf, mask)
-            };
-            return;
-        }
-        if std::arch::is_x86_feature_detected!("avx2") {
-            // SAFETY: as above, for AVX2.
-            #[allow(unsafe_code)]
-            unsafe {
-                xor_avx2(buf, mask)
-            };
-            return;
-        }
+        xor_wide(buf, mask);
+        return;
+    }
+    xor_words(buf, mask);
+}
+
+/// A payload of at least [`WIDE_MIN`] bytes: the widest vector unit the CPU has.
+#[cfg(target_arch = "x86_64")]
+#[inline(never)]
+fn xor_wide(buf: &mut [u8], mask: [u8; 4]) {
+    // One of the crate's two places with `unsafe` (see `lib.rs`); all its two blocks do
+    // is call safe functions compiled for AVX-512 or AVX2 (`#[target_feature]`), which
+    // Rust asks `unsafe` for.
+    if std::arch::is_x86_feature_detected!("avx512f") {
+        // SAFETY: the only requirement of calling `xor_avx512` is a CPU with AVX-512F,
+        // checked just above (std caches the answer, so the check is one load).
+        #[allow(unsafe_code)]
+        unsafe {
+            xor_avx512(buf, mask)
+        };
+        return;
+    }
+    if std::arch::is_x86_feature_detected!("avx2") {
+        // SAFETY: as above, for AVX2.
+        #[allow(unsafe_code)]
+        unsafe {
+            xor_avx2(buf, mask)
+        };
+        return;
     }
     xor_words(buf, mask);
 }
@@ -171,6 +183,7 @@ fn xor_block<const N: usize>(buf: &mut [u8], mask: [u8; 4]) -> &mut [u8] {
 }
 
 /// XORs `buf` with the key repeated, 8 bytes a step: the path of every CPU.
+#[inline]
 fn xor_words(buf: &mut [u8], mask: [u8; 4]) {
     let [k0, k1, k2, k3] = mask;
     let wide = [k0, k1, k2, k3, k0, k1, k2, k3];
