@@ -4,8 +4,8 @@
 //! serde_json reads the envelope generically: each key through a field visitor, each value
 //! it skips through `IgnoredAny`. For the short messages events are, that generic work cost
 //! about as much as the typed parse after it, so this module does the same pass by hand: no
-//! allocation, no visitor, one byte loop. It is as strict as serde_json: it accepts exactly the texts
-//! `serde_json::from_str::<IgnoredAny>` accepts (RFC 8259, with serde_json's string escape
+//! allocation, no visitor, one loop over the bytes. It is as strict as serde_json: it accepts
+//! exactly the texts `serde_json::from_str::<IgnoredAny>` accepts (RFC 8259, with serde_json's string escape
 //! rules), which the `envelope` fuzz target checks against serde_json itself.
 //!
 //! What it does not decide, it leaves to serde_json: keys and names with escapes, and the
@@ -115,12 +115,19 @@ pub(crate) fn scan(text: &str) -> Result<Fields<'_>, Unscanned> {
     }
 }
 
-/// Where the first quote, backslash or control character is in eight bytes read as a
-/// little-endian word, if any. Each test flags a byte by its top bit: `v - 0x01…` borrows
-/// through a zero byte of `v` (one equal to the quote or backslash after the XOR), and
-/// `word - 0x20…` through a byte below 0x20 whose top bit `!word` keeps. A borrow can only
-/// flag bytes above a byte truly flagged, so the lowest flag is exact. (serde_json skips a
-/// string's plain run the same way.)
+/// Whether `byte` ends a string's plain run: a quote, a backslash or a control character
+/// (which RFC 8259 §7 forbids unescaped).
+#[inline(always)]
+fn ends_run(byte: u8) -> bool {
+    byte == b'"' || byte == b'\\' || byte < 0x20
+}
+
+/// Where the first byte that [`ends_run`] is in eight bytes read as a little-endian word, if
+/// any. Each test flags a byte by its top bit. `v - 0x01…` sets it in a zero byte of `v` (a
+/// quote or backslash, after the XOR), `word - 0x20…` in a byte below 0x20; `& !v` and
+/// `& !word` drop bytes of 0x80 and above, whose top bit was set already. A subtraction
+/// borrows only out of a byte it flags, so a wrong flag can only sit above a true one and the
+/// lowest flag is exact. (serde_json skips a string's plain run the same way.)
 #[inline(always)]
 fn run_end(word: u64) -> Option<usize> {
     const ONES: u64 = 0x0101_0101_0101_0101;
@@ -133,8 +140,8 @@ fn run_end(word: u64) -> Option<usize> {
     (flags != 0).then(|| flags.trailing_zeros() as usize / 8)
 }
 
-/// A cursor over the text. Every position it stops at is just after an ASCII byte, so
-/// slicing the text there is always on a character boundary. Its methods are inlined into
+/// A cursor over the text. Every position it slices the text at is just after an ASCII byte,
+/// so always on a character boundary (inside a string's run it may step into a character). Its methods are inlined into
 /// [`scan`], so the position stays in a register: as calls, each step stored and reloaded
 /// it, and the pass cost as much as serde_json's.
 struct Reader<'a> {
@@ -202,9 +209,8 @@ impl<'a> Reader<'a> {
         let mut escaped = false;
         loop {
             let rest = self.text.as_bytes().get(self.pos..).unwrap_or_default();
-            // The first byte that ends the plain run: a quote, a backslash or a control
-            // character (which RFC 8259 §7 forbids unescaped). Eight bytes a step while eight
-            // are left, then one at a time.
+            // The first byte that ends the plain run: eight bytes a step while eight are
+            // left, then one at a time.
             let run = match rest.first_chunk::<8>() {
                 Some(word) => match run_end(u64::from_le_bytes(*word)) {
                     Some(run) => run,
@@ -213,10 +219,7 @@ impl<'a> Reader<'a> {
                         continue;
                     }
                 },
-                None => rest
-                    .iter()
-                    .position(|&b| b == b'"' || b == b'\\' || b < 0x20)
-                    .ok_or(Unscanned::NotJson)?,
+                None => rest.iter().position(|&b| ends_run(b)).ok_or(Unscanned::NotJson)?,
             };
             self.pos += run;
             match self.next() {
@@ -462,7 +465,7 @@ mod tests {
 
     /// The byte-at-a-time search `run_end` replaces, over the same eight bytes.
     fn run_end_bytewise(word: [u8; 8]) -> Option<usize> {
-        word.iter().position(|&b| b == b'"' || b == b'\\' || b < 0x20)
+        word.iter().position(|&b| ends_run(b))
     }
 
     #[test]
@@ -498,10 +501,17 @@ mod tests {
             0..40,
         )) {
             // A string field of any bytes (made valid UTF-8) at any length around the
-            // eight-byte steps: the scan and serde_json accept exactly the same texts.
+            // eight-byte steps: the scan and serde_json accept exactly the same texts, and
+            // without a quote inside, an accepted string ends at the last quote.
             let body = String::from_utf8_lossy(&body);
-            let text = format!("{{\"k\":\"{body}\"}}");
-            prop_assert_eq!(scan(&text).is_ok(), serde_json::from_str::<serde::de::IgnoredAny>(&text).is_ok(), "{:?}", text);
+            let string = format!("\"{body}\"");
+            let text = format!("{{\"event\":{string}}}");
+            let scanned = scan(&text);
+            let serde_accepts = serde_json::from_str::<serde::de::IgnoredAny>(&text).is_ok();
+            prop_assert_eq!(scanned.is_ok(), serde_accepts, "{:?}", text);
+            if let (Ok(fields), false) = (scanned, body.contains('"')) {
+                prop_assert_eq!(fields.event.map(|raw| raw.text), Some(string.as_str()));
+            }
         }
     }
 }
