@@ -555,6 +555,8 @@ mod tests {
         let client = TcpStream::connect(listener.local_addr()?)?;
         let (server, _) = listener.accept()?;
         server.set_nonblocking(true)?;
+        // A test of broken writes fails rather than hangs.
+        client.set_read_timeout(Some(Duration::from_secs(5)))?;
         Ok((server, client))
     }
 
@@ -600,7 +602,7 @@ mod tests {
         assert_eq!(&got, b"abcdef");
         // Once the peer has closed, a write draws its reset and a later one fails (EPIPE or
         // ECONNRESET): the error reaches the caller. (`MSG_NOSIGNAL` keeps it from also being
-        // a `SIGPIPE`, which no test here can see: the test harness ignores the signal.)
+        // a `SIGPIPE`, which no test here can see: Rust's runtime ignores the signal.)
         drop(client);
         let failed = (0..5000).find_map(|_| {
             let written = Socket(&server).write(b"more");

@@ -28,8 +28,8 @@ pub fn apply_mask(buf: &mut [u8], key: [u8; 4], offset: u64) {
     let mask = u32::from_le_bytes(key)
         .rotate_right(8 * (offset % 4) as u32)
         .to_le_bytes();
-    // Inlined up to here, so that a short payload (most messages) is XORed in place with no
-    // call; the vector paths are one call away.
+    // This function and `xor_words` inline into the caller, so a short payload (most
+    // messages) is XORed with no call; the feature checks and vector paths are one call away.
     #[cfg(target_arch = "x86_64")]
     if buf.len() >= WIDE_MIN {
         xor_wide(buf, mask);
@@ -38,7 +38,8 @@ pub fn apply_mask(buf: &mut [u8], key: [u8; 4], offset: u64) {
     xor_words(buf, mask);
 }
 
-/// A payload of at least [`WIDE_MIN`] bytes: the widest vector unit the CPU has.
+/// A payload of at least [`WIDE_MIN`] bytes: the widest vector unit the CPU has, or
+/// [`xor_words`] on a CPU without AVX2.
 #[cfg(target_arch = "x86_64")]
 #[inline(never)]
 fn xor_wide(buf: &mut [u8], mask: [u8; 4]) {
