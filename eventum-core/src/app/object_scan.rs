@@ -1,12 +1,13 @@
 //! One validating pass over a JSON object that finds the top-level fields the envelope
 //! reads (`event`, `id`, `ack`, `data`) and hands back their values as written.
 //!
-//! serde_json reads the envelope generically: each key through a field visitor, each value
-//! it skips through `IgnoredAny`. For the short messages events are, that generic work cost
-//! about as much as the typed parse after it, so this module does the same pass by hand: no
-//! allocation, no visitor, one loop over the bytes. It is as strict as serde_json: it accepts
-//! exactly the texts `serde_json::from_str::<IgnoredAny>` accepts (RFC 8259, with serde_json's string escape
-//! rules), which the `envelope` fuzz target checks against serde_json itself.
+//! serde_json reads the envelope generically: each key through a field visitor, each
+//! value it skips through `IgnoredAny`. For the short messages events are, that generic
+//! work cost about as much as the typed parse after it, so this module does the same
+//! pass by hand: no allocation, no visitor, one loop over the bytes. It is as strict as
+//! serde_json: it accepts exactly the texts `serde_json::from_str::<IgnoredAny>`
+//! accepts (RFC 8259, with serde_json's string escape rules), which the `envelope` fuzz
+//! target checks against serde_json itself.
 //!
 //! What it does not decide, it leaves to serde_json: keys and names with escapes, and the
 //! values of `id` and `ack`, are decoded by serde_json from the text this pass located; a
@@ -140,10 +141,11 @@ fn run_end(word: u64) -> Option<usize> {
     (flags != 0).then(|| flags.trailing_zeros() as usize / 8)
 }
 
-/// A cursor over the text. Every position it slices the text at is just after an ASCII byte,
-/// so always on a character boundary (inside a string's run it may step into a character). Its methods are inlined into
-/// [`scan`], so the position stays in a register: as calls, each step stored and reloaded
-/// it, and the pass cost as much as serde_json's.
+/// A cursor over the text. Every position it slices the text at is just after an ASCII
+/// byte, so always on a character boundary (inside a string's run it may step into a
+/// character). Its methods are inlined into [`scan`], so the position stays in a
+/// register: as calls, each step stored and reloaded it, and the pass cost as much as
+/// serde_json's.
 struct Reader<'a> {
     text: &'a str,
     pos: usize,
