@@ -161,13 +161,17 @@ impl Dispatcher {
 
     /// Runs the callbacks of acknowledgements whose time ran out.
     pub(crate) fn expire_acks(&mut self, app: &AppInner, conn: &mut Connection, now: Instant) {
-        if self.finished || self.data.pending_acks().iter().all(|a| a.deadline > now) {
+        if self.finished {
             return;
         }
+        // One pass: none due is an empty `Vec`, which does not allocate.
         let due: Vec<_> = match &mut self.data.acks {
             Some(acks) => acks.pending.extract_if(.., |a| a.deadline <= now).collect(),
             None => return,
         };
+        if due.is_empty() {
+            return;
+        }
         let mut ctx = self.context(conn.commands(), app, now);
         for ack in due {
             let callback = ack.into_callback();
