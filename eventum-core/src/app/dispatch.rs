@@ -14,6 +14,7 @@ use crate::observe;
 use super::context::{AckError, Action, ConnData, Context, Current};
 use super::envelope::{self, Parsed};
 use super::guard::{guard, run_handler, server_error};
+use super::object_scan::Entries;
 use super::upgrade::{Next, Upgrade};
 use super::{
     AppInner, ConnectionHandle, ConnectionId, EventBody, EventMessage, Extensions, Flags, Flow, UpgradeResult,
@@ -323,7 +324,8 @@ fn dispatch_text<'a>(ctx: &mut Context<'a>, text: &'a str) -> FollowUp {
     if let Some(handler) = &app.on_text {
         return run_handler(ctx, "the text handler", |ctx| handler(ctx, text)).into();
     }
-    let (name, id, data) = match envelope::parse(text) {
+    let mut entries = Entries::default();
+    let (name, id, data) = match envelope::parse(text, &mut entries) {
         Parsed::Event { name, id, data } => (name, id, data),
         Parsed::Ack(n) => return settle_ack(ctx, n, text),
         Parsed::NoEvent => {

@@ -50,7 +50,7 @@ use std::borrow::Cow;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
-use super::object_scan::{self, Fields, Raw, Unscanned};
+use super::object_scan::{self, Entries, Entry, Fields, Raw, Unscanned};
 use crate::outbound::SharedFrame;
 
 /// The fields the dispatcher needs, as serde_json reads them ([`parse_with_serde`]).
@@ -76,14 +76,15 @@ fn is_present<'de, D: serde::Deserializer<'de>>(field: D) -> Result<bool, D::Err
     serde::de::IgnoredAny::deserialize(field).map(|_| true)
 }
 
-/// How a text message reads as an event.
+/// How a text message reads as an event: borrowing the text for `'t`, and the kept fields
+/// ([`Entries`]) for `'e`.
 #[derive(Debug, PartialEq)]
-pub(crate) enum Parsed<'a> {
+pub(crate) enum Parsed<'t, 'e> {
     /// `{"event": "name", ...}`, its `id`, and where its `data` field is.
     Event {
-        name: Cow<'a, str>,
+        name: Cow<'t, str>,
         id: Option<Value>,
-        data: DataField<'a>,
+        data: DataField<'e>,
     },
     /// `{"ack": n, "data": ...}`: the client's answer to a server request.
     Ack(u64),
@@ -96,10 +97,12 @@ pub(crate) enum Parsed<'a> {
 /// An event's `data` field.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum DataField<'a> {
-    /// No `data` field: the payload is the whole (flat) object.
-    Absent,
-    /// The field's value as written, which reads alone exactly as it reads in place.
-    Raw(&'a str),
+    /// No `data` field: the payload is the whole (flat) object; its fields, when the scan
+    /// kept them all.
+    Absent(Option<&'a [Entry<'a>]>),
+    /// The field's value as written, which reads alone exactly as it reads in place; and
+    /// when it is an object, its fields, if the scan kept them all.
+    Raw(&'a str, Option<&'a [Entry<'a>]>),
     /// A field that must be read in place, in its message: serde_json's nesting limit counts
     /// the envelope's own object, so a value nested near it reads differently alone.
     InPlace,
@@ -107,23 +110,26 @@ pub(crate) enum DataField<'a> {
 
 impl DataField<'_> {
     pub(crate) fn is_present(self) -> bool {
-        self != DataField::Absent
+        !matches!(self, DataField::Absent(_))
     }
 }
 
 /// How many containers deep a field's value may nest and still read alone as it reads in
 /// place: serde_json allows 127 nested containers in a message read alone, and inside the
-/// envelope's object one of them is the object itself.
-const ALONE_AS_IN_PLACE_DEPTH: u32 = 126;
+/// envelope's object one of them is the object itself. (A field of the `data` object is one
+/// deeper still, but its `data` is at most this deep, so the field is at most one less.)
+pub(crate) const ALONE_AS_IN_PLACE_DEPTH: u32 = 126;
 
 /// Reads the envelope of a text message: one hand-written validating pass over the object
 /// ([`object_scan`]) on the fast path, serde_json for the rest. It reads every text exactly
-/// as [`parse_with_serde`] does (the `envelope` fuzz target checks it).
-pub(crate) fn parse(text: &str) -> Parsed<'_> {
+/// as [`parse_with_serde`] does (the `envelope` fuzz target checks it). The payload's
+/// fields (those of `data`, or of the flat object) are kept in `entries`, for the typed
+/// handler ([`DataField`]).
+pub(crate) fn parse<'t, 'e>(text: &'t str, entries: &'e mut Entries<'t>) -> Parsed<'t, 'e> {
     if !text.trim_start().starts_with('{') {
         return not_an_object(text);
     }
-    let fields: Fields<'_> = match object_scan::scan(text) {
+    let fields: Fields<'_> = match object_scan::scan(text, entries) {
         Ok(fields) => fields,
         Err(Unscanned::NotJson) => return Parsed::NotJson,
         Err(Unscanned::TooDeep) => return parse_with_serde(text),
@@ -155,9 +161,9 @@ pub(crate) fn parse(text: &str) -> Parsed<'_> {
             name,
             id,
             data: match fields.data {
-                None => DataField::Absent,
+                None => DataField::Absent(entries.top_level()),
                 Some(raw) if raw.depth > ALONE_AS_IN_PLACE_DEPTH => DataField::InPlace,
-                Some(raw) => DataField::Raw(raw.text),
+                Some(raw) => DataField::Raw(raw.text, entries.data()),
             },
         },
         (None, Some(ack)) => ack.as_u64().map_or(Parsed::NoEvent, Parsed::Ack),
@@ -181,7 +187,7 @@ fn present(raw: Option<Raw<'_>>) -> Option<Raw<'_>> {
 
 /// A text that does not start with `{`: other JSON, or not JSON. (serde would also read a
 /// struct from an array, so only an object is read as an envelope.)
-fn not_an_object(text: &str) -> Parsed<'_> {
+fn not_an_object(text: &str) -> Parsed<'_, 'static> {
     match serde_json::from_str::<serde::de::IgnoredAny>(text) {
         Ok(_) => Parsed::NoEvent,
         Err(_) => Parsed::NotJson,
@@ -191,7 +197,7 @@ fn not_an_object(text: &str) -> Parsed<'_> {
 /// The envelope as serde_json reads it: [`parse`]'s reference, and its reading of messages
 /// nested too deep for the hand-written pass. Not JSON when serde_json cannot skip over the
 /// text; otherwise any failure to read the envelope from it means no event.
-pub(crate) fn parse_with_serde(text: &str) -> Parsed<'_> {
+pub(crate) fn parse_with_serde(text: &str) -> Parsed<'_, '_> {
     if !text.trim_start().starts_with('{') || serde_json::from_str::<serde::de::IgnoredAny>(text).is_err() {
         return not_an_object(text);
     }
@@ -207,7 +213,7 @@ pub(crate) fn parse_with_serde(text: &str) -> Parsed<'_> {
             data: if has_data {
                 DataField::InPlace
             } else {
-                DataField::Absent
+                DataField::Absent(None)
             },
         },
         Ok(Envelope { ack: Some(ack), .. }) => ack.as_u64().map_or(Parsed::NoEvent, Parsed::Ack),
@@ -217,8 +223,10 @@ pub(crate) fn parse_with_serde(text: &str) -> Parsed<'_> {
 
 /// Panics unless [`parse`] and [`parse_with_serde`] read `text` alike: not JSON, no event,
 /// an acknowledgement and its number, or an event with the same name, the same `id` and a
-/// `data` field in both or neither; and a `data` field [`parse`] hands out as written must
-/// read alone to the same value (or the same failure) as it reads in place.
+/// `data` field in both or neither; a `data` field [`parse`] hands out as written must
+/// read alone to the same value (or the same failure) as it reads in place; and a payload
+/// read from the fields [`parse`] kept (flat, or `data`'s) must read as serde_json reads it
+/// from the text.
 #[cfg(any(test, feature = "fuzzing"))]
 pub(crate) fn assert_reads_as_serde(text: &str) {
     /// A `data` field read in place, inside its object, as a typed handler reads it there.
@@ -226,7 +234,8 @@ pub(crate) fn assert_reads_as_serde(text: &str) {
     struct InPlace {
         data: Value,
     }
-    let fast = parse(text);
+    let mut entries = Entries::default();
+    let fast = parse(text, &mut entries);
     let reference = parse_with_serde(text);
     match (&fast, &reference) {
         (
@@ -239,7 +248,12 @@ pub(crate) fn assert_reads_as_serde(text: &str) {
         ) => {
             assert_eq!((name, id), (name2, id2), "{text:?}");
             assert_eq!(data.is_present(), data2.is_present(), "{text:?}");
-            if let DataField::Raw(raw) = data {
+            match data {
+                DataField::Absent(Some(entries)) => super::scanned_object::assert_reads_as_serde(text, entries),
+                DataField::Raw(raw, Some(entries)) => super::scanned_object::assert_reads_as_serde(raw, entries),
+                _ => {}
+            }
+            if let DataField::Raw(raw, _) = data {
                 let alone = serde_json::from_str::<Value>(raw).ok();
                 let in_place = serde_json::from_str::<InPlace>(text).ok().map(|field| field.data);
                 assert_eq!(alone, in_place, "data {raw:?} of {text:?}");
@@ -309,22 +323,28 @@ mod tests {
     use super::*;
     use serde_json::json;
 
+    /// The envelope, with its kept fields leaked for the test's lifetime.
+    fn parse(text: &str) -> Parsed<'_, '_> {
+        super::parse(text, Box::leak(Box::default()))
+    }
+
     #[test]
     fn classifies_text_messages() {
         assert!(matches!(
             parse(r#"{"event":"join","room":"a"}"#),
-            Parsed::Event { name: Cow::Borrowed(name), id: None, data: DataField::Absent } if name == "join"
+            Parsed::Event { name: Cow::Borrowed(name), id: None, data: DataField::Absent(Some([event, room])) }
+                if name == "join" && (event.key, room.key, room.value.text) == ("event", "room", r#""a""#)
         ));
         assert!(matches!(
             parse(r#"{"id":7,"event":"get","data":null}"#),
-            Parsed::Event { name, id: Some(id), data: DataField::Raw("null") } if name == "get" && id == json!(7)
+            Parsed::Event { name, id: Some(id), data: DataField::Raw("null", None) } if name == "get" && id == json!(7)
         ));
         assert!(matches!(
             parse(r#"{"data":{"a":[1]},"event":"set"}"#),
             Parsed::Event {
-                data: DataField::Raw(r#"{"a":[1]}"#),
+                data: DataField::Raw(r#"{"a":[1]}"#, Some([entry])),
                 ..
-            }
+            } if entry.key == "a" && entry.value.text == "[1]"
         ));
         // Escapes are decoded into a copy.
         assert!(matches!(parse(r#"{"event":"a\"b"}"#), Parsed::Event { name: Cow::Owned(name), .. } if name == "a\"b"));
@@ -351,7 +371,7 @@ mod tests {
         assert!(matches!(
             parse(&data(126)),
             Parsed::Event {
-                data: DataField::Raw(_),
+                data: DataField::Raw(..),
                 ..
             }
         ));
@@ -408,6 +428,9 @@ mod tests {
                 "{", "}", "[", "]", ",", ":", " ", "\"event\"", "\"data\"", "\"id\"", "\"ack\"",
                 "\"x\"", "\"\\u0065vent\"", "\"\\ud800\"", "\"a\\\"b\"", "0", "-1.5e3", "1e400",
                 "01", "null", "true", "fals", "\"", "\\", "\u{1}",
+                // Payload keys and plain values the typed shortcut reads itself.
+                "\"y\"", "\"a\"", "\"b\"", "\"d\"", "\"e\"", "\"f\"", "-7", "-0", "300",
+                "9999999999999999999", "\"s\"", "false",
             ]),
             0..40,
         )) {

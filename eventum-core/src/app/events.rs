@@ -10,6 +10,8 @@ use serde_json::Value;
 
 use super::context::{Context, ReplyError};
 use super::envelope::DataField;
+use super::object_scan::Entry;
+use super::scanned_object;
 use super::schema::{ClientDoc, ServerDoc};
 use super::{describe_validation_error, AppBuilder, EventBody, EventHandler};
 
@@ -36,23 +38,31 @@ struct WithData<T> {
     data: Present<T>,
 }
 
+/// A payload from the fields the envelope's scan kept of its object, else from its text.
+fn read_object<T: DeserializeOwned>(entries: Option<&[Entry<'_>]>, text: &str) -> Option<T> {
+    entries
+        .and_then(scanned_object::deserialize)
+        .or_else(|| serde_json::from_str::<T>(text).ok())
+}
+
 /// The payload of an event: its `data` field, or, without one, the whole (flat) object.
 /// On failure, the field path (from the object: `data.room` or `room`) and the reason.
 fn parse_payload<T: DeserializeOwned>(body: &EventBody<'_>) -> Result<T, (String, String)> {
-    // The plain parse is the fast path; path tracking runs only to describe a failure.
+    // The plain read is the fast path; path tracking runs only to describe a failure.
     let plain = match &body.value {
         Some(value) => match value.get("data") {
             Some(data) => T::deserialize(data).ok(),
             None => T::deserialize(value).ok(),
         },
-        // The envelope found the `data` field: one parse of it alone, or of the object.
+        // The envelope found the payload (`data`, or the flat object): read from the fields
+        // it kept, else parsed alone; a `data` nested too deep, in place.
         None => match body.data {
-            DataField::Raw(data) => serde_json::from_str::<T>(data).ok(),
+            DataField::Raw(data, entries) => read_object(entries, data),
             DataField::InPlace => match serde_json::from_str::<WithData<T>>(body.text) {
                 Ok(WithData { data: Present(data) }) => data,
                 Err(_) => None,
             },
-            DataField::Absent => serde_json::from_str::<T>(body.text).ok(),
+            DataField::Absent(entries) => read_object(entries, body.text),
         },
     };
     if let Some(payload) = plain {

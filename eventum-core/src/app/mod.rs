@@ -35,6 +35,7 @@ pub(crate) mod hub;
 mod name_hash;
 mod object_scan;
 mod route;
+mod scanned_object;
 pub mod schema;
 mod upgrade;
 

@@ -13,6 +13,11 @@
 //! values of `id` and `ack`, are decoded by serde_json from the text this pass located; a
 //! value nested deeper than [`MAX_DEPTH`] containers makes the caller fall back to reading
 //! the whole message with serde_json.
+//!
+//! It also keeps the fields of the event's payload in order ([`Entries`]): those of the
+//! `data` object, or of the whole object when it has no `data` field. A typed handler's
+//! payload is then deserialized from them without reading its object a second time
+//! ([`super::scanned_object`]).
 
 /// How many containers deep a top-level value may nest for this pass to follow it (one bit
 /// of the `u128` container stack each).
@@ -27,12 +32,88 @@ pub(crate) enum Unscanned {
     TooDeep,
 }
 
-/// A top-level value as written in the message, and how many containers deep it nests
-/// (0 for a string, number or literal; 1 for `[1, 2]`; 2 for `[[1]]`).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+/// A field's value as written in the message, and how many containers deep it nests (0 for
+/// a string, number or literal; 1 for `[1, 2]`; 2 for `[[1]]`).
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
 pub(crate) struct Raw<'a> {
     pub(crate) text: &'a str,
     pub(crate) depth: u32,
+}
+
+/// How many of an object's fields [`Entries`] keeps: enough for the payloads events carry,
+/// few enough for a list on the stack of every text message.
+pub(crate) const KEPT_ENTRIES: usize = 8;
+
+/// One field of an object: its key (the text between the quotes, which has no escapes) and
+/// its value as written.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct Entry<'a> {
+    pub(crate) key: &'a str,
+    pub(crate) value: Raw<'a>,
+}
+
+/// The payload's fields in order, as the scan found them, when it kept them all: at most
+/// [`KEPT_ENTRIES`], each with a plain key. Start with [`Entries::default`]; the scan fills
+/// it in place, so that the list is never moved.
+#[derive(Debug)]
+pub(crate) struct Entries<'a> {
+    list: [Entry<'a>; KEPT_ENTRIES],
+    len: usize,
+    holds: Holds,
+}
+
+/// Whose fields an [`Entries`] list holds.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Holds {
+    /// The top-level object's, so far.
+    TopLevel,
+    /// The `data` field's object's.
+    Data,
+    /// None kept: too many, a key with escapes, or a `data` field that is not an object.
+    Nothing,
+}
+
+impl Default for Entries<'_> {
+    fn default() -> Self {
+        Entries {
+            list: [Entry::default(); KEPT_ENTRIES],
+            len: 0,
+            holds: Holds::TopLevel,
+        }
+    }
+}
+
+impl<'a> Entries<'a> {
+    /// Every field of the top-level object, in order, if the scan kept them all.
+    pub(crate) fn top_level(&self) -> Option<&[Entry<'a>]> {
+        self.holding(Holds::TopLevel)
+    }
+
+    /// Every field of the `data` field's object, in order, if the scan kept them all.
+    pub(crate) fn data(&self) -> Option<&[Entry<'a>]> {
+        self.holding(Holds::Data)
+    }
+
+    fn holding(&self, holds: Holds) -> Option<&[Entry<'a>]> {
+        match self.holds == holds {
+            true => self.list.get(..self.len),
+            false => None,
+        }
+    }
+
+    /// Keeps a field of the object whose fields the list holds.
+    #[inline(always)]
+    fn push(&mut self, key: &'a str, escaped: bool, value: Raw<'a>) {
+        match self.list.get_mut(self.len) {
+            Some(slot) if !escaped => {
+                // Unescaped: the key is the text between its quotes.
+                let key = key.get(1..key.len().saturating_sub(1)).unwrap_or_default();
+                *slot = Entry { key, value };
+                self.len += 1;
+            }
+            _ => self.holds = Holds::Nothing,
+        }
+    }
 }
 
 /// The envelope's fields of one object: the first value of each, if present.
@@ -48,23 +129,27 @@ pub(crate) struct Fields<'a> {
 }
 
 impl<'a> Fields<'a> {
+    /// Inlined into the scan's loop with the plain key's match; a key with escapes is decoded
+    /// out of line.
+    #[inline(always)]
     fn record(&mut self, key: &'a str, escaped: bool, value: Raw<'a>) {
-        let decoded;
-        let name = if escaped {
-            match serde_json::from_str::<String>(key) {
-                Ok(name) => {
-                    decoded = name;
-                    decoded.as_str()
-                }
-                Err(_) => {
-                    self.refused = true;
-                    return;
-                }
-            }
-        } else {
+        match escaped {
             // Unescaped: the key is the text between its quotes.
-            key.get(1..key.len().saturating_sub(1)).unwrap_or_default()
-        };
+            false => self.record_named(key.get(1..key.len().saturating_sub(1)).unwrap_or_default(), value),
+            true => self.record_escaped(key, value),
+        }
+    }
+
+    #[cold]
+    fn record_escaped(&mut self, key: &'a str, value: Raw<'a>) {
+        match serde_json::from_str::<String>(key) {
+            Ok(name) => self.record_named(&name, value),
+            Err(_) => self.refused = true,
+        }
+    }
+
+    #[inline(always)]
+    fn record_named(&mut self, name: &str, value: Raw<'a>) {
         let slot = match name {
             "event" => &mut self.event,
             "id" => &mut self.id,
@@ -79,36 +164,45 @@ impl<'a> Fields<'a> {
     }
 }
 
-/// Scans `text`, which must be one JSON object with nothing but whitespace around it.
-pub(crate) fn scan(text: &str) -> Result<Fields<'_>, Unscanned> {
+/// Scans `text`, which must be one JSON object with nothing but whitespace around it, and
+/// keeps its payload's fields in `entries`: those of its `data` object, or its own.
+/// Inlined into the envelope's parse, like the reader's steps (see [`Reader`]).
+#[inline(always)]
+pub(crate) fn scan<'a>(text: &'a str, entries: &mut Entries<'a>) -> Result<Fields<'a>, Unscanned> {
     let mut reader = Reader { text, pos: 0 };
     let mut fields = Fields::default();
     reader.whitespace();
-    reader.expect(b'{')?;
-    reader.whitespace();
-    if !reader.eat(b'}') {
-        loop {
-            reader.whitespace();
-            let (key, escaped) = reader.key()?;
-            reader.whitespace();
-            let start = reader.pos;
-            let depth = reader.value()?;
-            fields.record(
-                key,
-                escaped,
-                Raw {
-                    text: reader.since(start)?,
-                    depth,
-                },
-            );
-            reader.whitespace();
-            match reader.next() {
-                Some(b',') => {}
-                Some(b'}') => break,
-                _ => return Err(Unscanned::NotJson),
+    reader.object(|reader, key, escaped| {
+        let start = reader.pos;
+        let depth = match key == r#""data""# {
+            // The payload is this object: its fields replace the top level's.
+            true if reader.peek() == Some(b'{') => {
+                entries.len = 0;
+                entries.holds = Holds::Data;
+                let mut deepest = 0;
+                reader.object(|reader, key, escaped| {
+                    let start = reader.pos;
+                    let depth = reader.value(MAX_DEPTH - 1)?;
+                    entries.push(key, escaped, reader.raw(start, depth)?);
+                    deepest = deepest.max(depth);
+                    Ok(())
+                })?;
+                deepest + 1
             }
+            data => {
+                if data {
+                    entries.holds = Holds::Nothing;
+                }
+                reader.value(MAX_DEPTH)?
+            }
+        };
+        let value = reader.raw(start, depth)?;
+        if entries.holds == Holds::TopLevel {
+            entries.push(key, escaped, value);
         }
-    }
+        fields.record(key, escaped, value);
+        Ok(())
+    })?;
     reader.whitespace();
     match reader.pos == text.len() {
         true => Ok(fields),
@@ -182,6 +276,42 @@ impl<'a> Reader<'a> {
     #[inline(always)]
     fn since(&self, start: usize) -> Result<&'a str, Unscanned> {
         self.text.get(start..self.pos).ok_or(Unscanned::NotJson)
+    }
+
+    /// The value read since `start`, `depth` containers deep.
+    #[inline(always)]
+    fn raw(&self, start: usize, depth: u32) -> Result<Raw<'a>, Unscanned> {
+        Ok(Raw {
+            text: self.since(start)?,
+            depth,
+        })
+    }
+
+    /// An object, from its `{` to its `}`: `field` reads each field's value, from just after
+    /// the whitespace that follows its key's colon, given the key as written and whether it
+    /// has escapes.
+    #[inline(always)]
+    fn object(
+        &mut self,
+        mut field: impl FnMut(&mut Self, &'a str, bool) -> Result<(), Unscanned>,
+    ) -> Result<(), Unscanned> {
+        self.expect(b'{')?;
+        self.whitespace();
+        if self.eat(b'}') {
+            return Ok(());
+        }
+        loop {
+            self.whitespace();
+            let (key, escaped) = self.key()?;
+            self.whitespace();
+            field(self, key, escaped)?;
+            self.whitespace();
+            match self.next() {
+                Some(b',') => {}
+                Some(b'}') => return Ok(()),
+                _ => return Err(Unscanned::NotJson),
+            }
+        }
     }
 
     /// JSON's four whitespace bytes (RFC 8259 §2), not Unicode's.
@@ -298,9 +428,11 @@ impl<'a> Reader<'a> {
     }
 
     /// One value, containers included, without recursion: `open` holds one bit per open
-    /// container (1 for an object). Returns how deep its containers nest.
+    /// container (1 for an object). Returns how deep its containers nest, at most `limit`
+    /// (at most [`MAX_DEPTH`]).
     #[inline(always)]
-    fn value(&mut self) -> Result<u32, Unscanned> {
+    fn value(&mut self, limit: u32) -> Result<u32, Unscanned> {
+        debug_assert!(limit <= MAX_DEPTH, "one bit of the container stack per level");
         let (mut open, mut depth, mut deepest) = (0u128, 0u32, 0u32);
         loop {
             // A value is expected here.
@@ -308,7 +440,7 @@ impl<'a> Reader<'a> {
             match self.peek() {
                 Some(bracket @ (b'{' | b'[')) => {
                     self.pos += 1;
-                    if depth == MAX_DEPTH {
+                    if depth >= limit {
                         return Err(Unscanned::TooDeep);
                     }
                     let object = bracket == b'{';
@@ -366,6 +498,11 @@ impl<'a> Reader<'a> {
 mod tests {
     use super::*;
     use proptest::{collection, prelude::*};
+
+    /// The scan, for tests of what it finds rather than of what it keeps.
+    fn scan(text: &str) -> Result<Fields<'_>, Unscanned> {
+        super::scan(text, &mut Entries::default())
+    }
 
     fn raw(text: &str, depth: u32) -> Option<Raw<'_>> {
         Some(Raw { text, depth })
@@ -463,6 +600,12 @@ mod tests {
         let fields = scan(&deepest).expect("valid");
         assert_eq!(fields.data.map(|raw| raw.depth), Some(MAX_DEPTH));
         assert_eq!(scan(&nested(MAX_DEPTH as usize + 1)), Err(Unscanned::TooDeep));
+        // The same in a `data` object, whose fields the scan reads one by one.
+        let in_object = |n: usize| format!("{{\"data\":{{\"x\":{}{}}}}}", "[".repeat(n - 1), "]".repeat(n - 1));
+        let deepest = in_object(MAX_DEPTH as usize);
+        let fields = scan(&deepest).expect("valid");
+        assert_eq!(fields.data.map(|raw| raw.depth), Some(MAX_DEPTH));
+        assert_eq!(scan(&in_object(MAX_DEPTH as usize + 1)), Err(Unscanned::TooDeep));
     }
 
     /// The byte-at-a-time search `run_end` replaces, over the same eight bytes.
