@@ -339,13 +339,24 @@ fn handshake(c: &mut Criterion) {
 
 // --- events: a JSON event into a typed handler -----------------------------------------
 
-const EVENT_JSON: &str = r#"{"event":"move","x":1,"y":2}"#;
+/// The event in both of the envelope's forms: flat (the original framework's), and with its
+/// payload in `data` (eventum.js's).
+const EVENT_FORMS: [(&str, &str); 2] = [
+    ("move", r#"{"event":"move","x":1,"y":2}"#),
+    ("move-data", r#"{"event":"move","data":{"x":1,"y":2}}"#),
+];
 const EVENTS_PER_ITER: usize = 1000;
 
 #[derive(Deserialize)]
 struct Move {
     x: i64,
     y: i64,
+}
+
+/// The `data` form's payload, as a hand-written handler reads it.
+#[derive(Deserialize)]
+struct WithData {
+    data: Move,
 }
 
 /// The fields a hand-written dispatcher reads first (as eventum's envelope does).
@@ -376,68 +387,81 @@ fn hand_dispatch(handlers: &Handlers, text: &str) {
 fn events(c: &mut Criterion) {
     let mut group = c.benchmark_group("events");
     group.throughput(Throughput::Elements(EVENTS_PER_ITER as u64));
-    let input = client_frames(OpCode::Text, EVENT_JSON.as_bytes(), EVENTS_PER_ITER);
-    let mut handlers: Handlers = HashMap::new();
-    handlers.insert(
-        "move",
-        Box::new(|text| {
-            if let Ok(m) = serde_json::from_str::<Move>(text) {
-                on_move(m);
-            }
-        }),
-    );
-    let check = |what: &str, run: &mut dyn FnMut()| {
-        let before = MOVED.load(Ordering::Relaxed);
-        run();
-        let moved = MOVED.load(Ordering::Relaxed) - before;
-        assert_eq!(moved, 3 * EVENTS_PER_ITER as u64, "{what} dispatched every event");
-    };
-
     let app = App::builder()
         .route(Route::new("/{*path}"))
         .on_typed("move", |_ctx, m: Move| on_move(m))
         .build();
-    let mut session = open_session(&app);
-    let mut sink = Vec::new();
-    let session_iter = |session: &mut Session, sink: &mut Vec<u8>| {
-        session.handle_input(Instant::now(), &input);
-        sink.clear();
-        transmit_session(session, sink)
-    };
-    check("the session", &mut || {
-        assert_eq!(session_iter(&mut session, &mut sink), 0)
-    });
-    group.bench_function(BenchmarkId::new("eventum-session", "move"), |b| {
-        b.iter(|| black_box(session_iter(&mut session, &mut sink)))
-    });
+    for (form, json) in EVENT_FORMS {
+        let input = client_frames(OpCode::Text, json.as_bytes(), EVENTS_PER_ITER);
+        let mut handlers: Handlers = HashMap::new();
+        handlers.insert(
+            "move",
+            match form {
+                "move" => Box::new(|text| {
+                    if let Ok(m) = serde_json::from_str::<Move>(text) {
+                        on_move(m);
+                    }
+                }),
+                _ => Box::new(|text| {
+                    if let Ok(WithData { data }) = serde_json::from_str::<WithData>(text) {
+                        on_move(data);
+                    }
+                }),
+            },
+        );
+        let check = |what: &str, run: &mut dyn FnMut()| {
+            let before = MOVED.load(Ordering::Relaxed);
+            run();
+            let moved = MOVED.load(Ordering::Relaxed) - before;
+            assert_eq!(
+                moved,
+                3 * EVENTS_PER_ITER as u64,
+                "{what} dispatched every {form} event"
+            );
+        };
 
-    let mut conn = open_connection(&config());
-    let conn_iter = |conn: &mut Connection| {
-        conn.handle_input(Instant::now(), &input);
-        while let Some((event, _)) = conn.poll_event() {
-            if let Event::Text(text) = event {
-                hand_dispatch(&handlers, text);
-            }
-        }
-    };
-    check("the connection", &mut || conn_iter(&mut conn));
-    group.bench_function(BenchmarkId::new("eventum-connection+dispatch", "move"), |b| {
-        b.iter(|| conn_iter(&mut conn))
-    });
-
-    let mut ws = tungstenite_server(input.clone());
-    let tungstenite_iter = |ws: &mut WebSocket<MemStream>| {
-        ws.get_mut().rewind();
-        tungstenite_read_all(ws, |_, message| {
-            if let Message::Text(text) = message {
-                hand_dispatch(&handlers, text.as_str());
-            }
+        let mut session = open_session(&app);
+        let mut sink = Vec::new();
+        let session_iter = |session: &mut Session, sink: &mut Vec<u8>| {
+            session.handle_input(Instant::now(), &input);
+            sink.clear();
+            transmit_session(session, sink)
+        };
+        check("the session", &mut || {
+            assert_eq!(session_iter(&mut session, &mut sink), 0)
         });
-    };
-    check("tungstenite", &mut || tungstenite_iter(&mut ws));
-    group.bench_function(BenchmarkId::new("tungstenite+dispatch", "move"), |b| {
-        b.iter(|| tungstenite_iter(&mut ws))
-    });
+        group.bench_function(BenchmarkId::new("eventum-session", form), |b| {
+            b.iter(|| black_box(session_iter(&mut session, &mut sink)))
+        });
+
+        let mut conn = open_connection(&config());
+        let conn_iter = |conn: &mut Connection| {
+            conn.handle_input(Instant::now(), &input);
+            while let Some((event, _)) = conn.poll_event() {
+                if let Event::Text(text) = event {
+                    hand_dispatch(&handlers, text);
+                }
+            }
+        };
+        check("the connection", &mut || conn_iter(&mut conn));
+        group.bench_function(BenchmarkId::new("eventum-connection+dispatch", form), |b| {
+            b.iter(|| conn_iter(&mut conn))
+        });
+
+        let mut ws = tungstenite_server(input.clone());
+        let tungstenite_iter = |ws: &mut WebSocket<MemStream>| {
+            ws.get_mut().rewind();
+            tungstenite_read_all(ws, |_, message| {
+                if let Message::Text(text) = message {
+                    hand_dispatch(&handlers, text.as_str());
+                }
+            });
+        };
+        check("tungstenite", &mut || tungstenite_iter(&mut ws));
+        group.bench_function(BenchmarkId::new("tungstenite+dispatch", form), |b| {
+            b.iter(|| tungstenite_iter(&mut ws))
+        });
+    }
     group.finish();
 }
 
@@ -687,18 +711,15 @@ fn comparisons() -> Vec<Comparison> {
     }
     rows.push(Comparison::new("handshake", "browser", "eventum-connection", "tungstenite").target(1.0));
     rows.push(Comparison::new("handshake", "browser", "eventum-session", "tungstenite").target(1.0));
-    rows.push(Comparison::new(
-        "events",
-        "move",
-        "eventum-session",
-        "tungstenite+dispatch",
-    ));
-    rows.push(Comparison::new(
-        "events",
-        "move",
-        "eventum-session",
-        "eventum-connection+dispatch",
-    ));
+    for (form, _) in EVENT_FORMS {
+        rows.push(Comparison::new("events", form, "eventum-session", "tungstenite+dispatch").target(1.5));
+        rows.push(Comparison::new(
+            "events",
+            form,
+            "eventum-session",
+            "eventum-connection+dispatch",
+        ));
+    }
     for batch in [1, ECHO_PER_ITER] {
         rows.push(Comparison::new("echo", batch, "eventum-connection", "tungstenite"));
         rows.push(Comparison::new("echo", batch, "eventum-session", "tungstenite"));
