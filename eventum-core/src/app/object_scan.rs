@@ -42,7 +42,7 @@ pub(crate) struct Raw<'a> {
 
 /// How many of an object's fields [`Entries`] keeps: enough for the payloads events carry,
 /// few enough for a list on the stack of every text message.
-pub(crate) const KEPT_ENTRIES: usize = 8;
+const KEPT_ENTRIES: usize = 8;
 
 /// One field of an object: its key (the text between the quotes, which has no escapes) and
 /// its value as written.
@@ -106,14 +106,21 @@ impl<'a> Entries<'a> {
     fn push(&mut self, key: &'a str, escaped: bool, value: Raw<'a>) {
         match self.list.get_mut(self.len) {
             Some(slot) if !escaped => {
-                // Unescaped: the key is the text between its quotes.
-                let key = key.get(1..key.len().saturating_sub(1)).unwrap_or_default();
-                *slot = Entry { key, value };
+                *slot = Entry {
+                    key: unquoted(key),
+                    value,
+                };
                 self.len += 1;
             }
             _ => self.holds = Holds::Nothing,
         }
     }
+}
+
+/// A key without escapes as its text between the quotes.
+#[inline(always)]
+fn unquoted(key: &str) -> &str {
+    key.get(1..key.len().saturating_sub(1)).unwrap_or_default()
 }
 
 /// The envelope's fields of one object: the first value of each, if present.
@@ -134,8 +141,7 @@ impl<'a> Fields<'a> {
     #[inline(always)]
     fn record(&mut self, key: &'a str, escaped: bool, value: Raw<'a>) {
         match escaped {
-            // Unescaped: the key is the text between its quotes.
-            false => self.record_named(key.get(1..key.len().saturating_sub(1)).unwrap_or_default(), value),
+            false => self.record_named(unquoted(key), value),
             true => self.record_escaped(key, value),
         }
     }
