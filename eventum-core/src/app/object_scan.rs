@@ -101,6 +101,13 @@ impl<'a> Entries<'a> {
         }
     }
 
+    /// Starts over, holding `holds`' fields from now on.
+    #[inline(always)]
+    fn hold(&mut self, holds: Holds) {
+        self.len = 0;
+        self.holds = holds;
+    }
+
     /// Keeps a field of the object whose fields the list holds.
     #[inline(always)]
     fn push(&mut self, key: &'a str, escaped: bool, value: Raw<'a>) {
@@ -183,8 +190,7 @@ pub(crate) fn scan<'a>(text: &'a str, entries: &mut Entries<'a>) -> Result<Field
         let depth = match key == r#""data""# {
             // The payload is this object: its fields replace the top level's.
             true if reader.peek() == Some(b'{') => {
-                entries.len = 0;
-                entries.holds = Holds::Data;
+                entries.hold(Holds::Data);
                 let mut deepest = 0;
                 reader.object(|reader, key, escaped| {
                     let start = reader.pos;
@@ -197,7 +203,7 @@ pub(crate) fn scan<'a>(text: &'a str, entries: &mut Entries<'a>) -> Result<Field
             }
             data => {
                 if data {
-                    entries.holds = Holds::Nothing;
+                    entries.hold(Holds::Nothing);
                 }
                 reader.value(MAX_DEPTH)?
             }
