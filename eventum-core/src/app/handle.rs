@@ -3,6 +3,7 @@
 
 use std::collections::VecDeque;
 use std::fmt;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::task::Waker;
 
@@ -43,6 +44,9 @@ pub(crate) struct Mailbox {
     /// connection has a mailbox, and the two `usize`s made it a size class larger; a
     /// backlog limit above 4 GiB bounds the mailbox at 4 GiB.)
     limit: u32,
+    /// Whether commands wait or one was refused: `has_mail` without the lock, which a
+    /// driver asks on every pass. Changed only with the lock held, next to what it mirrors.
+    pending: AtomicBool,
 }
 
 #[derive(Debug, Default)]
@@ -84,6 +88,7 @@ impl Mailbox {
         Mailbox {
             inner: Mutex::default(),
             limit: u32::try_from(limit).unwrap_or(u32::MAX),
+            pending: AtomicBool::new(false),
         }
     }
 
@@ -96,9 +101,10 @@ impl Mailbox {
         if inner.bytes as usize + command.cost() > self.limit as usize {
             crate::observe::delivery_dropped();
             inner.overflowed = true;
+            self.pending.store(true, Ordering::Release);
             return Err(HandleError::Full);
         }
-        Self::queue(inner, command);
+        self.queue(inner, command);
         Ok(())
     }
 
@@ -106,15 +112,16 @@ impl Mailbox {
     pub(crate) fn push_urgent(&self, command: Command) {
         let inner = self.lock();
         if !inner.closed {
-            Self::queue(inner, command);
+            self.queue(inner, command);
         }
     }
 
-    fn queue(mut inner: MutexGuard<'_, Inner>, command: Command) {
+    fn queue(&self, mut inner: MutexGuard<'_, Inner>, command: Command) {
         let was_empty = inner.commands.is_empty();
         let cost = u32::try_from(command.cost()).unwrap_or(u32::MAX);
         inner.bytes = inner.bytes.saturating_add(cost);
         inner.commands.push_back(command);
+        self.pending.store(true, Ordering::Release);
         let waker = if was_empty { inner.waker.clone() } else { None };
         // Wake with the lock released: the waker is the adapter's code.
         drop(inner);
@@ -133,12 +140,13 @@ impl Mailbox {
             into.append(&mut inner.commands);
         }
         inner.bytes = 0;
+        self.pending.store(false, Ordering::Release);
         std::mem::take(&mut inner.overflowed)
     }
 
     pub(crate) fn has_mail(&self) -> bool {
-        let inner = self.lock();
-        !inner.commands.is_empty() || inner.overflowed
+        // Set before the waker is woken, so a driver woken for mail sees it.
+        self.pending.load(Ordering::Acquire)
     }
 
     /// Sets who to wake when mail arrives (kept if it would wake the same task). A new
@@ -170,6 +178,7 @@ impl Mailbox {
         inner.commands = VecDeque::new();
         inner.bytes = 0;
         inner.overflowed = false;
+        self.pending.store(false, Ordering::Release);
         inner.waker = None;
     }
 
