@@ -401,8 +401,9 @@ impl Context<'_> {
     }
 
     /// Whether the connection is in `room`.
+    #[inline]
     pub fn in_room(&self, room: &str) -> bool {
-        self.data.rooms.contains(room)
+        !self.data.rooms.is_empty() && self.data.rooms.contains(room)
     }
 
     /// The rooms the connection is in.

@@ -281,8 +281,17 @@ impl Link {
     /// The compressed payload of a message to send, or `None` to send it as it is: no
     /// compression, a message under the threshold, or (without context takeover, where
     /// the choice is free) a result no smaller. A compressor failure, which only misuse
-    /// can cause, switches compression off: uncompressed messages stay valid.
+    /// can cause, switches compression off: uncompressed messages stay valid. For a
+    /// connection without compression it is one test on every send, inlined.
+    #[inline(always)]
     fn compress(&mut self, payload: &[u8]) -> Option<Vec<u8>> {
+        match self.deflater {
+            None => None,
+            Some(_) => self.deflate(payload),
+        }
+    }
+
+    fn deflate(&mut self, payload: &[u8]) -> Option<Vec<u8>> {
         let deflater = self.deflater.as_mut().filter(|d| d.should_compress(payload.len()))?;
         match deflater.deflate_message(payload) {
             Ok(compressed) => compressed,

@@ -161,9 +161,17 @@ impl Session {
             if transmit.is_empty() {
                 break;
             }
-            let mut slices = [IoSlice::new(&[]); WRITE_SLICES];
-            let filled = transmit.io_slices(&mut slices);
-            match writer.write_vectored(&slices[..filled]) {
+            let first = transmit.first();
+            let wrote = if first.len() == transmit.len() {
+                // One chunk holds it all (small frames share one): a plain write, which
+                // spares a kernel the checks of a vector, and this the array of slices.
+                writer.write(first)
+            } else {
+                let mut slices = [IoSlice::new(&[]); WRITE_SLICES];
+                let filled = transmit.io_slices(&mut slices);
+                writer.write_vectored(&slices[..filled])
+            };
+            match wrote {
                 Ok(n) if n > 0 => {
                     self.transmitted(n);
                     written += n;
