@@ -79,6 +79,8 @@ pub(crate) struct Inbound {
     /// The message in progress is compressed.
     compressed: bool,
     pub(crate) eof: bool,
+    /// `rx` is a driver's read buffer, lent for one input (see `lend`).
+    lent: bool,
 }
 
 impl Inbound {
@@ -97,6 +99,37 @@ impl Inbound {
         self.rx.extend_from_slice(data);
     }
 
+    /// Takes the bytes in `buffer` as received. When nothing is pending, the buffer itself
+    /// becomes the receive buffer until [`give_back`](Self::give_back), so its bytes are
+    /// decoded where they lie rather than copied (`buffer` holds the connection's own
+    /// empty buffer meanwhile); otherwise they are appended, and `buffer` is emptied.
+    pub(crate) fn lend(&mut self, buffer: &mut Vec<u8>) {
+        if self.pos == self.rx.len() && !self.lent {
+            self.rx.clear();
+            self.pos = 0;
+            std::mem::swap(&mut self.rx, buffer);
+            self.lent = true;
+        } else {
+            self.push(buffer);
+            buffer.clear();
+        }
+    }
+
+    /// Ends a [`lend`](Self::lend): the bytes not consumed yet (the start of a frame) are
+    /// copied into the connection's own buffer, and the driver's goes back to `buffer`,
+    /// empty. Positions count from `pos`, so moving the unconsumed bytes is what
+    /// `compact` does. (A connection that ended meanwhile dropped the lent buffer; then
+    /// `buffer` comes back without its capacity.)
+    pub(crate) fn give_back(&mut self, buffer: &mut Vec<u8>) {
+        if !std::mem::take(&mut self.lent) {
+            return;
+        }
+        buffer.extend_from_slice(&self.rx[self.pos..]);
+        self.pos = 0;
+        std::mem::swap(&mut self.rx, buffer);
+        buffer.clear();
+    }
+
     /// All bytes received and not consumed, from the start of the request head while
     /// the handshake is read.
     pub(crate) fn unconsumed(&self) -> &[u8] {
@@ -109,7 +142,12 @@ impl Inbound {
 
     /// Drops every byte received and any message in progress.
     pub(crate) fn discard_all(&mut self) {
-        self.rx = Vec::new();
+        if self.lent {
+            // Not ours to free: the driver gets it back, empty, from `give_back`.
+            self.rx.clear();
+        } else {
+            self.rx = Vec::new();
+        }
         self.pos = 0;
         self.frame = None;
         self.abandon_message();

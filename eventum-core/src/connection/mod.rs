@@ -136,6 +136,31 @@ impl Connection {
         }
     }
 
+    /// [`handle_input`](Self::handle_input) for a driver that reads into a `Vec`: once
+    /// the connection is open and no earlier input is pending, `buffer` itself is decoded
+    /// in place until [`give_back_input`](Self::give_back_input), which the caller must
+    /// call after polling the events (they borrow it); otherwise its bytes are copied now.
+    pub(crate) fn lend_input(&mut self, now: Instant, buffer: &mut Vec<u8>) {
+        match self.link.state() {
+            State::Open | State::Closing if !buffer.is_empty() => {
+                self.input_time = now;
+                self.link.traffic.bytes_in += buffer.len() as u64;
+                self.link.heard_from_peer(now);
+                self.inbound.lend(buffer);
+            }
+            _ => {
+                self.handle_input(now, buffer);
+                buffer.clear();
+            }
+        }
+    }
+
+    /// Ends a [`lend_input`](Self::lend_input): what is left of an unfinished frame is
+    /// copied out and `buffer` is the caller's again, empty.
+    pub(crate) fn give_back_input(&mut self, buffer: &mut Vec<u8>) {
+        self.inbound.give_back(buffer);
+    }
+
     /// The transport's read side ended. Events already received are still reported first.
     pub fn handle_eof(&mut self, now: Instant) {
         self.input_time = now;

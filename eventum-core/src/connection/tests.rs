@@ -76,6 +76,9 @@ struct Harness {
     events: Vec<Ev>,
     wire: Vec<u8>,
     accept: bool,
+    /// Feed through `lend_input` (a driver's read buffer decoded in place) rather than
+    /// `handle_input`.
+    lend: bool,
 }
 
 impl Harness {
@@ -87,6 +90,7 @@ impl Harness {
             events: Vec::new(),
             wire: Vec::new(),
             accept: true,
+            lend: false,
         }
     }
 
@@ -101,8 +105,21 @@ impl Harness {
     }
 
     fn feed(&mut self, bytes: &[u8]) {
-        self.conn.handle_input(self.now, bytes);
-        self.drain();
+        if self.lend {
+            let mut buffer = Vec::with_capacity(bytes.len() + 16);
+            buffer.extend_from_slice(bytes);
+            let at = buffer.as_ptr();
+            self.conn.lend_input(self.now, &mut buffer);
+            self.drain();
+            self.conn.give_back_input(&mut buffer);
+            assert!(buffer.is_empty(), "the buffer comes back empty");
+            if self.conn.state() != State::Closed {
+                assert_eq!(buffer.as_ptr(), at, "the same buffer comes back");
+            }
+        } else {
+            self.conn.handle_input(self.now, bytes);
+            self.drain();
+        }
     }
 
     fn advance(&mut self, by: Duration) {
@@ -145,13 +162,22 @@ fn transmit_all(conn: &mut Connection, out: &mut Vec<u8>) {
     conn.transmitted(n);
 }
 
-/// Feeds `input` in the given chunks to a fresh connection (opened first when `open`).
+/// Feeds `input` in the given chunks to a fresh connection (opened first when `open`),
+/// through `handle_input`, then through `lend_input`, asserting the same outcome.
 fn run_chunks(config: &Config, open: bool, chunks: &[&[u8]], eof: bool) -> (Vec<Ev>, Vec<u8>, State) {
+    let copied = run_chunks_as(config, open, chunks, eof, false);
+    let lent = run_chunks_as(config, open, chunks, eof, true);
+    assert_eq!(lent, copied, "input lent rather than copied");
+    copied
+}
+
+fn run_chunks_as(config: &Config, open: bool, chunks: &[&[u8]], eof: bool, lend: bool) -> (Vec<Ev>, Vec<u8>, State) {
     let mut h = if open {
         Harness::open(config.clone())
     } else {
         Harness::new(config.clone())
     };
+    h.lend = lend;
     for chunk in chunks {
         h.feed(chunk);
     }

@@ -89,6 +89,40 @@ impl Session {
         self.process(now);
     }
 
+    /// [`handle_input`](Self::handle_input) for a driver that reads into a `Vec` of its
+    /// own: once the connection is open and no earlier input is pending, the bytes are
+    /// decoded and handled where they lie, and only the start of an unfinished frame is
+    /// copied out before this returns, rather than every read being copied in. On return
+    /// `buffer` is empty and keeps its capacity (unless the connection ended during the
+    /// call: reserve before reading into it again).
+    ///
+    /// ```
+    /// use eventum_core::app::{App, Route};
+    /// use eventum_core::driver::Endpoint;
+    /// use std::time::Instant;
+    ///
+    /// let app = App::builder().route(Route::new("/echo")).on_text(|ctx, text| {
+    ///     let _ = ctx.send_text(text);
+    /// }).build();
+    /// let mut session = Endpoint::new(app).admit(Instant::now(), None).unwrap();
+    /// let mut buffer = Vec::with_capacity(64 * 1024);
+    /// buffer.extend_from_slice(b"GET /echo HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\n\
+    ///     Connection: Upgrade\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n");
+    /// session.handle_input_buffer(Instant::now(), &mut buffer);
+    /// let response = session.poll_transmit().len();
+    /// session.transmitted(response);
+    /// // A masked "Hi", then the first byte of the next frame.
+    /// buffer.extend_from_slice(&[0x81, 0x82, 1, 2, 3, 4, b'H' ^ 1, b'i' ^ 2, 0x81]);
+    /// session.handle_input_buffer(Instant::now(), &mut buffer);
+    /// assert!(buffer.is_empty() && buffer.capacity() >= 64 * 1024);
+    /// assert_eq!(session.poll_transmit().first(), b"\x81\x02Hi");
+    /// ```
+    pub fn handle_input_buffer(&mut self, now: Instant, buffer: &mut Vec<u8>) {
+        self.conn.lend_input(now, buffer);
+        self.process(now);
+        self.conn.give_back_input(buffer);
+    }
+
     /// The transport's read side ended.
     pub fn handle_eof(&mut self, now: Instant) {
         self.conn.handle_eof(now);

@@ -186,8 +186,8 @@ fn observed(wire: &[u8]) -> Expected {
 
 /// An opened echo connection fed `data` after its upgrade, compared with `model` (below).
 ///
-/// Input: one control byte (bits 0-5 seed the chunk sizes, 0: one chunk), then the
-/// client's bytes. The output is drained after every chunk, so nothing waits on
+/// Input: one control byte (bits 0-5 seed the chunk sizes, 0: one chunk; bit 6 lends
+/// each chunk's buffer rather than copying it), then the client's bytes. The output is drained after every chunk, so nothing waits on
 /// backpressure; the input ends with EOF.
 pub fn reference(data: &[u8]) {
     let Some((&control, input)) = data.split_first() else {
@@ -219,9 +219,21 @@ pub fn reference(data: &[u8]) {
         }
         transmit_all(conn, wire);
     };
+    // Bit 6: each chunk goes through `lend_input` (decoded where it lies, as the event
+    // loops hand their read buffer in) rather than `handle_input`.
+    let lend = control & 0x40 != 0;
+    let mut buffer = Vec::new();
     for chunk in chunks(input, control & 0x3F) {
-        conn.handle_input(now, chunk);
-        pump(&mut conn, &mut wire);
+        if lend {
+            buffer.extend_from_slice(chunk);
+            conn.lend_input(now, &mut buffer);
+            pump(&mut conn, &mut wire);
+            conn.give_back_input(&mut buffer);
+            assert!(buffer.is_empty(), "the read buffer comes back empty");
+        } else {
+            conn.handle_input(now, chunk);
+            pump(&mut conn, &mut wire);
+        }
     }
     conn.handle_eof(now);
     pump(&mut conn, &mut wire);

@@ -55,13 +55,21 @@ pub fn session(data: &[u8]) {
     let cancel_at = (control & 0x40 != 0).then_some(input.len() / 2);
     let mut fed = 0;
     let mut dropped = false;
-    for chunk in chunks(input, control & 0x3F) {
+    let mut buffer = Vec::new();
+    for (i, chunk) in chunks(input, control & 0x3F).enumerate() {
         if cancel_at.is_some_and(|at| fed >= at) {
             drop(std::mem::replace(&mut session, admit(now)));
             dropped = true;
             break;
         }
-        session.handle_input(now, chunk);
+        // Both ways in, interleaved: copied, and lent as the event loops lend their buffer.
+        if i % 2 == 0 {
+            session.handle_input(now, chunk);
+        } else {
+            buffer.extend_from_slice(chunk);
+            session.handle_input_buffer(now, &mut buffer);
+            assert!(buffer.is_empty(), "the read buffer comes back empty");
+        }
         fed += chunk.len();
         if control & 0x80 != 0 {
             now += Duration::from_secs(3);
