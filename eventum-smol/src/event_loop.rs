@@ -8,9 +8,12 @@
 //!
 //! A pass over a connection takes its mail, its passed deadline, one read when the
 //! socket is readable (level-triggered epoll reports it again while input waits, which
-//! keeps loops fair), and writes until the socket would block. Writable interest is
-//! registered only while output waits; readable interest only while the session wants
-//! input, so a connection held back by a slow reader costs no wake-ups.
+//! keeps loops fair), and writes until the socket would block. The read goes into the
+//! loop's buffer, which the session decodes where it lies
+//! ([`Session::handle_input_buffer`]): only the start of an unfinished frame is copied
+//! into the connection, not every read. Writable interest is registered only while
+//! output waits; readable interest only while the session wants input, so a connection
+//! held back by a slow reader costs no wake-ups.
 //!
 //! Mail from another thread (a broadcast, a send by id, the shutdown plan) queues the
 //! connection's key on its loop and writes the loop's eventfd only when the loop sleeps:
@@ -18,7 +21,7 @@
 
 use std::cmp::Reverse;
 use std::collections::BinaryHeap;
-use std::io::{self, ErrorKind, IoSlice, Read, Write};
+use std::io::{self, ErrorKind, IoSlice, Write};
 use std::net::{Shutdown, TcpListener, TcpStream};
 use std::os::fd::OwnedFd;
 use std::panic::AssertUnwindSafe;
@@ -29,6 +32,7 @@ use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
 use eventum_core::driver::{Endpoint, Session};
+use rustix::buffer::spare_capacity;
 use rustix::event::epoll::{self, Event, EventData, EventFlags};
 use rustix::event::{eventfd, EventfdFlags, Timespec};
 use rustix::net::{self, RecvFlags, SendAncillaryBuffer, SendFlags};
@@ -150,6 +154,8 @@ struct EventLoop {
     /// deadline is skipped when it comes up.
     timers: Timers,
     buf: Vec<u8>,
+    /// The time, read once per wake-up: the passes of one batch of events share it.
+    now: Instant,
 }
 
 #[derive(Default)]
@@ -199,7 +205,8 @@ impl EventLoop {
             free: Vec::new(),
             live: 0,
             timers: Timers::new(),
-            buf: vec![0; READ_SIZE],
+            buf: Vec::with_capacity(READ_SIZE),
+            now: Instant::now(),
         };
         event_loop.watch_listener()?;
         Ok(event_loop)
@@ -225,17 +232,18 @@ impl EventLoop {
         ];
         let mut mail = Vec::new();
         while !self.shared.stopping.load(SeqCst) {
-            let now = Instant::now();
-            let next = self.fire_timers(now);
+            self.now = Instant::now();
+            let next = self.fire_timers(self.now);
             self.shared.parked.store(true, SeqCst);
             let no_wait = !lock(&self.shared.mail).is_empty();
             let timeout = match (no_wait, next) {
                 (true, _) => Some(Timespec::default()),
-                (false, Some(at)) => Timespec::try_from(at.saturating_duration_since(now)).ok(),
+                (false, Some(at)) => Timespec::try_from(at.saturating_duration_since(self.now)).ok(),
                 (false, None) => None,
             };
             let waited = epoll::wait(&self.epoll, &mut events[..], timeout.as_ref());
             self.shared.parked.store(false, SeqCst);
+            self.now = Instant::now();
             match waited {
                 Ok(n) => {
                     for event in &events[..n] {
@@ -332,7 +340,7 @@ impl EventLoop {
             if stream.set_nonblocking(true).is_err() {
                 continue;
             }
-            match self.endpoint.admit(Instant::now(), Some(peer)) {
+            match self.endpoint.admit(self.now, Some(peer)) {
                 Ok(session) => self.insert(session, stream),
                 Err(busy) => {
                     // A fresh socket takes a few hundred bytes without blocking.
@@ -386,7 +394,7 @@ impl EventLoop {
 
     /// One pass over a connection: what `flags` reported, its mail, its deadline.
     fn pass(&mut self, key: u64, flags: EventFlags) {
-        let (epoll, buf, timers) = (&self.epoll, &mut self.buf[..], &mut self.timers);
+        let (epoll, buf, timers, now) = (&self.epoll, &mut self.buf, &mut self.timers, self.now);
         let Some(slot) = self.slots.get_mut(slot_index(key)).filter(|slot| slot.holds(key)) else {
             return;
         };
@@ -395,7 +403,7 @@ impl EventLoop {
         };
         // Handlers' panics are caught in the core; this catches the loop's own, so a bug
         // ends one connection rather than every connection of the loop.
-        let over = std::panic::catch_unwind(AssertUnwindSafe(|| serve(conn, flags, buf, epoll, key, timers)))
+        let over = std::panic::catch_unwind(AssertUnwindSafe(|| serve(conn, flags, buf, epoll, key, timers, now)))
             .unwrap_or_else(|_| {
                 log::error!("a connection's pass panicked; closing the connection");
                 true
@@ -413,8 +421,15 @@ impl EventLoop {
 }
 
 /// The pass itself; returns whether the connection is over.
-fn serve(conn: &mut Conn, flags: EventFlags, buf: &mut [u8], epoll: &OwnedFd, key: u64, timers: &mut Timers) -> bool {
-    let now = Instant::now();
+fn serve(
+    conn: &mut Conn,
+    flags: EventFlags,
+    buf: &mut Vec<u8>,
+    epoll: &OwnedFd,
+    key: u64,
+    timers: &mut Timers,
+    now: Instant,
+) -> bool {
     let session = &mut conn.session;
     if session.has_mail() {
         session.handle_mail(now);
@@ -424,9 +439,13 @@ fn serve(conn: &mut Conn, flags: EventFlags, buf: &mut [u8], epoll: &OwnedFd, ke
     }
     let mut socket = Socket(&conn.stream);
     if flags.contains(EventFlags::IN) && session.wants_read() {
-        match socket.read(buf) {
+        // Sessions hand the buffer back empty, with its capacity unless theirs ended.
+        buf.clear();
+        buf.reserve(READ_SIZE);
+        match socket.recv_into(buf) {
             Ok(0) => session.handle_eof(now),
-            Ok(n) => session.handle_input(now, &buf[..n]),
+            // Decoded where it lies: only an unfinished frame's bytes are copied out.
+            Ok(_) => session.handle_input_buffer(now, buf),
             // Level-triggered: a socket still readable is reported again.
             Err(e) if matches!(e.kind(), ErrorKind::WouldBlock | ErrorKind::Interrupted) => {}
             Err(_) => session.handle_transport_error(now),
@@ -473,9 +492,11 @@ fn serve(conn: &mut Conn, flags: EventFlags, buf: &mut [u8], epoll: &OwnedFd, ke
 /// `serve_stream` and TLS drive still write through `Async`, a plain `writev`.)
 struct Socket<'a>(&'a TcpStream);
 
-impl Read for Socket<'_> {
-    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
-        let (read, _) = net::recv(self.0, buf, RecvFlags::empty())?;
+impl Socket<'_> {
+    /// Reads what has arrived onto the end of `buf`, into its spare capacity (the kernel
+    /// fills it: nothing is zeroed first); returns how many bytes came, 0 at the end.
+    fn recv_into(&self, buf: &mut Vec<u8>) -> io::Result<usize> {
+        let (read, _) = net::recv(self.0, spare_capacity(buf), RecvFlags::empty())?;
         Ok(read)
     }
 }
@@ -548,6 +569,7 @@ fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::io::Read;
 
     /// A connected loopback pair: the server's end non-blocking, as the loop keeps it.
     fn pair() -> io::Result<(TcpStream, TcpStream)> {
@@ -576,15 +598,18 @@ mod tests {
     #[test]
     fn socket_reads_what_arrives_and_says_would_block_and_end() -> io::Result<()> {
         let (server, mut client) = pair()?;
-        let mut buf = [0u8; 64];
-        let empty = Socket(&server).read(&mut buf).map(|_| ());
+        let mut buf = Vec::with_capacity(64);
+        let empty = Socket(&server).recv_into(&mut buf).map(|_| ());
         assert_eq!(empty.map_err(|e| e.kind()), Err(ErrorKind::WouldBlock));
         client.write_all(b"hello")?;
-        let n = when_ready(|| Socket(&server).read(&mut buf))?;
-        assert_eq!(&buf[..n], b"hello");
+        let n = when_ready(|| Socket(&server).recv_into(&mut buf))?;
+        assert_eq!((n, &buf[..]), (5, &b"hello"[..]), "appended to the buffer");
+        client.write_all(b" you")?;
+        when_ready(|| Socket(&server).recv_into(&mut buf))?;
+        assert_eq!(buf, b"hello you");
         client.shutdown(Shutdown::Write)?;
         assert_eq!(
-            when_ready(|| Socket(&server).read(&mut buf))?,
+            when_ready(|| Socket(&server).recv_into(&mut buf))?,
             0,
             "the peer's end reads as 0"
         );
