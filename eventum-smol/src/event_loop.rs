@@ -439,7 +439,8 @@ fn serve(
     }
     let mut socket = Socket(&conn.stream);
     if flags.contains(EventFlags::IN) && session.wants_read() {
-        // Sessions hand the buffer back empty, with its capacity unless theirs ended.
+        // Sessions hand the buffer back empty, with its capacity (this covers a pass that
+        // panicked while its session held it).
         buf.clear();
         buf.reserve(READ_SIZE);
         match socket.recv_into(buf) {

@@ -118,8 +118,7 @@ impl Inbound {
     /// Ends a [`lend`](Self::lend): the bytes not consumed yet (the start of a frame) are
     /// copied into the connection's own buffer, and the driver's goes back to `buffer`,
     /// empty. Positions count from `pos`, so moving the unconsumed bytes is what
-    /// `compact` does. (A connection that ended meanwhile dropped the lent buffer; then
-    /// `buffer` comes back without its capacity.)
+    /// `compact` does.
     pub(crate) fn give_back(&mut self, buffer: &mut Vec<u8>) {
         if !std::mem::take(&mut self.lent) {
             return;

@@ -93,8 +93,7 @@ impl Session {
     /// own: once the connection is open and no earlier input is pending, the bytes are
     /// decoded and handled where they lie, and only the start of an unfinished frame is
     /// copied out before this returns, rather than every read being copied in. On return
-    /// `buffer` is empty and keeps its capacity (unless the connection ended during the
-    /// call: reserve before reading into it again).
+    /// `buffer` is empty and keeps its capacity, also when the connection ended.
     ///
     /// ```
     /// use eventum_core::app::{App, Route};
