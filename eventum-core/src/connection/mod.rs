@@ -108,8 +108,7 @@ impl Connection {
     /// Takes bytes received from the transport. Never fails: bad input is answered on the
     /// wire and reported as [`Event::Closed`].
     pub fn handle_input(&mut self, now: Instant, data: &[u8]) {
-        self.input_time = now;
-        self.link.traffic.bytes_in += data.len() as u64;
+        self.count_input(now, data.len());
         match self.link.state() {
             State::Handshake if self.inbound.unconsumed().is_empty() => {
                 // The usual case, a head that arrives in one read, is parsed where it lies:
@@ -143,8 +142,7 @@ impl Connection {
     pub(crate) fn lend_input(&mut self, now: Instant, buffer: &mut Vec<u8>) {
         match self.link.state() {
             State::Open | State::Closing if !buffer.is_empty() => {
-                self.input_time = now;
-                self.link.traffic.bytes_in += buffer.len() as u64;
+                self.count_input(now, buffer.len());
                 self.link.heard_from_peer(now);
                 self.inbound.lend(buffer);
             }
@@ -153,6 +151,12 @@ impl Connection {
                 buffer.clear();
             }
         }
+    }
+
+    /// Notes an input's time and counts its bytes (both ways in).
+    fn count_input(&mut self, now: Instant, len: usize) {
+        self.input_time = now;
+        self.link.traffic.bytes_in += len as u64;
     }
 
     /// Ends a [`lend_input`](Self::lend_input): what is left of an unfinished frame is
