@@ -9,8 +9,9 @@ use std::sync::{Arc, OnceLock};
 use crate::deflate::MessageDeflater;
 use crate::frame::{encode_header, header_bytes, OpCode};
 
-/// Frames smaller than this are appended to the last queued chunk so the driver writes
-/// few large chunks instead of many small ones.
+/// Frames are appended to the queue's last chunk so the driver writes few large chunks
+/// instead of many small ones; the chunk is grown for them up to this size, and a frame
+/// that would take it further starts a new one.
 const COALESCE_LIMIT: usize = 64 * 1024;
 
 /// The capacity a new chunk for small frames starts with.
@@ -237,59 +238,19 @@ impl Chunk {
     }
 }
 
-/// Bytes waiting for the wire, as a queue of chunks; `front_offset` bytes of the first
-/// chunk are already written.
+/// Bytes waiting for the wire: sealed chunks, then the tail that new frames are written
+/// to; `front_offset` bytes of the first of them are already written.
 #[derive(Debug, Default)]
 pub(crate) struct Outbound {
-    chunks: Chunks,
+    /// Chunks that come before `tail` and take no more frames: shared frames, and owned
+    /// chunks that reached the coalescing limit. Usually empty, and then unallocated.
+    sealed: VecDeque<Chunk>,
+    /// Where frames are appended, after every sealed chunk. Without capacity whenever the
+    /// queue is empty (its buffer is the thread's spare then), so an idle connection holds
+    /// no chunk.
+    tail: Vec<u8>,
     front_offset: usize,
     len: usize,
-}
-
-/// A queue of chunks whose first one is kept inline: a queue of one chunk (a reply, the
-/// 101) needs no allocation for the queue itself, and an empty queue holds no memory.
-#[derive(Debug, Default)]
-struct Chunks {
-    first: Option<Chunk>,
-    /// The chunks after `first`; empty whenever `first` is `None`.
-    rest: VecDeque<Chunk>,
-}
-
-impl Chunks {
-    fn push_back(&mut self, chunk: Chunk) {
-        match self.first {
-            None => self.first = Some(chunk),
-            Some(_) => self.rest.push_back(chunk),
-        }
-    }
-
-    fn pop_front(&mut self) -> Option<Chunk> {
-        let front = self.first.take();
-        self.first = self.rest.pop_front();
-        front
-    }
-
-    fn front(&self) -> Option<&Chunk> {
-        self.first.as_ref()
-    }
-
-    fn back(&self) -> Option<&Chunk> {
-        self.rest.back().or(self.first.as_ref())
-    }
-
-    fn back_mut(&mut self) -> Option<&mut Chunk> {
-        self.rest.back_mut().or(self.first.as_mut())
-    }
-
-    fn iter(&self) -> impl Iterator<Item = &Chunk> {
-        self.first.iter().chain(&self.rest)
-    }
-
-    /// Takes every chunk out, in order, and frees the queue's own memory.
-    fn take_all(&mut self) -> impl Iterator<Item = Chunk> {
-        let Chunks { first, rest } = std::mem::take(self);
-        first.into_iter().chain(rest)
-    }
 }
 
 impl Outbound {
@@ -347,28 +308,29 @@ impl Outbound {
             self.push_raw(frame.as_bytes());
             return;
         }
+        self.seal_tail();
         self.len += frame.len();
-        self.chunks.push_back(Chunk::Shared(frame.clone()));
+        self.sealed.push_back(Chunk::Shared(frame.clone()));
     }
 
     /// The first contiguous run of pending bytes (empty when nothing is pending).
     pub(crate) fn front(&self) -> &[u8] {
-        match self.chunks.front() {
+        match self.sealed.front() {
             Some(chunk) => &chunk.bytes()[self.front_offset..],
-            None => &[],
+            None => &self.tail[self.front_offset..],
         }
     }
 
     /// The pending chunks in order (the first without its written prefix).
     pub(crate) fn chunks(&self) -> impl Iterator<Item = &[u8]> {
         let offset = self.front_offset;
-        self.chunks.iter().enumerate().map(move |(i, chunk)| {
-            if i == 0 {
-                &chunk.bytes()[offset..]
-            } else {
-                chunk.bytes()
-            }
-        })
+        let tail = (!self.tail.is_empty()).then_some(self.tail.as_slice());
+        self.sealed
+            .iter()
+            .map(Chunk::bytes)
+            .chain(tail)
+            .enumerate()
+            .map(move |(i, bytes)| if i == 0 { &bytes[offset..] } else { bytes })
     }
 
     /// Fills `slices` with the pending chunks in order, for a vectored write; returns how
@@ -386,45 +348,66 @@ impl Outbound {
     pub(crate) fn consume(&mut self, mut n: usize) {
         n = n.min(self.len);
         self.len -= n;
-        while n > 0 {
-            let Some(front) = self.chunks.front() else { break };
+        if self.len == 0 {
+            // All written: the chunks go (the tail last, to be the thread's spare), and
+            // with them the queue's own memory.
+            self.front_offset = 0;
+            std::mem::take(&mut self.sealed).into_iter().for_each(recycle);
+            recycle(Chunk::Owned(std::mem::take(&mut self.tail)));
+            return;
+        }
+        while let Some(front) = self.sealed.front() {
             let left = front.bytes().len() - self.front_offset;
             if n < left {
-                self.front_offset += n;
-                return;
+                break;
             }
             n -= left;
             self.front_offset = 0;
-            if let Some(chunk) = self.chunks.pop_front() {
+            if let Some(chunk) = self.sealed.pop_front() {
                 recycle(chunk);
             }
         }
-        if self.len == 0 {
-            self.front_offset = 0;
-            self.chunks.take_all().for_each(recycle);
-        }
+        // The rest is within the first chunk left (a sealed one, or the tail).
+        self.front_offset += n;
     }
 
     /// Drops everything pending (the transport is being abandoned).
     pub(crate) fn clear(&mut self) {
-        self.chunks = Chunks::default();
+        self.sealed = VecDeque::new();
+        self.tail = Vec::new();
         self.front_offset = 0;
         self.len = 0;
     }
 
+    /// The tail, with room for `extra` more bytes. The common case, a frame that fits the
+    /// tail's capacity, is one comparison.
+    #[inline]
     fn tail_with_room(&mut self, extra: usize) -> &mut Vec<u8> {
-        let reuse = matches!(
-            self.chunks.back(),
-            Some(Chunk::Owned(v)) if v.len() + extra <= COALESCE_LIMIT || v.is_empty()
-        );
-        if !reuse {
-            self.chunks
-                .push_back(Chunk::Owned(new_chunk(extra.max(CHUNK_CAPACITY))));
+        if self.tail.capacity() - self.tail.len() < extra {
+            self.make_room(extra);
         }
-        match self.chunks.back_mut() {
-            Some(Chunk::Owned(v)) => v,
-            // The branch above guarantees the back chunk is owned.
-            _ => unreachable!("tail chunk is owned"),
+        &mut self.tail
+    }
+
+    /// A tail without the room: the thread's spare chunk (or a new one) for an empty tail,
+    /// a new chunk after this one once it would grow past the coalescing limit, else the
+    /// tail grown in place.
+    #[cold]
+    fn make_room(&mut self, extra: usize) {
+        if !self.tail.is_empty() && self.tail.len() + extra > COALESCE_LIMIT {
+            self.seal_tail();
+        }
+        if self.tail.is_empty() {
+            self.tail = new_chunk(extra.max(CHUNK_CAPACITY));
+        } else {
+            self.tail.reserve(extra);
+        }
+    }
+
+    /// Ends the tail: what is in it goes to the sealed chunks, and frames go to a new one.
+    fn seal_tail(&mut self) {
+        if !self.tail.is_empty() {
+            self.sealed.push_back(Chunk::Owned(std::mem::take(&mut self.tail)));
         }
     }
 }
@@ -524,5 +507,83 @@ mod tests {
         out.consume(usize::MAX);
         assert!(out.is_empty());
         assert!(out.front().is_empty());
+    }
+
+    #[derive(Debug, Clone)]
+    enum Op {
+        Frame(usize),
+        Shared(usize),
+        Raw(usize),
+        Write(usize),
+    }
+
+    fn op() -> impl proptest::strategy::Strategy<Value = Op> {
+        use proptest::prelude::*;
+        // Sizes on both sides of the shared-frame cut (512), the chunk capacity, the
+        // coalescing limit and the thread's spare limit.
+        let size = prop_oneof![
+            12 => 0..600usize,
+            4 => 3_000..5_000usize,
+            2 => 60_000..70_000usize,
+            1 => Just(SPARE_LIMIT + 1),
+        ];
+        prop_oneof![
+            size.clone().prop_map(Op::Frame),
+            size.clone().prop_map(Op::Shared),
+            (0..100usize).prop_map(Op::Raw),
+            (0..300_000usize).prop_map(Op::Write),
+        ]
+    }
+
+    proptest::proptest! {
+        #![proptest_config(proptest::prelude::ProptestConfig::with_cases(64))]
+        /// Whatever is queued, in whatever order, comes out in that order through partial
+        /// writes of any size, and `len`, `front`, `chunks` and the vectored slices agree.
+        #[test]
+        fn the_queue_writes_what_was_queued_in_order(ops in proptest::collection::vec(op(), 1..30)) {
+            let mut out = Outbound::default();
+            let mut model: Vec<u8> = Vec::new();
+            let mut written: Vec<u8> = Vec::new();
+            let mut sent = 0;
+            for (i, op) in ops.into_iter().enumerate() {
+                let fill = i as u8;
+                match op {
+                    Op::Frame(n) => {
+                        let payload = vec![fill; n];
+                        out.push_frame(OpCode::Binary, false, &payload);
+                        encode_header(&mut model, true, false, OpCode::Binary, n as u64);
+                        model.extend_from_slice(&payload);
+                    }
+                    Op::Shared(n) => {
+                        let frame = SharedFrame::binary(&vec![fill; n]);
+                        out.push_shared(&frame);
+                        model.extend_from_slice(frame.as_bytes());
+                    }
+                    Op::Raw(n) => {
+                        out.push_raw(&vec![fill; n]);
+                        model.resize(model.len() + n, fill);
+                    }
+                    Op::Write(n) => {
+                        let pending: Vec<u8> = out.chunks().flatten().copied().collect();
+                        proptest::prop_assert_eq!(&pending[..], &model[sent..]);
+                        let mut slices = [IoSlice::new(&[]); 64];
+                        let filled = out.fill_io_slices(&mut slices);
+                        let vectored: Vec<u8> = slices[..filled].iter().flat_map(|s| s.iter().copied()).collect();
+                        proptest::prop_assert_eq!(&vectored[..], &pending[..vectored.len()]);
+                        // A write takes some of the first chunk, or everything.
+                        let front = out.front().to_vec();
+                        proptest::prop_assert_eq!(&front[..], &pending[..front.len()]);
+                        let n = if n % 2 == 0 { n.min(front.len()) } else { n };
+                        written.extend_from_slice(&pending[..n.min(pending.len())]);
+                        out.consume(n);
+                        sent += n.min(pending.len());
+                    }
+                }
+                proptest::prop_assert_eq!(out.len(), model.len() - sent);
+                proptest::prop_assert_eq!(out.is_empty(), out.front().is_empty());
+            }
+            written.extend(out.chunks().flatten().copied());
+            proptest::prop_assert_eq!(written, model);
+        }
     }
 }
