@@ -113,8 +113,8 @@ impl Dispatcher {
     /// Takes every event the connection has and runs its handlers at `now`; once the
     /// server is `stopping`, requests are answered `503` instead.
     pub(crate) fn process(&mut self, app: &AppInner, conn: &mut Connection, now: Instant, stopping: bool) {
-        while let Some((event, commands)) = conn.poll_event() {
-            let follow_up = match event {
+        loop {
+            let next = conn.next_event(|event, commands| match event {
                 Event::UpgradeRequest(_) | Event::HttpRequest(_) if stopping => {
                     self.upgrade = matches!(event, Event::UpgradeRequest(_));
                     FollowUp::Respond(HttpResponse::text(503, "Server shutting down"))
@@ -155,8 +155,12 @@ impl Dispatcher {
                     FollowUp::None
                 }
                 _ => FollowUp::None,
-            };
-            self.follow_up(app, conn, now, follow_up);
+            });
+            match next {
+                None => break,
+                Some(FollowUp::None) => {}
+                Some(follow_up) => self.follow_up(app, conn, now, follow_up),
+            }
         }
     }
 

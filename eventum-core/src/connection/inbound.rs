@@ -195,7 +195,33 @@ impl Inbound {
 
     /// Decodes one step. `discarding` is set while we wait for the peer's close reply:
     /// data frames are skipped without buffering and only control frames are reported.
+    ///
+    /// The common case, a whole small frame (`whole_small_frame`), is decided here, inline
+    /// in the caller; everything else is left to the general decoder out of line.
+    #[inline]
     pub(crate) fn step(&mut self, max_frame: usize, max_message: usize, discarding: bool) -> Step {
+        if !discarding {
+            if let Some(step) = self.next_small_message(max_frame.min(max_message)) {
+                return step;
+            }
+        }
+        self.step_general(max_frame, max_message, discarding)
+    }
+
+    /// The step when it is a whole small frame (`whole_small_frame`) and nothing else is
+    /// in progress; `None` leaves it to `step`. The caller must not be discarding.
+    #[inline(always)]
+    pub(crate) fn next_small_message(&mut self, limit: usize) -> Option<Step> {
+        if self.message_reported || self.frame.is_some() || self.message.is_some() {
+            return None;
+        }
+        self.whole_small_frame(limit)
+    }
+
+    /// `step` for everything but a whole small frame met first (which it also handles:
+    /// after a reassembled message is released, say).
+    #[inline(never)]
+    fn step_general(&mut self, max_frame: usize, max_message: usize, discarding: bool) -> Step {
         if self.message_reported {
             self.message_reported = false;
             self.message_buf.clear();
@@ -232,6 +258,7 @@ impl Inbound {
     /// reported without recording progress; anything else (including every frame this
     /// would have to refuse) is left to the general path, which reports the same frames the
     /// same way (the `reference` fuzz target checks the decoder against an RFC 6455 model).
+    #[inline(always)]
     fn whole_small_frame(&mut self, limit: usize) -> Option<Step> {
         let input = &mut self.rx[self.pos..];
         // FIN set, RSV bits clear: 0x81 text, 0x82 binary; then the mask bit and a length
