@@ -266,6 +266,7 @@ impl Outbound {
     /// Queues one unmasked frame, with RSV1 set if its payload is `compressed`: the header
     /// is written in front of the payload in the same buffer, so the payload is copied
     /// once, from the caller into the queue.
+    #[inline]
     pub(crate) fn push_frame(&mut self, opcode: OpCode, compressed: bool, payload: &[u8]) {
         let (header, header_len) = header_bytes(true, compressed, opcode, payload.len() as u64);
         let buf = self.tail_with_room(header.len() + payload.len());
