@@ -254,23 +254,34 @@ impl Inbound {
     }
 
     /// The common case in one go: a complete, unfragmented, uncompressed text or binary
-    /// frame with a 7-bit length, masked, within `limit`. It is unmasked where it lies and
-    /// reported without recording progress; anything else (including every frame this
+    /// frame with a 7- or 16-bit length, masked, within `limit`. It is unmasked where it lies
+    /// and reported without recording progress; anything else (including every frame this
     /// would have to refuse) is left to the general path, which reports the same frames the
     /// same way (the `reference` fuzz target checks the decoder against an RFC 6455 model).
     #[inline(always)]
     fn whole_small_frame(&mut self, limit: usize) -> Option<Step> {
         let input = &mut self.rx[self.pos..];
         // FIN set, RSV bits clear: 0x81 text, 0x82 binary; then the mask bit and a length
-        // below 126 (126 and 127 announce an extended length).
-        let (head, rest) = input.split_first_chunk_mut::<6>()?;
-        let [first, second, k0, k1, k2, k3] = *head;
-        let len = usize::from(second & 0x7f);
-        if !matches!(first, 0x81 | 0x82) || second & 0x80 == 0 || len > 125 || len > limit || rest.len() < len {
+        // below 126, or 126 and a 16-bit length (127 announces a 64-bit one).
+        let &[first, second, ..] = input.first_chunk::<2>()?;
+        if !matches!(first, 0x81 | 0x82) || second & 0x80 == 0 {
             return None;
         }
-        apply_mask(&mut rest[..len], [k0, k1, k2, k3], 0);
-        let range = self.pos + 6..self.pos + 6 + len;
+        let (len, header_len) = match second & 0x7f {
+            126 => {
+                let &[_, _, high, low] = input.first_chunk::<4>()?;
+                (usize::from(u16::from_be_bytes([high, low])), 8)
+            }
+            127 => return None,
+            short => (usize::from(short), 6),
+        };
+        if len > limit || input.len() < header_len || input.len() - header_len < len {
+            return None;
+        }
+        let (head, payload) = input.split_at_mut(header_len);
+        let &[.., k0, k1, k2, k3] = head.last_chunk::<4>()?;
+        apply_mask(&mut payload[..len], [k0, k1, k2, k3], 0);
+        let range = self.pos + header_len..self.pos + header_len + len;
         self.pos = range.end;
         self.compressed = false;
         Some(match first {
