@@ -10,8 +10,8 @@ use crate::deflate::MessageDeflater;
 use crate::frame::{encode_header, header_bytes, OpCode};
 
 /// Frames are appended to the queue's last chunk so the driver writes few large chunks
-/// instead of many small ones; the chunk is grown for them up to this size, and a frame
-/// that would take it further starts a new one.
+/// instead of many small ones. A frame that fits the chunk's capacity is appended; one that
+/// does not grows the chunk only up to this size, and past it starts a new chunk.
 const COALESCE_LIMIT: usize = 64 * 1024;
 
 /// The capacity a new chunk for small frames starts with.
