@@ -158,6 +158,7 @@ impl Dispatcher {
             });
             match next {
                 None => break,
+                // Most messages need nothing more: skip the out-of-line call for them.
                 Some(FollowUp::None) => {}
                 Some(follow_up) => self.follow_up(app, conn, now, follow_up),
             }

@@ -212,30 +212,34 @@ impl Inbound {
     /// in progress; `None` leaves it to `step`. The caller must not be discarding.
     #[inline(always)]
     pub(crate) fn next_small_message(&mut self, limit: usize) -> Option<Step> {
-        if self.message_reported || self.frame.is_some() || self.message.is_some() {
+        if self.message_reported {
+            self.release_reported_message();
+        }
+        if self.frame.is_some() || self.message.is_some() {
             return None;
         }
         self.whole_small_frame(limit)
     }
 
-    /// `step` for everything but a whole small frame met first (which it also handles:
-    /// after a reassembled message is released, say).
+    /// Clears the message buffer once its reassembled message has been reported.
+    #[cold]
+    fn release_reported_message(&mut self) {
+        self.message_reported = false;
+        self.message_buf.clear();
+        if self.message_buf.capacity() > KEEP_CAPACITY {
+            self.message_buf = Vec::new();
+        }
+    }
+
+    /// `step` for everything but a whole small frame (which `next_small_message` has
+    /// already tried, unless discarding).
     #[inline(never)]
     fn step_general(&mut self, max_frame: usize, max_message: usize, discarding: bool) -> Step {
         if self.message_reported {
-            self.message_reported = false;
-            self.message_buf.clear();
-            if self.message_buf.capacity() > KEEP_CAPACITY {
-                self.message_buf = Vec::new();
-            }
+            self.release_reported_message();
         }
         if discarding && self.message.is_some() {
             self.abandon_message();
-        }
-        if self.frame.is_none() && self.message.is_none() && !discarding {
-            if let Some(step) = self.whole_small_frame(max_frame.min(max_message)) {
-                return step;
-            }
         }
         if self.frame.is_none() {
             // A decoded header goes straight on to its payload: one step per small frame.
