@@ -28,14 +28,70 @@ pub fn apply_mask(buf: &mut [u8], key: [u8; 4], offset: u64) {
     let mask = u32::from_le_bytes(key)
         .rotate_right(8 * (offset % 4) as u32)
         .to_le_bytes();
-    // This function and `xor_words` inline into the caller, so a short payload (most
-    // messages) is XORed with no call; the feature checks and vector paths are one call away.
-    #[cfg(target_arch = "x86_64")]
-    if buf.len() >= WIDE_MIN {
-        xor_wide(buf, mask);
+    // This function and `xor_short` inline into the caller, so a short payload (most
+    // messages) is XORed with no call and no loop; the feature checks and vector paths are
+    // one call away.
+    if buf.len() < WIDE_MIN {
+        xor_short(buf, mask);
         return;
     }
+    #[cfg(target_arch = "x86_64")]
+    xor_wide(buf, mask);
+    #[cfg(not(target_arch = "x86_64"))]
     xor_words(buf, mask);
+}
+
+/// The payloads shorter than [`WIDE_MIN`], in at most two reads and two writes: of 4 to 31
+/// bytes, the first and the last `N` bytes for the widest `N` of 16, 8 and 4 that fits. The
+/// two overlap unless the length is `2N`; both are read before either is written, and the
+/// bytes they share get the same value from either write.
+#[inline(always)]
+fn xor_short(buf: &mut [u8], mask: [u8; 4]) {
+    let len = buf.len();
+    let key = u32::from_le_bytes(mask);
+    // The last `N` bytes start at `len - N`, whose key phase is `len % 4` (`N` is a
+    // multiple of 4).
+    let tail_key = key.rotate_right(8 * (len % 4) as u32);
+    if len >= 16 {
+        let spread = |key: u32| u128::from(key) * 0x0000_0001_0000_0001_0000_0001_0000_0001;
+        let xor = |bytes, key: u128| (u128::from_le_bytes(bytes) ^ key).to_le_bytes();
+        xor_ends(buf, spread(key), spread(tail_key), xor);
+    } else if len >= 8 {
+        let spread = |key: u32| u64::from(key) * 0x0000_0001_0000_0001;
+        let xor = |bytes, key: u64| (u64::from_le_bytes(bytes) ^ key).to_le_bytes();
+        xor_ends(buf, spread(key), spread(tail_key), xor);
+    } else if len >= 4 {
+        let xor = |bytes, key: u32| (u32::from_le_bytes(bytes) ^ key).to_le_bytes();
+        xor_ends(buf, key, tail_key, xor);
+    } else {
+        for (byte, k) in buf.iter_mut().zip(mask) {
+            *byte ^= k;
+        }
+    }
+}
+
+/// XORs the first `N` bytes of `buf` (`N` to `2N` bytes long) with `key` and its last `N`
+/// with `tail_key`, each read as one word, both read before either is written.
+#[inline(always)]
+fn xor_ends<const N: usize, W: Copy>(buf: &mut [u8], key: W, tail_key: W, xor: impl Fn([u8; N], W) -> [u8; N]) {
+    let at = buf.len() - N;
+    let (first, last) = (read(buf, 0), read(buf, at));
+    write(buf, 0, first.map(|bytes| xor(bytes, key)));
+    write(buf, at, last.map(|bytes| xor(bytes, tail_key)));
+}
+
+/// The `N` bytes of `buf` at `at`, if it holds them (the callers' lengths say it does).
+#[inline(always)]
+fn read<const N: usize>(buf: &[u8], at: usize) -> Option<[u8; N]> {
+    buf.get(at..)?.first_chunk().copied()
+}
+
+/// Writes `bytes` at `at`, where `buf` holds them (as [`read`] found).
+#[inline(always)]
+fn write<const N: usize>(buf: &mut [u8], at: usize, bytes: Option<[u8; N]>) {
+    if let (Some(bytes), Some(out)) = (bytes, buf.get_mut(at..).and_then(|b| b.first_chunk_mut())) {
+        *out = bytes;
+    }
 }
 
 /// A payload of at least [`WIDE_MIN`] bytes: the widest vector unit the CPU has, or
@@ -66,8 +122,7 @@ fn xor_wide(buf: &mut [u8], mask: [u8; 4]) {
     xor_words(buf, mask);
 }
 
-/// The shortest payload worth the feature check: one AVX2 lane.
-#[cfg(target_arch = "x86_64")]
+/// The shortest payload worth the feature check and a loop: one AVX2 lane.
 const WIDE_MIN: usize = 32;
 
 /// [`xor_lanes`] compiled for AVX-512: one `vpxorq` and one 64-byte store per 64 bytes, the
