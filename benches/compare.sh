@@ -15,7 +15,7 @@
 # (benches/peers, `npm ci --prefix benches/peers` installs it) is a peer that supports it.
 # The peer column is skipped when PEER is not set (e.g. the uWebSockets server that
 # ../shared/bench-peers/uws-native/build.sh builds). Settings: ROUNDS (3; the median is
-# reported, ratios to the peer or to eventum-smol are taken within a round), DURATION (4 s),
+# reported, ratios to the peer or to eventum-smol, of the rate and of the CPU per unit, are taken within a round), DURATION (4 s),
 # WARMUP (1 s), CONNECTIONS (64), IDLE (10000), SERVER_CPU (0), CLIENT_CPU (1), OUT
 # (target/compare-results.md). Servers run pinned to one core, the load generator to the
 # other; every server is a fresh process on a fresh port, killed by PID afterwards.
@@ -166,26 +166,30 @@ if deflate:
     label = {"echo1k": "compressed echo, 1 KiB JSON (64 x 16)", "echo16k": "compressed echo, 16 KiB JSON (16 x 4)",
              "broadcast": "compressed broadcast, 1 KiB JSON to 64 members (deliveries/s)"}
 works = [w for w in works if w in label]
-print("| workload | server | rate (median) | vs %s (median, range) | server CPU us/unit | server core busy | client CPU share | p50 / p99 us |" % ref)
-print("|---|---|---:|---:|---:|---:|---:|---:|")
+def same_round(r, w, i):
+    """Each round's figure `i` over the reference's in the same round: the host's drift
+    between rounds cancels out."""
+    ratios = []
+    for x in r:
+        base = [b for b in rows.get((w, ref), []) if b[0] == x[0]]
+        if base and base[0][i]:
+            ratios.append(x[i] / base[0][i])
+    return "%.2fx (%.2f-%.2f)" % (statistics.median(ratios), min(ratios), max(ratios)) if ratios else "-"
+print("| workload | server | rate (median) | vs %s (median, range) | server CPU us/unit | CPU/unit vs %s (median, range) | server core busy | client CPU share | p50 / p99 us |" % (ref, ref))
+print("|---|---|---:|---:|---:|---:|---:|---:|---:|")
 for w in works:
     for s in servers:
         r = rows.get((w, s), [])
         if not r:
             continue
-        ratios = []
-        for rnd, rate, *_ in r:
-            base = [x for x in rows.get((w, ref), []) if x[0] == rnd]
-            if base and base[0][1]:
-                ratios.append(rate / base[0][1])
         med = statistics.median(x[1] for x in r)
-        ratio = "%.2fx (%.2f-%.2f)" % (statistics.median(ratios), min(ratios), max(ratios)) if ratios else "-"
         cpu = statistics.median(x[2] for x in r)
         busy = statistics.median(x[5] for x in r)
         lat = "%s / %s" % (r[len(r) // 2][3], r[len(r) // 2][4]) if w == "inflight1" else ""
         client = max(x[6] for x in r)
         flag = " **client-bound**" if client > 0.9 else ""
-        print("| %s | %s | %s | %s | %.2f | %.0f%% | %.0f%%%s | %s |" % (label[w], s, "{:,.0f}".format(med), ratio, cpu, busy * 100, client * 100, flag, lat))
+        print("| %s | %s | %s | %s | %.2f | %s | %.0f%% | %.0f%%%s | %s |" % (label[w], s, "{:,.0f}".format(med), same_round(r, w, 1), cpu,
+              same_round(r, w, 2), busy * 100, client * 100, flag, lat))
 print()
 print("| idle connections | opened | KiB per connection |")
 print("|---|---:|---:|")
