@@ -15,8 +15,9 @@
 # (benches/peers, `npm ci --prefix benches/peers` installs it) is a peer that supports it.
 # The peer column is skipped when PEER is not set (e.g. the uWebSockets server that
 # ../shared/bench-peers/uws-native/build.sh builds). Settings: ROUNDS (3; the median is
-# reported, ratios to the peer or to eventum-smol, of the rate and of the CPU per unit, are taken within a round), DURATION (4 s),
-# WARMUP (1 s), CONNECTIONS (64), IDLE (10000), SERVER_CPU (0), CLIENT_CPU (1), OUT
+# reported, and the ratios to the peer or to eventum-smol, of the rate and of the CPU per
+# unit, are taken within a round), DURATION (4 s), WARMUP (1 s), CONNECTIONS (64), IDLE
+# (10000), SERVER_CPU (0), CLIENT_CPU (1), OUT
 # (target/compare-results.md). Servers run pinned to one core, the load generator to the
 # other; every server is a fresh process on a fresh port, killed by PID afterwards.
 set -euo pipefail

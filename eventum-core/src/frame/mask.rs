@@ -238,7 +238,8 @@ fn xor_block<const N: usize>(buf: &mut [u8], mask: [u8; 4]) -> &mut [u8] {
     rest
 }
 
-/// XORs `buf` with the key repeated, 8 bytes a step: the path of every CPU.
+/// XORs `buf` with the key repeated, 8 bytes a step: the path of a payload of [`WIDE_MIN`]
+/// bytes or more on a CPU without AVX2, and on every architecture but x86-64.
 #[inline]
 fn xor_words(buf: &mut [u8], mask: [u8; 4]) {
     let [k0, k1, k2, k3] = mask;
