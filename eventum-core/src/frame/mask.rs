@@ -74,23 +74,14 @@ fn xor_short(buf: &mut [u8], mask: [u8; 4]) {
 /// with `tail_key`, each read as one word, both read before either is written.
 #[inline(always)]
 fn xor_ends<const N: usize, W: Copy>(buf: &mut [u8], key: W, tail_key: W, xor: impl Fn([u8; N], W) -> [u8; N]) {
-    let at = buf.len() - N;
-    let (first, last) = (read(buf, 0), read(buf, at));
-    write(buf, 0, first.map(|bytes| xor(bytes, key)));
-    write(buf, at, last.map(|bytes| xor(bytes, tail_key)));
-}
-
-/// The `N` bytes of `buf` at `at`, if it holds them (the callers' lengths say it does).
-#[inline(always)]
-fn read<const N: usize>(buf: &[u8], at: usize) -> Option<[u8; N]> {
-    buf.get(at..)?.first_chunk().copied()
-}
-
-/// Writes `bytes` at `at`, where `buf` holds them (as [`read`] found).
-#[inline(always)]
-fn write<const N: usize>(buf: &mut [u8], at: usize, bytes: Option<[u8; N]>) {
-    if let (Some(bytes), Some(out)) = (bytes, buf.get_mut(at..).and_then(|b| b.first_chunk_mut())) {
-        *out = bytes;
+    let (Some(&first), Some(&last)) = (buf.first_chunk(), buf.last_chunk()) else {
+        return;
+    };
+    if let Some(out) = buf.first_chunk_mut() {
+        *out = xor(first, key);
+    }
+    if let Some(out) = buf.last_chunk_mut() {
+        *out = xor(last, tail_key);
     }
 }
 
