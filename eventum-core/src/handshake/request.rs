@@ -201,7 +201,7 @@ impl Request {
     /// The extension offers as [`extensions`](Self::extensions) has them, read in place.
     pub(crate) fn extension_offers(&self) -> impl Iterator<Item = OfferText<'_>> {
         self.header_all("sec-websocket-extensions")
-            .flat_map(|v| split_unquoted(v, ','))
+            .flat_map(|v| split_unquoted(v, b','))
             .filter_map(OfferText::parse)
     }
 
@@ -467,16 +467,19 @@ fn hex_pair(pair: &[u8]) -> Option<u8> {
 /// Splits `s` at the first `sep` outside a quoted string (a backslash escapes the next
 /// character inside quotes; an unterminated quote runs to the end of `s`): what comes
 /// before, and what comes after if there was a `sep`.
-fn split_once_unquoted(s: &str, sep: char) -> (&str, Option<&str>) {
+///
+/// `sep` is an ASCII byte. The scan goes by bytes, not `char`s: `sep`, `"` and `\` are
+/// ASCII and no byte of a multi-byte character is, so it splits where a `char` scan would
+/// (an escaped multi-byte character leaves its continuation bytes to the loop, which
+/// passes over them).
+fn split_once_unquoted(s: &str, sep: u8) -> (&str, Option<&str>) {
     let (mut quoted, mut escaped) = (false, false);
-    for (i, c) in s.char_indices() {
-        match c {
+    for (i, &b) in s.as_bytes().iter().enumerate() {
+        match b {
             _ if escaped => escaped = false,
-            '\\' if quoted => escaped = true,
-            '"' => quoted = !quoted,
-            c if c == sep && !quoted => {
-                return (s.get(..i).unwrap_or_default(), s.get(i + c.len_utf8()..));
-            }
+            b'\\' if quoted => escaped = true,
+            b'"' => quoted = !quoted,
+            b if b == sep && !quoted => return (s.get(..i).unwrap_or_default(), s.get(i + 1..)),
             _ => {}
         }
     }
@@ -484,7 +487,7 @@ fn split_once_unquoted(s: &str, sep: char) -> (&str, Option<&str>) {
 }
 
 /// Splits `s` at every `sep` outside quoted strings (see [`split_once_unquoted`]).
-fn split_unquoted(s: &str, sep: char) -> impl Iterator<Item = &str> {
+fn split_unquoted(s: &str, sep: u8) -> impl Iterator<Item = &str> {
     let mut rest = Some(s);
     std::iter::from_fn(move || {
         let (item, after) = split_once_unquoted(rest?, sep);
@@ -506,12 +509,12 @@ impl<'a> OfferText<'a> {
     /// `None` for an empty or malformed item (a name or a parameter that is not a token,
     /// a value that is neither a token nor a quoted string).
     fn parse(item: &'a str) -> Option<Self> {
-        let (name, params) = split_once_unquoted(item, ';');
+        let (name, params) = split_once_unquoted(item, b';');
         let offer = OfferText {
             name: Some(trim_ows(name)).filter(|n| is_token(n))?,
             params,
         };
-        let every_param = params.map_or(0, |p| split_unquoted(p, ';').count());
+        let every_param = params.map_or(0, |p| split_unquoted(p, b';').count());
         (offer.params().count() == every_param).then_some(offer)
     }
 
@@ -525,7 +528,7 @@ impl<'a> OfferText<'a> {
     pub(crate) fn params(&self) -> impl Iterator<Item = (&'a str, Option<Cow<'a, str>>)> {
         self.params
             .into_iter()
-            .flat_map(|p| split_unquoted(p, ';'))
+            .flat_map(|p| split_unquoted(p, b';'))
             .map_while(|param| {
                 let param = trim_ows(param);
                 let (key, value) = match param.split_once('=') {
@@ -906,6 +909,22 @@ mod tests {
     }
 
     /// Whether `needle` occurs in `haystack`.
+    /// [`split_once_unquoted`] as it was written first, one `char` at a time: the reference
+    /// for the byte scan.
+    fn split_once_by_char(s: &str, sep: char) -> (&str, Option<&str>) {
+        let (mut quoted, mut escaped) = (false, false);
+        for (i, c) in s.char_indices() {
+            match c {
+                _ if escaped => escaped = false,
+                '\\' if quoted => escaped = true,
+                '"' => quoted = !quoted,
+                c if c == sep && !quoted => return (&s[..i], Some(&s[i + c.len_utf8()..])),
+                _ => {}
+            }
+        }
+        (s, None)
+    }
+
     fn contains(haystack: &[u8], needle: &str) -> bool {
         needle.is_empty() || haystack.windows(needle.len()).any(|w| w == needle.as_bytes())
     }
@@ -1018,6 +1037,13 @@ mod tests {
                     }
                 }
             }
+        }
+
+        /// The byte-wise split agrees with splitting `char` by `char`, on text full of
+        /// quotes, escapes, separators and multi-byte characters.
+        #[test]
+        fn unquoted_split_matches_a_char_scan(s in "[a;,\"\\\\ é€😀]{0,24}", sep in prop::sample::select(vec![b';', b','])) {
+            prop_assert_eq!(split_once_unquoted(&s, sep), split_once_by_char(&s, char::from(sep)));
         }
     }
 }
