@@ -46,6 +46,9 @@ pub struct Request {
     /// Index of the `?` in the target, or its length when there is no query.
     path_end: u32,
     version: u8,
+    /// Whether the `Upgrade` list holds `websocket`: read once, when the head is parsed,
+    /// as the connection, the event and the answer each ask (it fits the struct's padding).
+    upgrade: bool,
     /// Each header as offsets into `text`: where its value starts (its name's end) and where
     /// its value ends. A name starts where the header before it ends (the first at
     /// `target_end`): the head is stored in order, without separators. A header that is a
@@ -211,7 +214,7 @@ impl Request {
     /// This only says what the client asked for; the core checks the rest of RFC 6455
     /// §4.2.1 before the application sees an upgrade request.
     pub fn is_websocket_upgrade(&self) -> bool {
-        self.has_token("upgrade", "websocket")
+        self.upgrade
     }
 
     /// The `Sec-WebSocket-Key` value (the first one, trimmed), if present.
@@ -289,11 +292,18 @@ pub(crate) fn parse_request(head: &[u8], max_headers: usize) -> Result<Request, 
         return Err(HandshakeError::Malformed("request target must be an absolute path"));
     }
 
-    let common = |header: &httparse::Header<'_>| {
-        COMMON_HEADERS
-            .iter()
-            .position(|&(name, value)| header.name == name && header.value == value.as_bytes())
-    };
+    // First each header's mark: `COMMON_MARK` plus its line's index in COMMON_HEADERS, or
+    // `u32::MAX` for a header kept as text; the lines are compared once, here.
+    let mut headers: Vec<[u32; 2]> = parsed
+        .headers
+        .iter()
+        .map(|header| {
+            let line = COMMON_HEADERS
+                .iter()
+                .position(|&(name, value)| header.name == name && header.value == value.as_bytes());
+            [line.map_or(u32::MAX, |index| COMMON_MARK + index as u32), 0]
+        })
+        .collect();
     // The whole head as one string (but for common lines): a Latin-1 byte above 0x7f takes
     // two bytes in UTF-8.
     let length = method.len()
@@ -301,8 +311,9 @@ pub(crate) fn parse_request(head: &[u8], max_headers: usize) -> Result<Request, 
         + parsed
             .headers
             .iter()
-            .filter(|h| common(h).is_none())
-            .map(|h| h.name.len() + h.value.len() + h.value.iter().filter(|&&b| b >= 0x80).count())
+            .zip(&headers)
+            .filter(|(_, &[mark, _])| mark == u32::MAX)
+            .map(|(h, _)| h.name.len() + h.value.len() + h.value.iter().filter(|&&b| b >= 0x80).count())
             .sum::<usize>();
     // Offsets are u32 below `COMMON_MARK`: a head that long never fits `max_head_bytes` in
     // practice, but the limit is the user's to set.
@@ -318,28 +329,29 @@ pub(crate) fn parse_request(head: &[u8], max_headers: usize) -> Result<Request, 
     let method_end = offset(text.len())?;
     text.push_str(target);
     let target_end = offset(text.len())?;
-    let mut headers = Vec::with_capacity(parsed.headers.len());
-    for header in parsed.headers.iter() {
-        if let Some(index) = common(header) {
-            headers.push([COMMON_MARK + index as u32, offset(text.len())?]);
-            continue;
+    // Then the offsets: a common line's mark stays, and its end is where the text stands.
+    for (header, [value, end]) in parsed.headers.iter().zip(&mut headers) {
+        if *value == u32::MAX {
+            text.push_str(header.name);
+            *value = offset(text.len())?;
+            push_latin1(&mut text, header.value);
         }
-        text.push_str(header.name);
-        let value = offset(text.len())?;
-        push_latin1(&mut text, header.value);
-        headers.push([value, offset(text.len())?]);
+        *end = offset(text.len())?;
     }
 
-    Ok(Request {
+    let mut request = Request {
         // Both were reserved at their exact length, so neither moves.
         text: text.into_boxed_str(),
         method_end,
         target_end,
         path_end: offset(target.find('?').unwrap_or(target.len()))?,
         version,
+        upgrade: false,
         headers: headers.into_boxed_slice(),
         read: ReadOnce::default(),
-    })
+    };
+    request.upgrade = request.has_token("upgrade", "websocket");
+    Ok(request)
 }
 
 /// Header lines nearly every WebSocket client sends exactly so (RFC 6455's three, and what
