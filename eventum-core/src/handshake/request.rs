@@ -526,8 +526,8 @@ impl<'a> OfferText<'a> {
             name: Some(trim_ows(name)).filter(|n| is_token(n))?,
             params,
         };
-        let every_param = params.map_or(0, |p| split_unquoted(p, b';').count());
-        (offer.params().count() == every_param).then_some(offer)
+        let well_formed = params.is_none_or(|p| split_unquoted(p, b';').all(|param| parse_param(param).is_some()));
+        well_formed.then_some(offer)
     }
 
     /// The extension name as sent.
@@ -541,14 +541,7 @@ impl<'a> OfferText<'a> {
         self.params
             .into_iter()
             .flat_map(|p| split_unquoted(p, b';'))
-            .map_while(|param| {
-                let param = trim_ows(param);
-                let (key, value) = match param.split_once('=') {
-                    Some((k, v)) => (trim_ows(k), Some(parse_param_value(trim_ows(v))?)),
-                    None => (param, None),
-                };
-                is_token(key).then_some((key, value))
-            })
+            .map_while(parse_param)
     }
 
     fn to_owned(self) -> ExtensionOffer {
@@ -560,6 +553,17 @@ impl<'a> OfferText<'a> {
                 .collect(),
         }
     }
+}
+
+/// One extension parameter, `token [ "=" ( token / quoted-string ) ]` with optional
+/// whitespace around each part, as `(name, value)`; `None` if it is not that.
+fn parse_param(param: &str) -> Option<(&str, Option<Cow<'_, str>>)> {
+    let param = trim_ows(param);
+    let (key, value) = match param.split_once('=') {
+        Some((k, v)) => (trim_ows(k), Some(parse_param_value(trim_ows(v))?)),
+        None => (param, None),
+    };
+    is_token(key).then_some((key, value))
 }
 
 /// A token, or a quoted-string with its quotes and backslash escapes removed.
