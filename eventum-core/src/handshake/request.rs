@@ -924,7 +924,6 @@ mod tests {
         assert_eq!(names, ["h"]);
     }
 
-    /// Whether `needle` occurs in `haystack`.
     /// [`split_once_unquoted`] as it was written first, one `char` at a time: the reference
     /// for the byte scan.
     fn split_once_by_char(s: &str, sep: char) -> (&str, Option<&str>) {
@@ -941,6 +940,7 @@ mod tests {
         (s, None)
     }
 
+    /// Whether `needle` occurs in `haystack`.
     fn contains(haystack: &[u8], needle: &str) -> bool {
         needle.is_empty() || haystack.windows(needle.len()).any(|w| w == needle.as_bytes())
     }
