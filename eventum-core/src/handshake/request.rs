@@ -46,8 +46,9 @@ pub struct Request {
     /// Index of the `?` in the target, or its length when there is no query.
     path_end: u32,
     version: u8,
-    /// Whether the `Upgrade` list holds `websocket`: read once, when the head is parsed,
-    /// as the connection, the event and the answer each ask (it fits the struct's padding).
+    /// Whether the `Upgrade` list holds `websocket`, read once when the head is parsed: the
+    /// head's validation, the event's kind and `accept` each ask (the `bool` fits in the
+    /// struct's padding).
     upgrade: bool,
     /// Each header as offsets into `text`: where its value starts (its name's end) and where
     /// its value ends. A name starts where the header before it ends (the first at
