@@ -294,7 +294,7 @@ pub(crate) fn parse_request(head: &[u8], max_headers: usize) -> Result<Request, 
     }
 
     // First each header's mark: `COMMON_MARK` plus its line's index in COMMON_HEADERS, or
-    // `u32::MAX` for a header kept as text; the lines are compared once, here.
+    // `AS_TEXT` for a header kept as text; the lines are compared once, here.
     let mut headers: Vec<[u32; 2]> = parsed
         .headers
         .iter()
@@ -302,7 +302,7 @@ pub(crate) fn parse_request(head: &[u8], max_headers: usize) -> Result<Request, 
             let line = COMMON_HEADERS
                 .iter()
                 .position(|&(name, value)| header.name == name && header.value == value.as_bytes());
-            [line.map_or(u32::MAX, |index| COMMON_MARK + index as u32), 0]
+            [line.map_or(AS_TEXT, |index| COMMON_MARK + index as u32), 0]
         })
         .collect();
     // The whole head as one string (but for common lines): a Latin-1 byte above 0x7f takes
@@ -313,7 +313,7 @@ pub(crate) fn parse_request(head: &[u8], max_headers: usize) -> Result<Request, 
             .headers
             .iter()
             .zip(&headers)
-            .filter(|(_, &[mark, _])| mark == u32::MAX)
+            .filter(|(_, &[mark, _])| mark == AS_TEXT)
             .map(|(h, _)| h.name.len() + h.value.len() + h.value.iter().filter(|&&b| b >= 0x80).count())
             .sum::<usize>();
     // Offsets are u32 below `COMMON_MARK`: a head that long never fits `max_head_bytes` in
@@ -332,7 +332,7 @@ pub(crate) fn parse_request(head: &[u8], max_headers: usize) -> Result<Request, 
     let target_end = offset(text.len())?;
     // Then the offsets: a common line's mark stays, and its end is where the text stands.
     for (header, [value, end]) in parsed.headers.iter().zip(&mut headers) {
-        if *value == u32::MAX {
+        if *value == AS_TEXT {
             text.push_str(header.name);
             *value = offset(text.len())?;
             push_latin1(&mut text, header.value);
@@ -371,6 +371,10 @@ const COMMON_HEADERS: [(&str, &str); 6] = [
 /// The first offset of a header of [`COMMON_HEADERS`]: index 0. Offsets into the text stay
 /// below it (a longer head is refused as too large).
 const COMMON_MARK: u32 = u32::MAX - COMMON_HEADERS.len() as u32;
+
+/// `parse_request`'s first mark for a header kept as text, until its offset is known: above
+/// every common line's mark, and never left in a parsed request.
+const AS_TEXT: u32 = u32::MAX;
 
 /// httparse slots kept on the stack: the default [`Config::max_headers`](crate::Config::max_headers).
 const STACK_HEADERS: usize = 100;
